@@ -1,0 +1,140 @@
+"""One place for configuration: a frozen ``Settings`` read from the environment once, on first use.
+
+The local stack reaches moto and the emulator by environment alone (``AWS_ENDPOINT_URL``,
+``PROVIDER_BASE_URL``); no code path asks "am I local?". Secrets are never in the environment: only the
+name/ARN of the Secrets Manager secret that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from inbetween.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, model_spec
+from inbetween.errors import ConfigError
+
+FRAME_TRANSPORTS = ("url", "base64")
+
+
+def _bool(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    jobs_table: str
+    inbox_bucket: str
+    output_bucket: str
+    topic_arn: str
+    intake_queue_url: str
+    completion_queue_url: str
+    api_key_secret: str
+    webhook_secret_name: str
+    provider_base_url: str
+    provider_region: str = "cn-beijing"
+    default_model: str = DEFAULT_MODEL
+    default_resolution: str = "720P"
+    prompt_extend: bool = True
+    watermark: bool = False
+    frame_transport: str = "url"
+    # per-model concurrency we allow ourselves; 0 means "the model's published quota"
+    provider_concurrency: int = 0
+    default_webhook_url: str = ""
+    inbox_prefix: str = "inbox/"
+    results_prefix: str = "results/"
+    settle_seconds: int = 5
+    incomplete_drop_timeout_s: int = 900
+    presign_ttl_s: int = 3600
+    webhook_link_ttl_s: int = 7 * 24 * 3600
+    poll_budget_s: float = 50.0
+    poll_interval_s: float = 5.0
+    # Loopback and plain-http webhook targets are for the local stack only.
+    allow_local_webhooks: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def concurrency_for(self, model: str) -> int:
+        spec = model_spec(model)
+        published = spec.max_concurrent if spec else 1
+        return self.provider_concurrency or published
+
+
+_REQUIRED = {
+    "jobs_table": "JOBS_TABLE",
+    "inbox_bucket": "INBOX_BUCKET",
+    "output_bucket": "OUTPUT_BUCKET",
+    "topic_arn": "NOTIFY_TOPIC_ARN",
+    "intake_queue_url": "INTAKE_QUEUE_URL",
+    "completion_queue_url": "COMPLETION_QUEUE_URL",
+    "api_key_secret": "DASHSCOPE_API_KEY_SECRET",
+    "webhook_secret_name": "WEBHOOK_SECRET_NAME",
+}
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    missing = [name for name in _REQUIRED.values() if not env.get(name)]
+    if missing:
+        raise ConfigError("missing environment variables: " + ", ".join(sorted(missing)))
+    values: dict = {attr: env[name] for attr, name in _REQUIRED.items()}
+
+    region = env.get("PROVIDER_REGION", "cn-beijing")
+    base_url = env.get("PROVIDER_BASE_URL", "").rstrip("/")
+    if not base_url:
+        if region not in REGION_BASE_URLS:
+            raise ConfigError(
+                f"PROVIDER_REGION {region!r} is unknown; use one of {sorted(REGION_BASE_URLS)} "
+                "or set PROVIDER_BASE_URL"
+            )
+        base_url = REGION_BASE_URLS[region]
+    values["provider_region"] = region
+    values["provider_base_url"] = base_url
+
+    model = env.get("DEFAULT_MODEL", DEFAULT_MODEL)
+    spec = model_spec(model)
+    if spec is None:
+        raise ConfigError(f"DEFAULT_MODEL {model!r} is unknown; use one of {sorted(MODELS)}")
+    values["default_model"] = spec.name
+    resolution = env.get("DEFAULT_RESOLUTION", spec.default_resolution)
+    if resolution not in spec.resolutions:
+        raise ConfigError(f"DEFAULT_RESOLUTION {resolution!r} is not offered by {spec.name}")
+    values["default_resolution"] = resolution
+
+    transport = env.get("FRAME_TRANSPORT", "url")
+    if transport not in FRAME_TRANSPORTS:
+        raise ConfigError(f"FRAME_TRANSPORT must be one of {FRAME_TRANSPORTS}, got {transport!r}")
+    values["frame_transport"] = transport
+
+    try:
+        for attr, name, cast in (
+            ("provider_concurrency", "PROVIDER_CONCURRENCY", int),
+            ("settle_seconds", "SETTLE_SECONDS", int),
+            ("incomplete_drop_timeout_s", "INCOMPLETE_DROP_TIMEOUT_SECONDS", int),
+            ("presign_ttl_s", "PRESIGN_TTL_SECONDS", int),
+            ("poll_budget_s", "POLL_BUDGET_SECONDS", float),
+            ("poll_interval_s", "POLL_INTERVAL_SECONDS", float),
+        ):
+            if env.get(name, "") != "":
+                values[attr] = cast(env[name])
+    except ValueError as exc:
+        raise ConfigError(f"a numeric setting is not a number: {exc}") from None
+
+    for attr, name in (
+        ("prompt_extend", "PROMPT_EXTEND"),
+        ("watermark", "WATERMARK"),
+        ("allow_local_webhooks", "ALLOW_LOCAL_WEBHOOKS"),
+    ):
+        if env.get(name, "") != "":
+            values[attr] = _bool(env[name], name)
+    values["default_webhook_url"] = env.get("WEBHOOK_URL", "")
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
