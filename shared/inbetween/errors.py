@@ -42,6 +42,10 @@ class InvalidImage(InvalidJob):
 
 
 class ProviderError(InbetweenError):
+    # True when a create call failed after its body may have reached the provider (read timeout, dropped
+    # connection, 5xx): the task may exist, so reconcile with the task list instead of resubmitting.
+    maybe_created: bool = False
+
     def __init__(
         self,
         message: str,
@@ -50,6 +54,7 @@ class ProviderError(InbetweenError):
         request_id: str | None = None,
         status_code: int | None = None,
         task_id: str | None = None,
+        maybe_created: bool = False,
     ):
         super().__init__(message)
         self.message = message
@@ -57,6 +62,7 @@ class ProviderError(InbetweenError):
         self.request_id = request_id
         self.status_code = status_code
         self.task_id = task_id
+        self.maybe_created = maybe_created
 
     def __str__(self) -> str:
         parts = [self.message]

@@ -1,0 +1,305 @@
+"""Typed shapes of the DashScope kf2v task API: what we send and what we read back.
+
+Each ``from_api`` reads only the fields we use and ignores the rest, so new provider fields never break a
+poll. Missing optional fields become ``None``. A structurally wrong body (no task id, a status we do not
+know) raises ``ValueError``; the client turns that into a retryable ``ProviderUnavailable``.
+
+Times: the task query returns ``"YYYY-MM-DD HH:MM:SS.mmm"`` with no zone. The documented examples are
+China local time, so we read them as UTC+8 (China has no daylight saving) and return aware datetimes in UTC.
+The task list returns epoch milliseconds, also returned as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from inbetween import catalog
+
+CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
+
+# Frame URLs are often data URIs of several megabytes; reprs and logs show only their head.
+_REPR_URL_CHARS = 64
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    # the task does not exist, or is older than the 24 h the provider keeps it
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+def shorten(value: str | None, limit: int = _REPR_URL_CHARS) -> str | None:
+    """``value`` cut to ``limit`` characters, with the full length noted (for reprs and log lines)."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:limit]}...({len(value)} chars)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CreateTaskRequest:
+    model: str
+    first_frame_url: str
+    last_frame_url: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    template: str | None = None
+    resolution: str | None = None
+    duration: int = catalog.FIXED_DURATION_S
+    prompt_extend: bool | None = None
+    watermark: bool | None = None
+    seed: int | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body the API reference documents. ``None`` fields are left out (the provider's default
+        applies). ``parameters`` is always present, possibly empty, as the official SDK sends it."""
+        input_fields = {
+            "first_frame_url": self.first_frame_url,
+            "last_frame_url": self.last_frame_url,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "template": self.template,
+        }
+        parameter_fields = {
+            "resolution": self.resolution,
+            # 5 s is the only value and the provider's default: leaving it out keeps the body identical
+            # to the documented curl examples. Any other value is sent so the provider can reject it.
+            "duration": None if self.duration == catalog.FIXED_DURATION_S else self.duration,
+            "prompt_extend": self.prompt_extend,
+            "watermark": self.watermark,
+            "seed": self.seed,
+        }
+        return {
+            "model": self.model,
+            "input": {key: value for key, value in input_fields.items() if value is not None},
+            "parameters": {key: value for key, value in parameter_fields.items() if value is not None},
+        }
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                value = shorten(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"CreateTaskRequest({', '.join(shown)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    video_duration: int | None = None
+    video_count: int | None = None
+    sr: int | None = None  # 2.2 models: 480 / 720 / 1080
+    video_ratio: str | None = None  # 2.1 models: "standard"
+
+    @classmethod
+    def from_api(cls, usage: Any) -> Usage | None:
+        if not isinstance(usage, Mapping):
+            return None
+        return cls(
+            video_duration=_int_or_none(usage.get("video_duration")),
+            video_count=_int_or_none(usage.get("video_count")),
+            sr=_int_or_none(usage.get("SR", usage.get("sr"))),
+            video_ratio=_str_or_none(usage.get("video_ratio")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """What task creation returns."""
+
+    task_id: str
+    task_status: TaskStatus
+    request_id: str | None = None
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> TaskRef:
+        output = _output_of(body)
+        return cls(
+            task_id=_required_str(output, "task_id"),
+            # the create response always says PENDING; tolerate its absence
+            task_status=_status(output.get("task_status") or TaskStatus.PENDING),
+            request_id=_str_or_none(body.get("request_id")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """One task as ``GET /tasks/{id}`` describes it. ``code``/``message`` appear only on failure, and a
+    FAILED task without a code is normal (the provider sometimes gives none)."""
+
+    task_id: str
+    status: TaskStatus
+    request_id: str | None = None
+    submit_time: datetime | None = None
+    scheduled_time: datetime | None = None
+    end_time: datetime | None = None
+    video_url: str | None = None
+    orig_prompt: str | None = None
+    actual_prompt: str | None = None
+    code: str | None = None
+    message: str | None = None
+    usage: Usage | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is TaskStatus.SUCCEEDED and bool(self.video_url)
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> TaskState:
+        output = _output_of(body)
+        return cls(
+            task_id=_required_str(output, "task_id"),
+            status=_status(output.get("task_status")),
+            request_id=_str_or_none(body.get("request_id")),
+            submit_time=parse_provider_time(output.get("submit_time")),
+            scheduled_time=parse_provider_time(output.get("scheduled_time")),
+            end_time=parse_provider_time(output.get("end_time")),
+            # the SDK shows "" on failure; an empty URL is no URL
+            video_url=_str_or_none(output.get("video_url")),
+            orig_prompt=_str_or_none(output.get("orig_prompt")),
+            actual_prompt=_str_or_none(output.get("actual_prompt")),
+            code=_str_or_none(output.get("code")),
+            message=_str_or_none(output.get("message")),
+            usage=Usage.from_api(body.get("usage")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One row of the task list (``GET /tasks``): times are epoch milliseconds there."""
+
+    task_id: str
+    status: TaskStatus
+    model_name: str | None
+    gmt_create: datetime
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    api_key_id: str | None = None
+    request_id: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> TaskSummary:
+        gmt_create = _epoch_ms(item.get("gmt_create"))
+        if gmt_create is None:
+            raise ValueError("task list entry without a gmt_create time")
+        return cls(
+            task_id=_required_str(item, "task_id"),
+            status=_status(item.get("status", item.get("task_status"))),
+            model_name=_str_or_none(item.get("model_name")),
+            gmt_create=gmt_create,
+            start_time=_epoch_ms(item.get("start_time")),
+            end_time=_epoch_ms(item.get("end_time")),
+            api_key_id=_str_or_none(item.get("api_key_id")),
+            request_id=_str_or_none(item.get("request_id")),
+            region=_str_or_none(item.get("region")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    total: int
+    page_no: int
+    page_size: int
+    total_page: int
+    tasks: tuple[TaskSummary, ...]
+    request_id: str | None = None
+
+    @classmethod
+    def from_api(cls, body: Mapping[str, Any]) -> TaskPage:
+        # the raw API puts the page at the top level; tolerate the SDK's "output" wrapping too
+        page = body.get("output") if isinstance(body.get("output"), Mapping) else body
+        items = page.get("data") or []
+        if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+            raise ValueError("task list 'data' is not a list of objects")
+        tasks = tuple(TaskSummary.from_api(item) for item in items)
+        page_size = _int_or_none(page.get("page_size")) or max(len(tasks), 1)
+        total = _int_or_none(page.get("total"))
+        return cls(
+            total=total if total is not None else len(tasks),
+            page_no=_int_or_none(page.get("page_no")) or 1,
+            page_size=page_size,
+            total_page=_int_or_none(page.get("total_page")) or 1,
+            tasks=tasks,
+            request_id=_str_or_none(body.get("request_id")),
+        )
+
+
+def parse_provider_time(value: Any) -> datetime | None:
+    """``"2025-04-18 10:36:58.394"`` (China time, no zone) -> aware UTC datetime; junk -> None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None  # a cosmetic field must never fail a poll
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=CHINA_TZ)
+    return parsed.astimezone(UTC)
+
+
+def _epoch_ms(value: Any) -> datetime | None:
+    millis = _int_or_none(value)
+    if millis is None:
+        return None
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _output_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ValueError("response body is not a JSON object")
+    output = body.get("output")
+    if isinstance(output, Mapping):
+        return output
+    # the official SDK also accepts the task fields at the top level
+    if "task_id" in body:
+        return body
+    raise ValueError("response has no 'output' object")
+
+
+def _status(value: Any) -> TaskStatus:
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        # A status we do not know is not "UNKNOWN" (= the task is gone): guessing would end a live job.
+        raise ValueError(f"unexpected task status {shorten(str(value), 40)!r}") from None
+
+
+def _required_str(mapping: Mapping[str, Any], key: str) -> str:
+    value = mapping.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"response has no {key!r}")
+    return value
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text or None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
