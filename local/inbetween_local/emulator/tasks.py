@@ -1,0 +1,552 @@
+"""Task store and lifecycle: PENDING -> RUNNING -> SUCCEEDED / FAILED (or CANCELED from PENDING).
+
+State moves on ``advance()``, which the server calls on every request and from a ticker thread, so a
+``ManualClock`` gives deterministic timing. A task becomes SUCCEEDED only once its video is rendered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from inbetween.catalog import (
+    FIXED_DURATION_S,
+    NEGATIVE_PROMPT_MAX_CHARS,
+    PROMPT_MAX_CHARS,
+    SEED_MAX,
+    SEED_MIN,
+    model_spec,
+    output_size,
+)
+
+from .config import CreateRequest, Duration, EmulatorConfig, ErrorTiming, FaultOutcome, Faults
+from .errors import ApiError, invalid_parameter, message_for
+from .frames import Frame, FrameRejected, FrameUnavailable, is_supported_url, load_frame
+from .render import Renderer, RenderJob
+
+CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+# prompt_extend stands in for the provider's LLM rewrite: one of these, chosen by a hash of the prompt
+_EXTENSIONS = (
+    "Soft natural light, smooth continuous motion, cinematic depth of field, rich detail.",
+    "The camera moves steadily and the scene transitions fluidly, with consistent colours and lighting.",
+    "High detail, gentle motion blur, coherent subject identity from the first frame to the last.",
+)
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"
+
+
+TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED})
+
+
+def china_time(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, CHINA_TIME)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def parse_list_time(text: str) -> float:
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=CHINA_TIME).timestamp()
+    except ValueError as error:
+        raise invalid_parameter(f"Invalid time format: {text!r}, expected yyyyMMddHHmmss.") from error
+
+
+def extend_prompt(prompt: str) -> str:
+    sentence = _EXTENSIONS[int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(_EXTENSIONS)]
+    return f"{prompt} {sentence}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    task_id: str
+    status: TaskStatus
+    model: str
+    api_key_id: str
+    created_at: float
+    scheduled_at: float | None
+    ended_at: float | None
+    code: str | None
+    message: str | None
+    orig_prompt: str
+    actual_prompt: str | None
+    resolution: str
+    width: int
+    height: int
+    watermark: bool
+    template: str | None
+
+
+@dataclass(slots=True)
+class _PlannedFailure:
+    code: str | None
+    message: str | None
+    at_end_of_pending: bool
+
+
+@dataclass(slots=True)
+class _Task:
+    task_id: str
+    request_id: str
+    model: str
+    api_key_id: str
+    orig_prompt: str
+    actual_prompt: str | None
+    resolution: str
+    watermark: bool
+    template: str | None
+    seed: int
+    width: int
+    height: int
+    first: Frame | None
+    last: Frame | None
+    submit_at: float
+    pending_for: float
+    running_for: float
+    failure: _PlannedFailure | None
+    status: TaskStatus = TaskStatus.PENDING
+    scheduled_at: float | None = None
+    end_at: float | None = None
+    code: str | None = None
+    message: str | None = None
+    render: Future[bytes] | None = None
+    rendered_at: float | None = None
+    video: bytes | None = None
+    queries: int = 0
+    downloads: int = 0
+
+    def snapshot(self) -> TaskSnapshot:
+        return TaskSnapshot(
+            task_id=self.task_id,
+            status=self.status,
+            model=self.model,
+            api_key_id=self.api_key_id,
+            created_at=self.submit_at,
+            scheduled_at=self.scheduled_at,
+            ended_at=self.end_at,
+            code=self.code,
+            message=self.message,
+            orig_prompt=self.orig_prompt,
+            actual_prompt=self.actual_prompt,
+            resolution=self.resolution,
+            width=self.width,
+            height=self.height,
+            watermark=self.watermark,
+            template=self.template,
+        )
+
+
+class _SlidingWindow:
+    """Counts events in the last second per key; refuses an event past ``limit``."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, deque[float]] = {}
+
+    def admit(self, key: str, now: float, limit: float | None) -> bool:
+        if limit is None:
+            return True
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - 1.0:
+            events.popleft()
+        if len(events) >= limit:
+            return False
+        events.append(now)
+        return True
+
+
+@dataclass(slots=True)
+class _Counters:
+    creates_accepted: int = 0
+    creates_rejected: dict[str, int] = field(default_factory=dict)
+    queries: int = 0
+    list_calls: int = 0
+    cancels: int = 0
+    downloads: int = 0
+
+
+class TaskEngine:
+    def __init__(self, config: EmulatorConfig, faults: Faults, renderer: Renderer) -> None:
+        self.config = config
+        self.faults = faults
+        self.renderer = renderer
+        self.on_task_finished: list[Callable[[TaskSnapshot], None]] = []
+        self.counters = _Counters()
+        self._tasks: dict[str, _Task] = {}
+        self._lock = threading.RLock()
+        self._rng = random.Random(config.seed)
+        self._submit_window = _SlidingWindow()
+        self._query_window = _SlidingWindow()
+        self._slot_freed_at: dict[str, float] = {}
+        self._videos: dict[str, tuple[bytes, float]] = {}  # task id -> (mp4, link expiry)
+        self._advancing = threading.local()
+
+    def now(self) -> float:
+        return self.config.clock()
+
+    # --- create ---------------------------------------------------------------------------------
+    def create(self, body: Any, api_key_id: str) -> _Task:
+        if not isinstance(body, dict):
+            raise invalid_parameter("The request body must be a JSON object.")
+        model = body.get("model")
+        if not model:
+            raise ApiError("BadRequest.EmptyModel")
+        spec = model_spec(model) if isinstance(model, str) else None
+        if spec is None:
+            raise invalid_parameter("Model not exist.")
+        with self._lock:
+            if not self._submit_window.admit(model, self.now(), self.faults.submit_rate_limit(model)):
+                raise ApiError("Throttling.RateQuota")
+        payload = body.get("input")
+        if not isinstance(payload, dict) or not payload:
+            raise ApiError("BadRequest.EmptyInput")
+        parameters = body.get("parameters", {})
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, dict):
+            raise invalid_parameter("parameters must be a JSON object.")
+
+        prompt = _optional_text(payload, "prompt")
+        negative_prompt = _optional_text(payload, "negative_prompt")
+        template = _optional_text(payload, "template") or None
+        first_url = _optional_text(payload, "first_frame_url")
+        last_url = _optional_text(payload, "last_frame_url") or None
+        if template is not None:
+            if not spec.supports_templates:
+                raise invalid_parameter(f"The template parameter is not supported by model {model}.")
+            if template not in spec.templates:
+                raise invalid_parameter(f"Template not supported: {template}.")
+            if not first_url:
+                raise invalid_parameter(
+                    "Field required: input.first_frame_url (template mode needs the first frame; "
+                    "last_frame_url alone is not accepted)."
+                )
+            last_url = None  # ignored in template mode, as the effect list says
+        if not first_url:
+            raise invalid_parameter("Field required: input.first_frame_url")
+        for url in (first_url, last_url):
+            if url is not None and not is_supported_url(url):
+                raise ApiError("InvalidURL")
+
+        resolution = parameters.get("resolution", spec.default_resolution)
+        if resolution not in spec.resolutions:
+            raise invalid_parameter(
+                f"The resolution {resolution!r} is not supported by model {model}; "
+                f"supported values: {', '.join(spec.resolutions)}."
+            )
+        duration = parameters.get("duration", FIXED_DURATION_S)
+        if type(duration) is not int or duration != FIXED_DURATION_S:
+            raise invalid_parameter(f"The duration must be {FIXED_DURATION_S}.")
+        prompt_extend = _optional_bool(parameters, "prompt_extend", True)
+        watermark = _optional_bool(parameters, "watermark", False)
+        seed = parameters.get("seed")
+        if seed is None:
+            seed = self._rng.randint(SEED_MIN, SEED_MAX)
+        elif type(seed) is not int or not SEED_MIN <= seed <= SEED_MAX:
+            raise invalid_parameter(f"The seed must be an integer in [{SEED_MIN}, {SEED_MAX}].")
+
+        marker_prompt = prompt
+        # silently truncated, as the provider does
+        prompt = prompt[:PROMPT_MAX_CHARS]
+        negative_prompt = negative_prompt[:NEGATIVE_PROMPT_MAX_CHARS]
+        del negative_prompt  # accepted and truncated; the rendering does not use it
+
+        request = CreateRequest(
+            model=model,
+            prompt=marker_prompt,
+            template=template,
+            first_frame_url=first_url,
+            last_frame_url=last_url,
+            resolution=resolution,
+            api_key_id=api_key_id,
+        )
+        failure: _PlannedFailure | None = None
+        rule = self.faults.select_rule(request)
+        if rule is not None:
+            if rule.outcome is FaultOutcome.REJECT:
+                raise ApiError(rule.code or "InternalError", rule.resolved_message(), rule.resolved_status())
+            failure = _PlannedFailure(rule.code, rule.resolved_message(), at_end_of_pending=False)
+
+        first = last = None
+        try:
+            first = self._load(first_url)
+            last = self._load(last_url) if last_url else None
+        except FrameRejected as rejected:
+            if self.config.image_errors is ErrorTiming.SYNC:
+                raise ApiError(rejected.code, rejected.message, 400) from rejected
+            failure = _PlannedFailure(rejected.code, rejected.message, at_end_of_pending=True)
+        except FrameUnavailable as unavailable:
+            if self.config.download_errors is ErrorTiming.SYNC:
+                raise ApiError(unavailable.code, unavailable.message, 400) from unavailable
+            failure = _PlannedFailure(unavailable.code, unavailable.message, at_end_of_pending=True)
+
+        width, height = output_size(first.width, first.height, resolution) if first else (0, 0)
+        with self._lock:
+            now = self.now()
+            self._advance_locked(now)
+            limit = self.faults.concurrency_limit(model)
+            if limit is not None and self.faults.concurrency_mode == "reject":
+                in_flight = sum(
+                    1 for task in self._tasks.values() if task.model == model and task.status not in TERMINAL
+                )
+                if in_flight >= limit:
+                    raise ApiError("Throttling.AllocationQuota")
+            task = _Task(
+                task_id=str(uuid.uuid4()),
+                request_id=str(uuid.uuid4()),
+                model=model,
+                api_key_id=api_key_id,
+                orig_prompt=prompt,
+                actual_prompt=extend_prompt(prompt) if prompt_extend else None,
+                resolution=resolution,
+                watermark=watermark,
+                template=template,
+                seed=seed,
+                width=width,
+                height=height,
+                first=first,
+                last=last,
+                submit_at=now,
+                pending_for=self._draw(self.config.pending_s),
+                running_for=self._draw(self.config.running_s),
+                failure=failure,
+            )
+            self._tasks[task.task_id] = task
+            self.counters.creates_accepted += 1
+            return task
+
+    def _load(self, url: str) -> Frame:
+        return load_frame(
+            url,
+            limits=self.config.image_limits,
+            allow_remote=self.config.allow_remote_fetch,
+            timeout_s=self.config.fetch_timeout_s,
+        )
+
+    def _draw(self, duration: Duration) -> float:
+        if isinstance(duration, tuple):
+            low, high = duration
+            with self._lock:
+                value = self._rng.uniform(low, high)
+        else:
+            value = float(duration)
+        return value * self.config.time_scale
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def advance(self) -> None:
+        finished: list[TaskSnapshot] = []
+        with self._lock:
+            finished = self._advance_locked(self.now())
+        self._notify(finished)
+
+    def _advance_locked(self, now: float) -> list[TaskSnapshot]:
+        self._advancing.active = True
+        try:
+            return self._advance_inner(now)
+        finally:
+            self._advancing.active = False
+
+    def _advance_inner(self, now: float) -> list[TaskSnapshot]:
+        finished: list[TaskSnapshot] = []
+        for task_id in [
+            t.task_id for t in self._tasks.values() if now - t.submit_at > self.config.task_ttl_s
+        ]:
+            del self._tasks[task_id]
+        for task_id in [key for key, (_, expires) in self._videos.items() if now > expires]:
+            del self._videos[task_id]
+        changed = True
+        while changed:
+            changed = False
+            for task in sorted(self._tasks.values(), key=lambda t: t.submit_at):
+                if task.status is TaskStatus.PENDING and now >= task.submit_at + task.pending_for:
+                    changed |= self._try_start(task, now, finished)
+                elif task.status is TaskStatus.RUNNING:
+                    changed |= self._try_finish(task, now, finished)
+        return finished
+
+    def _try_start(self, task: _Task, now: float, finished: list[TaskSnapshot]) -> bool:
+        ready_at = task.submit_at + task.pending_for
+        if task.failure is not None and task.failure.at_end_of_pending:
+            task.scheduled_at = ready_at
+            self._end(task, TaskStatus.FAILED, ready_at, finished, task.failure.code, task.failure.message)
+            return True
+        limit = self.faults.concurrency_limit(task.model)
+        if limit is not None:
+            running = sum(
+                1 for t in self._tasks.values() if t.model == task.model and t.status is TaskStatus.RUNNING
+            )
+            if running >= limit:
+                return False
+        task.status = TaskStatus.RUNNING
+        task.scheduled_at = min(now, max(ready_at, self._slot_freed_at.get(task.model, ready_at)))
+        if task.failure is None and task.first is not None:
+            job = RenderJob(
+                first=task.first.data,
+                last=task.last.data if task.last else None,
+                width=task.width,
+                height=task.height,
+                watermark=task.watermark,
+                template=task.template,
+            )
+            task.render = self.renderer.submit(job)
+            task.render.add_done_callback(lambda _f, task_id=task.task_id: self._render_done(task_id))
+        return True
+
+    def _render_done(self, task_id: str) -> None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is not None and task.rendered_at is None:
+                task.rendered_at = self.now()
+            # a cache hit completes at once, inside advance(): its loop picks the task up again
+            if getattr(self._advancing, "active", False):
+                return
+        self.advance()
+
+    def _try_finish(self, task: _Task, now: float, finished: list[TaskSnapshot]) -> bool:
+        assert task.scheduled_at is not None
+        due = task.scheduled_at + task.running_for
+        if now < due:
+            return False
+        if task.failure is not None:
+            self._end(task, TaskStatus.FAILED, due, finished, task.failure.code, task.failure.message)
+            return True
+        if task.render is None or not task.render.done() or task.rendered_at is None:
+            return False
+        error = task.render.exception()
+        if error is not None:
+            self._end(
+                task, TaskStatus.FAILED, max(due, task.rendered_at), finished, "InternalError.Algo", None
+            )
+            return True
+        task.video = task.render.result()
+        end_at = max(due, task.rendered_at)
+        self._videos[task.task_id] = (task.video, self.link_expiry(end_at))
+        self._end(task, TaskStatus.SUCCEEDED, end_at, finished)
+        return True
+
+    def link_expiry(self, end_at: float) -> int:
+        return int(end_at + self.config.video_url_ttl_s)
+
+    def _end(
+        self,
+        task: _Task,
+        status: TaskStatus,
+        at: float,
+        finished: list[TaskSnapshot],
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        if status is TaskStatus.FAILED and code is not None and message is None:
+            message = message_for(code)
+        was_running = task.status is TaskStatus.RUNNING
+        task.status, task.end_at, task.code, task.message = status, at, code, message
+        task.first = task.last = None  # the frames are no longer needed
+        if was_running:
+            self._slot_freed_at[task.model] = max(at, self._slot_freed_at.get(task.model, at))
+        finished.append(task.snapshot())
+
+    def _notify(self, finished: list[TaskSnapshot]) -> None:
+        for snapshot in finished:
+            for callback in list(self.on_task_finished):
+                callback(snapshot)
+
+    # --- queries ----------------------------------------------------------------------------------
+    def admit_query(self) -> bool:
+        with self._lock:
+            return self._query_window.admit("account", self.now(), self.faults.query_rate_limit())
+
+    def find(self, task_id: str) -> _Task | None:
+        self.advance()
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def cancel(self, task_id: str) -> None:
+        finished: list[TaskSnapshot] = []
+        with self._lock:
+            self._advance_locked(self.now())
+            task = self._tasks.get(task_id)
+            if task is None or task.status is not TaskStatus.PENDING:
+                raise ApiError("UnsupportedOperation")
+            self._end(task, TaskStatus.CANCELED, self.now(), finished)
+            self.counters.cancels += 1
+        self._notify(finished)
+
+    def list_tasks(
+        self,
+        *,
+        start: float | None,
+        end: float | None,
+        model_name: str | None,
+        status: str | None,
+        api_key_id: str | None,
+        region: str | None,
+    ) -> list[_Task]:
+        self.advance()
+        now = self.now()
+        end = now if end is None else end
+        start = end - 24 * 3600 if start is None else start
+        if end - start > 24 * 3600:
+            raise invalid_parameter("The time span between start_time and end_time must not exceed 24 hours.")
+        if region is not None and region != self.config.region:
+            return []
+        with self._lock:
+            chosen = [
+                task
+                for task in self._tasks.values()
+                if start <= task.submit_at <= end
+                and (model_name is None or task.model == model_name)
+                and (status is None or task.status == status)
+                and (api_key_id is None or task.api_key_id == api_key_id)
+            ]
+        return sorted(chosen, key=lambda t: t.submit_at, reverse=True)
+
+    def snapshots(self) -> dict[str, TaskSnapshot]:
+        self.advance()
+        with self._lock:
+            return {task_id: task.snapshot() for task_id, task in self._tasks.items()}
+
+    def video(self, task_id: str) -> bytes | None:
+        """The MP4 of a task, kept until its link expires (even past the task's own 24 h)."""
+        with self._lock:
+            stored = self._videos.get(task_id)
+            task = self._tasks.get(task_id)
+            if task is not None:
+                task.downloads += 1
+            return stored[0] if stored else None
+
+    def idle(self) -> bool:
+        """No task waiting on a render."""
+        with self._lock:
+            return all(t.render is None or t.render.done() for t in self._tasks.values())
+
+
+def _optional_text(container: dict[str, Any], key: str) -> str:
+    value = container.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid_parameter(f"input.{key} must be a string.")
+    return value
+
+
+def _optional_bool(container: dict[str, Any], key: str, default: bool) -> bool:
+    value = container.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_parameter(f"parameters.{key} must be a boolean.")
+    return value
