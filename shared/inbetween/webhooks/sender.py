@@ -289,10 +289,13 @@ def _total_budget(timeout: httpx.Timeout) -> float:
 def _read_capped(response: httpx.Response, deadline: float) -> str:
     """At most MAX_RESPONSE_BYTES of the raw body, and no reading past the deadline."""
     received = bytearray()
-    for chunk in response.iter_raw():
-        received += chunk
-        if len(received) >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
-            break
+    if response.is_stream_consumed:  # an in-memory response (test transports): nothing left to stream
+        received += response.content[:MAX_RESPONSE_BYTES]
+    else:
+        for chunk in response.iter_raw():
+            received += chunk
+            if len(received) >= MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+                break
     text = bytes(received[:MAX_RESPONSE_BYTES]).decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return text[:ERROR_SNIPPET_CHARS]
