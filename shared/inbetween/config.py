@@ -138,3 +138,34 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Pipeline clocks. Defaults suit the real provider; the local stack shortens them by environment."""
+
+    first_poll_delay_s: float | None = None  # None: the model's shortest plausible generation time
+    submit_lease_s: float = 90.0
+    notify_grace_s: float = 120.0
+    completion_grace_s: float = 900.0
+    query_rps: float = 10.0  # half the account's 20 QPS, leaving room for people and other tools
+    poll_concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Timing:
+        env = dict(os.environ if env is None else env)
+        values: dict = {}
+        for attr, name, cast in (
+            ("first_poll_delay_s", "FIRST_POLL_DELAY_SECONDS", float),
+            ("submit_lease_s", "SUBMIT_LEASE_SECONDS", float),
+            ("notify_grace_s", "NOTIFY_GRACE_SECONDS", float),
+            ("completion_grace_s", "COMPLETION_GRACE_SECONDS", float),
+            ("query_rps", "PROVIDER_QUERY_RPS", float),
+            ("poll_concurrency", "POLL_CONCURRENCY", int),
+        ):
+            if env.get(name, "") != "":
+                try:
+                    values[attr] = cast(env[name])
+                except ValueError:
+                    raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+        return cls(**values)

@@ -1,0 +1,30 @@
+"""CompletionFunction: finished tasks -> stored, verified videos and notifications; webhook retries."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from inbetween import completion, outcomes
+from inbetween.events import CompleteJob, completion_item
+from inbetween.observability import logger, metrics, tracer
+from inbetween.wiring import get_deps
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    deps = get_deps()
+    item = completion_item(record.body)
+    if isinstance(item, CompleteJob):
+        logger.append_keys(job_id=item.job_id)
+        outcome = completion.complete(deps, item.job_id)
+    else:
+        outcome = outcomes.attempt_webhook(deps, item.delivery_id)
+    logger.info("completion", extra={"item": str(item), "outcome": outcome})
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

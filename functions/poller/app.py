@@ -1,0 +1,20 @@
+"""PollerFunction: every minute, everything that is due (provider tasks, admissions, retries)."""
+
+from dataclasses import asdict
+
+from inbetween import polling
+from inbetween.observability import logger, metrics, tracer
+from inbetween.wiring import get_deps
+
+SAFETY_MARGIN_S = 15.0
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    deps = get_deps()
+    remaining = context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_S
+    report = polling.tick(deps, budget_s=max(0.0, min(deps.settings.poll_budget_s, remaining)))
+    logger.info("poll tick", extra=asdict(report))
+    return asdict(report)

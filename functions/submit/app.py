@@ -1,0 +1,29 @@
+"""SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from inbetween import intake
+from inbetween.events import ObjectCreated, intake_items
+from inbetween.observability import logger, metrics, tracer
+from inbetween.wiring import get_deps
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    deps = get_deps()
+    for item in intake_items(record.body):
+        if isinstance(item, ObjectCreated):
+            outcome = intake.on_object_created(deps, item.bucket, item.key)
+        else:
+            outcome = intake.examine(deps, item.job_name)
+        logger.info("intake", extra={"item": str(item), "outcome": outcome})
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

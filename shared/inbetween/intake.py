@@ -1,0 +1,256 @@
+"""From S3 objects to jobs: wait for the folder to settle, identify the run, validate, queue for a slot."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from inbetween import admission
+from inbetween.catalog import IMAGE_LIMITS, output_size
+from inbetween.deps import Deps
+from inbetween.drops import (
+    JOB_JSON,
+    PROMPT_TXT,
+    build_spec,
+    check_job_name,
+    decode_prompt_txt,
+    parse_job_json,
+    parse_key,
+    run_digest,
+)
+from inbetween.errors import InvalidJob
+from inbetween.models import DueKind, ErrorInfo, InputObject, JobSpec, JobStatus
+from inbetween.observability import count, logger
+from inbetween.outcomes import check_webhook_url_syntax, report_and_notify
+from inbetween.provider.models import CreateTaskRequest
+from inbetween.provider.validation import inspect_image, validate_request
+from inbetween.storage import ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    job_name: str
+    files: dict[str, ObjectInfo]  # role -> object
+    newest: float
+
+
+def on_object_created(deps: Deps, bucket: str, key: str) -> str:
+    """One S3 notification. Returns what happened (for logs and tests)."""
+    settings = deps.settings
+    if bucket != settings.inbox_bucket:
+        return "ignored: not the inbox bucket"
+    drop = parse_key(key, settings.inbox_prefix)
+    if drop is None or drop.role is None:
+        return "ignored: outside the drop-folder convention"
+    return examine(deps, drop.job_name)
+
+
+def _read_folder(deps: Deps, job_name: str) -> tuple[Folder, list[str]]:
+    settings = deps.settings
+    prefix = f"{settings.inbox_prefix}{job_name}/"
+    files: dict[str, ObjectInfo] = {}
+    problems: list[str] = []
+    for obj in deps.blobs.list_folder(settings.inbox_bucket, prefix):
+        drop = parse_key(obj.key, settings.inbox_prefix)
+        if drop is None or drop.role is None:
+            continue
+        if drop.role in files:
+            problems.append(
+                f"two {drop.role} files: {files[drop.role].key.rsplit('/', 1)[-1]} and {drop.filename}"
+            )
+            continue
+        files[drop.role] = obj
+    newest = max((o.last_modified for o in files.values()), default=0.0)
+    return Folder(job_name=job_name, files=files, newest=newest), problems
+
+
+def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
+    """Look at a job folder as it is now. ``final``: the folder had its time; incomplete means rejected."""
+    settings = deps.settings
+    folder, problems = _read_folder(deps, job_name)
+    if not folder.files:
+        deps.store.delete_item(f"drop#{job_name}")
+        return "ignored: empty folder"
+    now = deps.clock()
+    age = now - folder.newest
+    if not final and age < settings.settle_seconds:
+        deps.queues.recheck_drop_later(job_name, math.ceil(settings.settle_seconds - age) + 1)
+        return "settling"
+    digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
+    job_id = f"{job_name}/{digest}"
+    existing = deps.store.get_job(job_id)
+    if existing is not None:
+        if existing.status.is_final and existing.notified_at is None:
+            report_and_notify(deps, existing)
+        return "duplicate"
+    inputs = {role: InputObject(key=o.key, etag=o.etag, size=o.size) for role, o in folder.files.items()}
+    try:
+        check_job_name(job_name)
+        if problems:
+            raise InvalidJob(
+                "the job folder is ambiguous: " + "; ".join(problems),
+                code="AmbiguousDrop",
+                hint="keep exactly one first.<ext> and at most one last.<ext> in the folder",
+            )
+        spec = _spec(deps, folder)
+        missing = _missing(folder, spec)
+        if missing:
+            if not final:
+                _wait_for_rest(deps, job_name, now)
+                return "incomplete"
+            raise InvalidJob(
+                f"the job folder has no {' and no '.join(missing)} after "
+                f"{settings.incomplete_drop_timeout_s} seconds",
+                code="IncompleteDrop",
+                hint=f"upload {settings.inbox_prefix}{job_name}/first.png and last.png (or a job.json "
+                "naming an effect template); the job runs as soon as the folder is complete",
+            )
+        expected = _validate(deps, folder, spec)
+    except InvalidJob as exc:
+        error = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint)
+        _reject(deps, job_id, job_name, digest, inputs, error)
+        deps.store.delete_item(f"drop#{job_name}")
+        return "rejected"
+    item = {
+        "job_id": job_id,
+        "job_name": job_name,
+        "run_id": digest,
+        "status": JobStatus.WAITING.value,
+        "spec": spec.to_dict(),
+        "inputs": {role: obj.to_dict() for role, obj in inputs.items()},
+        "expected_size": list(expected),
+        "created_at": now,
+        "updated_at": now,
+    }
+    if not deps.store.create_job(item, due=(DueKind.ADMIT.key(spec.model), now)):
+        return "duplicate"
+    deps.store.delete_item(f"drop#{job_name}")
+    count("JobsAccepted")
+    logger.info("job accepted", extra={"job_id": job_id, "model": spec.model})
+    admission.admit(deps, spec.model)
+    return "accepted"
+
+
+def _spec(deps: Deps, folder: Folder) -> JobSpec:
+    settings = deps.settings
+    fields: dict = {}
+    prompt_txt = None
+    if JOB_JSON in folder.files:
+        obj = folder.files[JOB_JSON]
+        fields = parse_job_json(deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=64 * 1024 + 1))
+    if PROMPT_TXT in folder.files:
+        obj = folder.files[PROMPT_TXT]
+        prompt_txt = decode_prompt_txt(
+            deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=64 * 1024 + 1)
+        )
+    spec = build_spec(
+        fields,
+        prompt_txt,
+        default_model=settings.default_model,
+        default_resolution=settings.default_resolution,
+        default_prompt_extend=settings.prompt_extend,
+        default_watermark=settings.watermark,
+        default_webhook_url=settings.default_webhook_url,
+    )
+    if spec.webhook_url:
+        check_webhook_url_syntax(deps, spec.webhook_url)
+    return spec
+
+
+def _missing(folder: Folder, spec: JobSpec) -> list[str]:
+    missing = []
+    if "first" not in folder.files:
+        missing.append("first frame (first.<ext>)")
+    if "last" not in folder.files and not spec.template:
+        missing.append("last frame (last.<ext>)")
+    return missing
+
+
+def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
+    """Parameters, then the images; nothing here reaches the provider."""
+    placeholder = "https://frames.invalid/frame.png"
+    request = CreateTaskRequest(
+        model=spec.model,
+        first_frame_url=placeholder,
+        last_frame_url=placeholder if "last" in folder.files else None,
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        template=spec.template,
+        resolution=spec.resolution,
+        prompt_extend=spec.prompt_extend,
+        watermark=spec.watermark,
+        seed=spec.seed,
+    )
+    validate_request(request)
+    infos = {}
+    for role in ("first", "last"):
+        obj = folder.files.get(role)
+        if obj is None:
+            continue
+        name = obj.key.rsplit("/", 1)[-1]
+        if obj.size > IMAGE_LIMITS.max_bytes:
+            raise InvalidJob(
+                f"{name} is {obj.size / 1048576:.1f} MB; the provider accepts at most "
+                f"{IMAGE_LIMITS.max_bytes // 1048576} MB",
+                code="ImageFileTooLarge",
+                hint="save the frame as JPEG or a smaller PNG",
+                field=role,
+            )
+        data = deps.blobs.read(
+            deps.settings.inbox_bucket, obj.key, etag=obj.etag, max_bytes=IMAGE_LIMITS.max_bytes
+        )
+        infos[role] = inspect_image(data, name=name)
+    validate_request(request, first=infos.get("first"), last=infos.get("last"))
+    first = infos["first"]
+    return output_size(first.width, first.height, spec.resolution)
+
+
+def _wait_for_rest(deps: Deps, job_name: str, now: float) -> None:
+    deps.store.put_item(
+        {
+            "pk": f"drop#{job_name}",
+            "job_name": job_name,
+            "first_seen": now,
+            "due_kind": DueKind.SETTLE.key(),
+            "due_at": f"{int((now + deps.settings.incomplete_drop_timeout_s) * 1000):015d}",
+        },
+        only_if_absent=True,
+    )
+
+
+def _reject(
+    deps: Deps,
+    job_id: str,
+    job_name: str,
+    digest: str,
+    inputs: dict[str, InputObject],
+    error: ErrorInfo,
+) -> None:
+    now = deps.clock()
+    item = {
+        "job_id": job_id,
+        "job_name": job_name,
+        "run_id": digest,
+        "status": JobStatus.REJECTED.value,
+        "inputs": {role: obj.to_dict() for role, obj in inputs.items()},
+        "error": error.to_dict(),
+        "created_at": now,
+        "updated_at": now,
+        "finished_at": now,
+    }
+    if deps.store.create_job(item, due=(DueKind.NOTIFY.key(), now + deps.timing.notify_grace_s)):
+        count("JobsRejected")
+        logger.info("job rejected", extra={"job_id": job_id, "code": error.code})
+        job = deps.store.get_job(job_id)
+        if job is not None:
+            report_and_notify(deps, job)
+
+
+def settle_overdue_drops(deps: Deps, limit: int = 50) -> int:
+    """Poller: folders that stayed incomplete past the timeout get their final answer."""
+    handled = 0
+    for item in deps.store.due_items(DueKind.SETTLE.key(), deps.clock(), limit):
+        examine(deps, item["job_name"], final=True)
+        deps.store.delete_item(item["pk"])
+        handled += 1
+    return handled
