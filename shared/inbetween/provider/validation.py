@@ -31,7 +31,8 @@ MAX_DECODE_PIXELS = 8000 * 8000
 _MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 # Formats Pillow may identify (header only) so an unsupported one gets a precise message. Anything else,
 # including formats whose Pillow plugins call external programs (EPS), is simply "not an image".
-_IDENTIFIABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "GIF", "TIFF", "ICO", "PPM", "JPEG2000")
+# (MPO has no opener of its own: the JPEG opener returns it.)
+_IDENTIFIABLE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF", "ICO", "PPM", "JPEG2000")
 # Multi-picture JPEG from some cameras: the first picture is an ordinary JPEG.
 _FORMAT_ALIASES = {"MPO": "JPEG"}
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -67,7 +68,7 @@ def inspect_image(data: bytes, *, name: str = "image", limits: ImageLimits = IMA
             "re-save it as JPEG at a lower quality, or scale it down",
         )
 
-    openable = tuple(sorted(set(_IDENTIFIABLE_FORMATS) | set(limits.formats)))
+    openable = _openable_formats(limits)
     with _bomb_warnings_as_errors():
         try:
             image = Image.open(io.BytesIO(data), formats=openable)
@@ -127,6 +128,12 @@ def inspect_image(data: bytes, *, name: str = "image", limits: ImageLimits = IMA
         size_bytes=size_bytes,
         mime=_MIME_BY_FORMAT.get(image_format) or Image.MIME.get(image_format, "application/octet-stream"),
     )
+
+
+def _openable_formats(limits: ImageLimits) -> tuple[str, ...]:
+    Image.init()  # registers Pillow's plugins so Image.OPEN is complete
+    wanted = set(_IDENTIFIABLE_FORMATS) | set(limits.formats)
+    return tuple(sorted(fmt for fmt in wanted if fmt in Image.OPEN))
 
 
 def _check_decodes(data: bytes, *, name: str, openable: tuple[str, ...]) -> None:
