@@ -65,7 +65,7 @@ def _frames(job: RenderJob) -> Iterator[Image.Image]:
         shifted = Image.merge("RGB", (blue, red, green))
         label_font = ImageFont.load_default(size=max(14, job.height // 18))
         for index in range(FRAME_COUNT):
-            pulse = 0.5 - 0.5 * math.cos(2 * math.pi * 2 * index / (FRAME_COUNT - 1))
+            pulse = math.sin(math.pi * index / (FRAME_COUNT - 1))  # rises and falls back
             frame = _zoomed(Image.blend(first, shifted, 0.6 * pulse), 1 + 0.1 * pulse)
             ImageDraw.Draw(frame).text(
                 (job.width // 40 + 4, job.height // 40 + 4),
@@ -111,26 +111,41 @@ def render_mp4(job: RenderJob, preset: str = "ultrafast") -> bytes:
     return buffer.getvalue()
 
 
+class _RenderCache:
+    """Finished videos by ``RenderJob.cache_key``, shared by every emulator in the process (keys are
+    content hashes, so sharing is safe), so test suites pay for each distinct video once."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+
+_SHARED_CACHE = _RenderCache()
+
+
 class Renderer:
-    """A small pool (``workers`` threads) with an LRU cache keyed by ``RenderJob.cache_key``; identical
-    jobs in flight share one render."""
+    """A small pool (``workers`` threads) over an LRU cache of ``cache_entries`` videos; identical jobs
+    in flight share one render."""
 
     def __init__(self, workers: int = 2, preset: str = "ultrafast", cache_entries: int = 32) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emulator-render")
         self._preset = preset
         self._cache_entries = cache_entries
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache = _SHARED_CACHE
         self._in_flight: dict[str, Future[bytes]] = {}
         self._lock = threading.Lock()
-        self.renders = 0  # actual encodes, for tests of the cache
+        self.renders = 0  # actual encodes by this renderer, for tests of the cache
 
     def submit(self, job: RenderJob) -> Future[bytes]:
         key = job.cache_key()
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
+            with self._cache.lock:
+                cached = self._cache.entries.get(key)
+                if cached is not None:
+                    self._cache.entries.move_to_end(key)
+            if cached is not None:
                 done: Future[bytes] = Future()
-                done.set_result(self._cache[key])
+                done.set_result(cached)
                 return done
             if key in self._in_flight:
                 return self._in_flight[key]
@@ -141,11 +156,12 @@ class Renderer:
     def _render(self, key: str, job: RenderJob) -> bytes:
         try:
             video = render_mp4(job, self._preset)
+            with self._cache.lock:
+                self._cache.entries[key] = video
+                while len(self._cache.entries) > self._cache_entries:
+                    self._cache.entries.popitem(last=False)
             with self._lock:
                 self.renders += 1
-                self._cache[key] = video
-                while len(self._cache) > self._cache_entries:
-                    self._cache.popitem(last=False)
             return video
         finally:
             with self._lock:
