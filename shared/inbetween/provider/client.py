@@ -59,21 +59,23 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 class _Secret:
     """Holds the API key (or a function returning it) and shows ``***`` everywhere."""
 
-    __slots__ = ("_source",)
+    __slots__ = ("_source", "_last")
 
     def __init__(self, source: str | Callable[[], str]):
         self._source = source
+        self._last: str | None = None
 
     def reveal(self) -> str:
         value = self._source() if callable(self._source) else self._source
         if not isinstance(value, str) or not value.strip():
             raise ConfigError("the DashScope API key is empty; set it in the secret the settings point to")
-        return value.strip()
+        self._last = value.strip()
+        return self._last
 
     def scrub(self, text: str) -> str:
         """``text`` with the key masked, for provider text we pass on (some APIs echo the key back)."""
-        if isinstance(self._source, str) and self._source.strip() and self._source.strip() in text:
-            return text.replace(self._source.strip(), "***")
+        if self._last and self._last in text:
+            return text.replace(self._last, "***")
         return text
 
     def __repr__(self) -> str:

@@ -94,3 +94,14 @@ def test_real_sockets_and_debug_logging_leak_nothing(silent_server, refusing_ser
     assert caplog.records, "expected the failures to be logged"
     for record in caplog.records:
         assert not _leaks(logging.Formatter().format(record))
+
+
+def test_a_key_from_a_function_is_masked_when_the_provider_echoes_it():
+    echo = json_response(401, {"code": "InvalidApiKey", "message": f"Invalid API-key provided: {FAKE_KEY}"})
+    http = httpx.Client(transport=httpx.MockTransport(Recorder(echo)))
+    with DashScopeClient(lambda: FAKE_KEY, BASE_URL, http=http) as client:
+        with pytest.raises(InbetweenError) as caught:
+            client.get_task("t-1")
+    http.close()
+    assert "Invalid API-key provided: ***" in str(caught.value)
+    assert not _leaks(_error_text(caught.value))
