@@ -107,7 +107,10 @@ class DashScopeClient:
         ``time_left_s`` (e.g. ``lambda: context.get_remaining_time_in_millis() / 1000``) stops retries
         that would outlive the invocation. ``sleep`` is injectable for tests.
         """
-        parsed = httpx.URL(base_url)
+        try:
+            parsed = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            parsed = httpx.URL("invalid:")
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ConfigError(f"DashScope base URL must be http(s)://host/...; got {base_url!r}")
         if get_retries < 0:
