@@ -465,7 +465,8 @@ def test_malformed_urls_are_refused(url):
 def test_an_unresolvable_host_is_reported_as_retryable():
     with pytest.raises(WebhookHostUnresolvable, match="did not resolve") as caught:
         check_webhook_url("https://nope.example.com/", CLOUD, resolver=resolving(HOST, PUBLIC_V4))
-    assert caught.value.retryable
+    assert caught.value.retryable and isinstance(caught.value, OSError)
+    assert not isinstance(caught.value, InvalidJob)  # a DNS hiccup must not reject the job
 
 
 @pytest.mark.parametrize(
@@ -566,17 +567,18 @@ def test_retries_keep_the_webhook_id_and_sign_a_fresh_timestamp():
         verify(secret, dict(request.headers), request.content, now=float(stamp))
 
 
-def test_a_refused_url_is_never_contacted():
+def test_a_refused_url_raises_before_any_connection():
     recorder = Recorder()
-    result = sender_with(recorder, resolver=resolving(HOST, "169.254.169.254")).deliver(URL, "msg_1", b"{}")
+    sender = sender_with(recorder, resolver=resolving(HOST, "169.254.169.254"))
+    with pytest.raises(UnsafeWebhookUrl) as caught:
+        sender.deliver(URL, "msg_1", b"{}")
     assert recorder.requests == []
-    assert (result.delivered, result.refused, result.retry, result.status_code) == (False, True, False, None)
-    assert "169.254.169.254" in result.error and "use a public https endpoint" in result.error
+    assert "169.254.169.254" in caught.value.message and "use a public https endpoint" in caught.value.message
 
 
 def test_an_unresolvable_host_is_a_retryable_failure():
     result = sender_with(Recorder(), resolver=StubResolver({})).deliver(URL, "msg_1", b"{}")
-    assert (result.delivered, result.retry, result.refused) == (False, True, False)
+    assert (result.delivered, result.retry, result.status_code) == (False, True, None)
     assert "did not resolve" in result.error
 
 
@@ -688,12 +690,11 @@ def test_the_secret_never_appears_in_results_logs_or_repr(caplog):
     sender = sender_with(echo, secret=secret)
     caplog.set_level(logging.DEBUG)
     # When
-    results = [
-        sender.deliver(URL, "msg_1", b"{}"),
-        sender_with(echo, secret=secret, resolver=resolving(HOST, "10.0.0.1")).deliver(URL, "msg_1", b"{}"),
-    ]
+    results = [sender.deliver(URL, "msg_1", b"{}")]
+    with pytest.raises(UnsafeWebhookUrl) as refused:
+        sender_with(echo, secret=secret, resolver=resolving(HOST, "10.0.0.1")).deliver(URL, "msg_1", b"{}")
     # Then
-    texts = [r.error for r in results] + [caplog.text, repr(sender), repr(results)]
+    texts = [r.error for r in results] + [caplog.text, repr(sender), repr(results), str(refused.value)]
     for text in texts:
         assert secret not in text and secret.removeprefix("whsec_") not in text
     assert caplog.records  # something was logged, and it was clean
@@ -725,9 +726,9 @@ def test_next_retry_delay_follows_the_schedule_with_ten_percent_jitter_then_stop
         next_retry_delay(-1)
 
 
-def test_retry_delay_after_stops_on_success_refusal_and_exhaustion():
+def test_retry_delay_after_stops_on_success_no_retry_and_exhaustion():
     ok = DeliveryResult(True, 200, False, None, False, "")
-    refused = DeliveryResult(False, None, False, None, False, "unsafe", refused=True)
+    refused = DeliveryResult(False, None, False, None, False, "unsafe")
     failed = DeliveryResult(False, 500, True, None, False, "500")
     assert retry_delay_after(ok, 1) is None
     assert retry_delay_after(refused, 1) is None

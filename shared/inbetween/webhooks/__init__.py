@@ -3,7 +3,7 @@
     sender = WebhookSender(secret, AddressPolicy())
     body = build_event("video.completed", {...}, occurred_at=datetime.now(UTC))
     result = sender.deliver(url, msg_id, body)          # one attempt; msg_id stable across retries
-    delay = retry_delay_after(result, failed_attempts)  # None: stop (delivered, gone, refused, exhausted)
+    delay = retry_delay_after(result, failed_attempts)  # None: stop (delivered, gone, exhausted)
 
 Runtime dependencies: httpx and the standard library only.
 """

@@ -32,18 +32,18 @@ class UnsafeWebhookUrl(InvalidJob):
         super().__init__(message, code="UnsafeWebhookUrl", hint=hint, field=FIELD)
 
 
-class WebhookHostUnresolvable(InvalidJob):
-    """The host name did not resolve. Possibly transient (DNS outage), possibly a typo: retry a few times."""
+class WebhookHostUnresolvable(OSError):
+    """The host name did not resolve. Possibly transient (DNS outage), possibly a typo: not a reason to
+    reject a job, a reason to retry the delivery. An ``OSError``, like the resolver failure it wraps."""
 
     retryable = True
+    code = "WebhookHostUnresolvable"
+    hint = "check the spelling of the webhook_url host and that it has a public DNS record"
+    field = FIELD
 
     def __init__(self, message: str):
-        super().__init__(
-            message,
-            code="WebhookHostUnresolvable",
-            hint="check the spelling of the webhook_url host and that it has a public DNS record",
-            field=FIELD,
-        )
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

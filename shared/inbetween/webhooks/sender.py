@@ -52,8 +52,8 @@ class DeliveryResult:
 
     delivered: 2xx. gone: 410, the receiver asks us to stop (disable the endpoint). retry: worth another
     attempt later (bounded by the caller's schedule). retry_after_s: the receiver's Retry-After, if any.
-    refused: the URL failed the SSRF guard, nothing was sent. error: human-readable, never a secret,
-    never the URL's path or query (they may carry tokens).
+    error: human-readable, never a secret, never the URL's path or query (they may carry tokens).
+    A URL refused by the SSRF guard is not a result: ``deliver`` raises ``UnsafeWebhookUrl``.
     """
 
     delivered: bool
@@ -62,7 +62,6 @@ class DeliveryResult:
     retry_after_s: float | None
     gone: bool
     error: str
-    refused: bool = False
 
 
 def retry_delay_after(
@@ -180,8 +179,9 @@ class WebhookSender:
     def deliver(self, url: str, msg_id: str, body: bytes, *, now: float | None = None) -> DeliveryResult:
         """One attempt: check the URL, sign ``body`` with a fresh timestamp, POST it to the checked address.
 
-        Raises only for programming/configuration errors (bad msg_id, bad secret); every network or
-        receiver outcome is a ``DeliveryResult``.
+        Raises ``UnsafeWebhookUrl`` (an ``InvalidJob``) when the guard refuses the URL: nothing is sent, and
+        retrying cannot help. Raises ``ValueError``/``ConfigError`` for a bad msg_id or secret. Every
+        network or receiver outcome, an unresolvable host included, is a ``DeliveryResult``.
         """
         _check_msg_id(msg_id)
         attempt_time = time.time() if now is None else now
@@ -189,7 +189,7 @@ class WebhookSender:
             target = check_webhook_url(url, self.policy, resolver=self._resolver)
         except UnsafeWebhookUrl as exc:
             logger.warning("webhook refused msg_id=%s: %s", msg_id, exc.message)
-            return DeliveryResult(False, None, False, None, False, exc.message, refused=True)
+            raise
         except WebhookHostUnresolvable as exc:
             logger.info("webhook not delivered msg_id=%s: %s", msg_id, exc.message)
             return DeliveryResult(False, None, True, None, False, exc.message)
