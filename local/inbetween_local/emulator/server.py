@@ -85,7 +85,12 @@ class EmulatorServer:
         handler = type("BoundHandler", (_Handler,), {"emulator": self})
         self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
         self._httpd.daemon_threads = True
-        serve = threading.Thread(target=self._httpd.serve_forever, name="emulator-http", daemon=True)
+        serve = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="emulator-http",
+            daemon=True,
+        )
         tick = threading.Thread(target=self._tick, name="emulator-tick", daemon=True)
         self._threads = [serve, tick]
         for thread in self._threads:
