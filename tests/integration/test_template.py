@@ -1,0 +1,470 @@
+"""template.yaml keeps its promises: least-privilege roles, hardened storage, queues that survive failures,
+the environment the code reads, and a template that cfn-lint accepts.
+
+The template is read with cfn-lint's decoder, which understands !Ref, !Sub and !GetAtt (they come back as
+{"Ref": ...}, {"Fn::Sub": ...}, {"Fn::GetAtt": [...]}).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode_str
+from inbetween.catalog import MODELS, REGION_BASE_URLS, model_spec
+from inbetween.config import _REQUIRED, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+FUNCTIONS = ("SubmitFunction", "PollerFunction", "CompletionFunction")
+
+# --- what each function may do: (IAM action, resource) where a resource is a logical id, optionally with
+# the path the statement appends to its ARN ("InboxBucket/inbox/*"), or "*".
+_TRACES = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+_JOB_TABLE = {
+    (f"dynamodb:{action}", "JobsTable")
+    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query")
+} | {("dynamodb:Query", "JobsTable/index/due-index")}
+_INBOX_AND_RESULTS = {
+    ("s3:ListBucket", "InboxBucket"),
+    ("s3:GetObject", "InboxBucket/inbox/*"),
+    ("s3:PutObject", "InboxBucket/inbox/*"),
+    ("s3:PutObject", "OutputBucket/results/*"),
+}
+_BOTH_SECRETS = {
+    ("secretsmanager:GetSecretValue", "DashScopeApiKeySecret"),
+    ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
+}
+
+
+def _consumes(queue: str) -> set[tuple[str, str]]:
+    return {(f"sqs:{action}", queue) for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")}
+
+
+def _logs(log_group: str) -> set[tuple[str, str]]:
+    return {("logs:CreateLogStream", log_group), ("logs:PutLogEvents", log_group)}
+
+
+EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
+    "SubmitFunction": _logs("SubmitLogGroup")
+    | _TRACES
+    | _consumes("IntakeQueue")
+    | {("sqs:SendMessage", "IntakeQueue"), ("sns:Publish", "NotifyTopic")}
+    | _INBOX_AND_RESULTS
+    | _JOB_TABLE
+    | _BOTH_SECRETS,
+    "PollerFunction": _logs("PollerLogGroup")
+    | _TRACES
+    | {("sqs:SendMessage", "CompletionQueue"), ("sns:Publish", "NotifyTopic")}
+    | _INBOX_AND_RESULTS
+    | _JOB_TABLE
+    | _BOTH_SECRETS,
+    "CompletionFunction": _logs("CompletionLogGroup")
+    | _TRACES
+    | _consumes("CompletionQueue")
+    | {
+        ("s3:PutObject", "OutputBucket/results/*"),
+        ("s3:GetObject", "OutputBucket/results/*"),
+        ("s3:AbortMultipartUpload", "OutputBucket/results/*"),
+        ("s3:ListMultipartUploadParts", "OutputBucket/results/*"),
+        ("s3:PutObject", "InboxBucket/inbox/*"),
+        ("sns:Publish", "NotifyTopic"),
+        ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
+    }
+    | _JOB_TABLE,
+}
+# AWS offers no resource-level permissions for these actions: "*" is the only valid resource.
+WILDCARD_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    parsed, errors = decode_str(TEMPLATE_PATH.read_text())
+    assert not errors, errors
+    return parsed
+
+
+def _resources(template: dict, resource_type: str) -> dict[str, dict]:
+    return {name: body for name, body in template["Resources"].items() if body["Type"] == resource_type}
+
+
+def _props(template: dict, logical_id: str) -> dict:
+    return template["Resources"][logical_id].get("Properties", {})
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_ref(resource) -> str:
+    """A statement's resource as "LogicalId[/path]" or "*"."""
+    if resource == "*":
+        return "*"
+    if isinstance(resource, dict) and "Ref" in resource:
+        return resource["Ref"]
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        logical_id, attribute = target if isinstance(target, list) else target.split(".", 1)
+        assert attribute == "Arn", resource
+        return logical_id
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        match = re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)", resource["Fn::Sub"])
+        assert match, f"unexpected resource form: {resource}"
+        return match.group(1) + match.group(2)
+    raise AssertionError(f"resource is neither a reference nor '*': {resource!r}")
+
+
+def _role_statements(template: dict, function: str) -> list[dict]:
+    role_ref = _props(template, function)["Role"]
+    role_id = role_ref["Fn::GetAtt"][0]
+    role = _props(template, role_id)
+    assert "ManagedPolicyArns" not in role, "managed policies bring Resource '*' statements"
+    return [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+
+
+def _granted(statements: list[dict]) -> set[tuple[str, str]]:
+    granted = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            for resource in _as_list(statement["Resource"]):
+                granted.add((action, _resource_ref(resource)))
+    return granted
+
+
+def _globals_env(template: dict) -> dict:
+    return template["Globals"]["Function"]["Environment"]["Variables"]
+
+
+def _function_timeout(template: dict, function: str) -> int:
+    return int(_props(template, function).get("Timeout", template["Globals"]["Function"].get("Timeout", 3)))
+
+
+def _sqs_events(template: dict) -> dict[str, dict]:
+    """queue logical id -> (function, event properties) for every SQS event source."""
+    found = {}
+    for function in FUNCTIONS:
+        for event in _props(template, function).get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = _resource_ref(event["Properties"]["Queue"])
+                found[queue] = {"function": function, **event["Properties"]}
+    return found
+
+
+# ---------------------------------------------------------------- IAM
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_role_grants_exactly_the_listed_permissions(template, function):
+    # Given the function's own role
+    statements = _role_statements(template, function)
+
+    # When its statements are expanded to (action, resource) pairs
+    granted = _granted(statements)
+
+    # Then they are exactly what the function needs: nothing missing, nothing extra
+    expected = EXPECTED_PERMISSIONS[function]
+    assert granted - expected == set(), "granted but not needed"
+    assert expected - granted == set(), "needed but not granted"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_wildcard_resource_appears_only_where_aws_allows_nothing_else(template, function):
+    for statement in _role_statements(template, function):
+        if "*" in _as_list(statement["Resource"]):
+            assert set(_as_list(statement["Action"])) <= WILDCARD_ONLY_ACTIONS, statement
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_use_their_own_role_and_stay_out_of_a_vpc(template, function):
+    props = _props(template, function)
+    assert "Policies" not in props  # SAM would otherwise generate a role with managed policies
+    assert "VpcConfig" not in props and "VpcConfig" not in template["Globals"]["Function"]
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    trust = _props(template, role_id)["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
+    # logs go to a log group the role can name
+    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    assert _resources(template, "AWS::Logs::LogGroup")[log_group]["Properties"]["RetentionInDays"] > 0
+
+
+# ---------------------------------------------------------------- storage
+
+
+@pytest.mark.parametrize("bucket", ["InboxBucket", "OutputBucket"])
+def test_buckets_block_public_access_encrypt_and_refuse_plain_http(template, bucket):
+    props = _props(template, bucket)
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    encryption = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+
+    policies = [
+        p["Properties"]["PolicyDocument"]
+        for p in _resources(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    assert len(policies) == 1
+    denials = [
+        s
+        for s in policies[0]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denials) == 1
+    assert denials[0]["Principal"] == "*" and denials[0]["Action"] == "s3:*"
+    assert {_resource_ref(r) for r in denials[0]["Resource"]} == {bucket, f"{bucket}/*"}
+
+
+def test_only_new_objects_under_inbox_reach_the_intake_queue(template):
+    inbox = template["Resources"]["InboxBucket"]
+    queue_configs = inbox["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert len(queue_configs) == 1
+    config = queue_configs[0]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert _resource_ref(config["Queue"]) == "IntakeQueue"
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inbox/"}]
+    # S3 checks the destination when the bucket is created: the queue policy must exist first
+    assert "IntakeQueuePolicy" in _as_list(inbox["DependsOn"])
+
+
+def test_the_intake_queue_admits_only_this_stacks_inbox_bucket(template):
+    bucket_name = _props(template, "InboxBucket")["BucketName"]["Fn::Sub"]
+    policy = _props(template, "IntakeQueuePolicy")
+    assert policy["Queues"] == [{"Ref": "IntakeQueue"}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    source_arn = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + bucket_name
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_the_jobs_table_has_the_due_index_and_is_protected(template):
+    props = _props(template, "JobsTable")
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attribute_types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert attribute_types == {"pk": "S", "due_kind": "S", "due_at": "S"}
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "due-index"
+    assert index["KeySchema"] == [
+        {"AttributeName": "due_kind", "KeyType": "HASH"},
+        {"AttributeName": "due_at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+# ---------------------------------------------------------------- queues
+
+
+@pytest.mark.parametrize(
+    ("queue", "dead_letter_queue"),
+    [("IntakeQueue", "IntakeDeadLetterQueue"), ("CompletionQueue", "CompletionDeadLetterQueue")],
+)
+def test_queues_park_poison_messages_and_outlast_their_consumer(template, queue, dead_letter_queue):
+    props = _props(template, queue)
+    redrive = props["RedrivePolicy"]
+    assert _resource_ref(redrive["deadLetterTargetArn"]) == dead_letter_queue
+    assert int(redrive["maxReceiveCount"]) == 5
+
+    consumer = _sqs_events(template)[queue]
+    window = int(consumer.get("MaximumBatchingWindowInSeconds", 0))
+    assert int(props["VisibilityTimeout"]) >= 6 * _function_timeout(template, consumer["function"]) + window
+
+    dlq = _props(template, dead_letter_queue)
+    assert int(dlq["MessageRetentionPeriod"]) == 14 * 24 * 3600
+    for encrypted in (props, dlq):
+        assert encrypted["SqsManagedSseEnabled"] is True
+
+
+def test_sqs_event_sources_report_partial_batch_failures(template):
+    events = _sqs_events(template)
+    assert set(events) == {"IntakeQueue", "CompletionQueue"}
+    for event in events.values():
+        assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+    intake = events["IntakeQueue"]
+    assert intake["function"] == "SubmitFunction"
+    assert (intake["BatchSize"], intake["MaximumBatchingWindowInSeconds"]) == (10, 1)
+    assert intake["ScalingConfig"]["MaximumConcurrency"] == 2
+
+    completion = events["CompletionQueue"]
+    assert completion["function"] == "CompletionFunction"
+    assert completion["BatchSize"] == 1
+
+
+def test_function_timeouts_and_memory(template):
+    assert _function_timeout(template, "SubmitFunction") == 60
+    assert _function_timeout(template, "PollerFunction") == 70
+    assert _function_timeout(template, "CompletionFunction") == 300
+    assert _props(template, "CompletionFunction")["MemorySize"] == 512
+
+
+def test_the_poller_runs_every_minute_without_retrying_missed_ticks(template):
+    props = _props(template, "PollerFunction")
+    [event] = props["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(1 minute)"
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert "ReservedConcurrentExecutions" not in props
+
+
+# ---------------------------------------------------------------- environment and code
+
+
+def test_every_variable_the_settings_require_is_set_for_all_functions(template):
+    env = _globals_env(template)
+    missing = [name for name in _REQUIRED.values() if name not in env]
+    assert missing == []
+    for function in FUNCTIONS:  # no function overrides the shared environment
+        assert "Environment" not in _props(template, function)
+
+
+def _resolve_with_defaults(template: dict, value) -> str:
+    """A deploy-time value as the functions would see it with default parameters."""
+    if isinstance(value, dict) and "Ref" in value:
+        name = value["Ref"]
+        if name in template["Parameters"]:
+            return str(template["Parameters"][name].get("Default", ""))
+        return f"value-of-{name}"
+    return str(value)
+
+
+def test_the_default_parameters_make_valid_settings(template):
+    # Given the Globals environment with every parameter at its default
+    env = {name: _resolve_with_defaults(template, value) for name, value in _globals_env(template).items()}
+
+    # When the code loads its settings from it
+    settings = load_settings(env)
+
+    # Then the defaults are accepted and mean what the parameters say
+    assert settings.provider_base_url == REGION_BASE_URLS["cn-beijing"]
+    assert (settings.default_model, settings.default_resolution) == ("wan2.2-kf2v-flash", "720P")
+    assert settings.prompt_extend is True and settings.watermark is False
+    assert settings.provider_concurrency == 0 and settings.settle_seconds == 5
+    assert env["POWERTOOLS_SERVICE_NAME"] == "inbetween"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Inbetween"
+
+
+def test_parameter_choices_agree_with_the_catalogue(template):
+    params = template["Parameters"]
+    assert set(params["ProviderRegion"]["AllowedValues"]) <= set(REGION_BASE_URLS)
+    assert all(model_spec(model) for model in params["DefaultModel"]["AllowedValues"])
+    # a model that lacks an offered resolution is guarded by a deploy-time rule
+    resolutions = set(params["DefaultResolution"]["AllowedValues"])
+    guarded = {
+        rule["RuleCondition"]["Fn::Equals"][1]
+        for rule in template.get("Rules", {}).values()
+        if rule["RuleCondition"]["Fn::Equals"][0] == {"Ref": "DefaultModel"}
+    }
+    limited = {name for name, spec in MODELS.items() if not resolutions <= set(spec.resolutions)}
+    assert limited <= guarded
+
+
+def test_functions_share_the_layer_and_the_runtime(template):
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Layers"] == [{"Ref": "InbetweenLayer"}]
+    layer = template["Resources"]["InbetweenLayer"]
+    assert layer["Properties"]["ContentUri"] == "shared/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    for function in FUNCTIONS:
+        props = _props(template, function)
+        name = function.removesuffix("Function").lower()
+        assert (props["CodeUri"], props["Handler"]) == (f"functions/{name}/", "app.lambda_handler")
+
+
+def test_the_layer_requirements_are_pinned_to_the_lock_file():
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {package["name"]: package["version"] for package in lock["package"]}
+    lines = (ROOT / "shared" / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert {"httpx", "aws-lambda-powertools", "pillow"} <= set(pins)
+    assert {name: locked.get(name) for name in pins} == pins
+
+
+def test_the_webhook_signing_secret_is_32_alphanumeric_characters(template):
+    generate = _props(template, "WebhookSigningSecret")["GenerateSecretString"]
+    assert generate == {"PasswordLength": 32, "ExcludePunctuation": True}
+    # the API key is issued by DashScope: the secret starts empty and says how to fill it
+    api_key = _props(template, "DashScopeApiKeySecret")
+    assert "GenerateSecretString" not in api_key and "SecretString" not in api_key
+    assert "put-secret-value" in api_key["Description"]["Fn::Sub"]
+
+
+# ---------------------------------------------------------------- alarms and outputs
+
+
+@pytest.mark.parametrize("dead_letter_queue", ["IntakeDeadLetterQueue", "CompletionDeadLetterQueue"])
+def test_a_message_in_a_dead_letter_queue_raises_an_alarm(template, dead_letter_queue):
+    alarms = [
+        a["Properties"]
+        for a in _resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Dimensions")
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_queue, "QueueName"]}}]
+    ]
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert (alarm["Period"], alarm["EvaluationPeriods"]) == (300, 1)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_jobs_needing_attention_raise_an_alarm(template):
+    alarm = _props(template, "JobsNeedingAttentionAlarm")
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Inbetween", "JobsNeedingAttention")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "inbetween"}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(template):
+    # CloudWatch cannot publish to a topic under the AWS-managed alias/aws/sns key
+    key_ref = _props(template, "AlarmTopic")["KmsMasterKeyId"]
+    key = _props(template, key_ref["Ref"])
+    assert key["EnableKeyRotation"] is True
+    principals = [s["Principal"] for s in key["KeyPolicy"]["Statement"]]
+    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+    assert _props(template, "NotifyTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+
+
+def test_outputs_name_everything_an_operator_and_the_local_stack_need(template):
+    assert set(template["Outputs"]) >= {
+        "InboxBucketName",
+        "OutputBucketName",
+        "NotifyTopicArn",
+        "JobsTableName",
+        "IntakeQueueUrl",
+        "CompletionQueueUrl",
+        "IntakeDeadLetterQueueUrl",
+        "CompletionDeadLetterQueueUrl",
+        "DashScopeApiKeySecretArn",
+        "WebhookSigningSecretArn",
+        "AlarmTopicArn",
+    }
+
+
+def test_cfn_lint_accepts_the_template():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
