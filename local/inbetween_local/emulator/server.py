@@ -175,14 +175,15 @@ class EmulatorServer:
         self._engine.advance()
 
     def wait_until_idle(self, timeout_s: float = 60.0) -> bool:
-        """Wait (real time) until no render is in progress, then apply the clock."""
+        """Apply the clock and wait (real time) until no started render is unfinished."""
         deadline = time.monotonic() + timeout_s
-        while not self._engine.idle():
+        while True:
+            self._engine.advance()
+            if self._engine.idle():
+                return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
-        self._engine.advance()
-        return True
 
     # --- request plumbing used by the handler -----------------------------------------------------
     def _count_rejection(self, code: str) -> None:

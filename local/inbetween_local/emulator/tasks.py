@@ -529,9 +529,9 @@ class TaskEngine:
             return stored[0] if stored else None
 
     def idle(self) -> bool:
-        """No task waiting on a render."""
+        """No task waiting on a render (a finished render counts once its completion was recorded)."""
         with self._lock:
-            return all(t.render is None or t.render.done() for t in self._tasks.values())
+            return all(t.render is None or t.rendered_at is not None for t in self._tasks.values())
 
 
 def _optional_text(container: dict[str, Any], key: str) -> str:
