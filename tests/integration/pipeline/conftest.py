@@ -52,6 +52,11 @@ def frame_png(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -
     return buf.getvalue()
 
 
+@pytest.fixture
+def lambda_context():
+    return FakeContext()
+
+
 @pytest.fixture(scope="session")
 def moto_url():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -209,6 +214,10 @@ def create_resources(session, suffix: str) -> dict[str, str]:
             ]
         },
     )
+    # S3 announces a new notification target with an s3:TestEvent; start each test with an empty queue
+    for _ in range(3):
+        for m in sqs.receive_message(QueueUrl=intake, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message(QueueUrl=intake, ReceiptHandle=m["ReceiptHandle"])
     table = f"jobs-{suffix}"
     ddb.create_table(
         TableName=table,
