@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from inbetween.catalog import FIXED_DURATION_S, model_spec
+
 from .config import EmulatorConfig, Faults
 from .errors import ApiError, status_for
 from .render import Renderer
@@ -239,8 +241,6 @@ class EmulatorServer:
         return body
 
     def _usage(self, task: _Task) -> dict[str, Any]:
-        from inbetween.catalog import FIXED_DURATION_S, model_spec
-
         spec = model_spec(task.model)
         usage: dict[str, Any] = {"video_duration": FIXED_DURATION_S, "video_count": 1}
         if spec is not None and spec.usage_style == "video_ratio":

@@ -124,3 +124,34 @@ def test_any_key_of_the_account_sees_the_tasks(emulator, flash_body):
     listed = api.list(api_key_id=emulator.tasks[task_id].api_key_id).json()
     api.close()
     assert [item["task_id"] for item in listed["data"]] == [task_id]
+
+
+def test_durations_drawn_from_a_range_repeat_with_the_same_seed(frames, flash_body):
+    from inbetween_local.emulator import EmulatorConfig, EmulatorServer, Faults, ManualClock
+
+    def scheduled_offsets() -> list[float]:
+        clock = ManualClock()
+        config = EmulatorConfig(
+            api_keys=("sk-x",),
+            clock=clock,
+            seed=7,
+            pending_s=(10, 100),
+            time_scale=0.5,
+            faults=Faults(rate_limits_enabled=False, concurrency_limits_enabled=False),
+        )
+        with EmulatorServer(config) as server:
+            api = Api(server.base_url, "sk-x")
+            ids = [api.submit(failing_body(flash_body())) for _ in range(3)]
+            clock.advance(60)
+            offsets = [server.task(t).scheduled_at for t in ids]
+            api.close()
+        return [None if at is None else at - 1_760_000_000.0 for at in offsets]
+
+    first, second = scheduled_offsets(), scheduled_offsets()
+    assert first == second
+    assert all(offset is None or 5 <= offset <= 50 for offset in first)
+
+
+def failing_body(body: dict) -> dict:
+    body["input"]["prompt"] = "[fail]"
+    return body
