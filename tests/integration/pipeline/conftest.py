@@ -4,7 +4,6 @@ loopback), the DashScope emulator, and the real Lambda handlers driven by hand, 
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import logging
 import time
@@ -16,17 +15,14 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from inbetween_local.emulator import EmulatorConfig, EmulatorServer
-from moto.server import ThreadedMotoServer
-from PIL import Image
-
 from inbetween.config import Timing, load_settings
 from inbetween.wiring import build_deps
+from inbetween_local.emulator import EmulatorConfig, EmulatorServer
+from moto.server import ThreadedMotoServer
+from pipeline_kit import API_KEY, BLUE, RED, WEBHOOK_SECRET_RAW, frame_png
 
 ROOT = Path(__file__).resolve().parents[3]
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-API_KEY = "sk-integration-test-key-0123456789"
-WEBHOOK_SECRET_RAW = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 32 base64 chars, as the template generates
 
 
 def load_handler(name: str):
@@ -44,12 +40,6 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 60_000
-
-
-def frame_png(color: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -122,7 +112,11 @@ class Pipeline:
         messages = self.receive(queue_url) if messages is None else messages
         if not messages:
             return {"batchItemFailures": []}
-        result = self.handlers[function].lambda_handler(self.sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q"), FakeContext())
+        event = self.sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q")
+        try:
+            result = self.handlers[function].lambda_handler(event, FakeContext())
+        except Exception:  # noqa: BLE001 - as Lambda does: a raising handler fails the whole batch
+            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         for m in messages:
             if m["MessageId"] not in failed:
@@ -180,7 +174,9 @@ class Pipeline:
                 out.append(
                     {
                         "message": json.loads(envelope["Message"]),
-                        "attributes": {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()},
+                        "attributes": {
+                            k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()
+                        },
                     }
                 )
                 self.sqs.delete_message(QueueUrl=self.notifications_queue, ReceiptHandle=m["ReceiptHandle"])
@@ -201,7 +197,9 @@ def create_resources(session, suffix: str) -> dict[str, str]:
     s3.put_bucket_versioning(Bucket=output, VersioningConfiguration={"Status": "Enabled"})
     intake = sqs.create_queue(QueueName=f"intake-{suffix}")["QueueUrl"]
     completion = sqs.create_queue(QueueName=f"completion-{suffix}")["QueueUrl"]
-    intake_arn = sqs.get_queue_attributes(QueueUrl=intake, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    intake_arn = sqs.get_queue_attributes(QueueUrl=intake, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     s3.put_bucket_notification_configuration(
         Bucket=inbox,
         NotificationConfiguration={
@@ -241,7 +239,9 @@ def create_resources(session, suffix: str) -> dict[str, str]:
     )
     topic = sns.create_topic(Name=f"notify-{suffix}")["TopicArn"]
     notes = sqs.create_queue(QueueName=f"notes-{suffix}")["QueueUrl"]
-    notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=notes_arn)
     key_secret = sm.create_secret(Name=f"dashscope-{suffix}", SecretString=API_KEY)["ARN"]
     hook_secret = sm.create_secret(Name=f"webhook-{suffix}", SecretString=WEBHOOK_SECRET_RAW)["ARN"]
@@ -302,9 +302,6 @@ def pipeline(moto_url, monkeypatch, emulator_config, env_overrides):
     emulator.stop()
     if deps._http is not None:
         deps._http.close()
-
-
-RED, BLUE = (220, 40, 40), (40, 60, 220)
 
 
 @pytest.fixture

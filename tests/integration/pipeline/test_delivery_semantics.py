@@ -6,7 +6,6 @@ import json
 import threading
 
 import pytest
-
 from inbetween import admission
 
 
@@ -31,7 +30,9 @@ def test_two_submitters_racing_on_the_same_drop_create_one_task(pipeline, pair):
     pipeline.drop("race", pair)
     messages = pipeline.receive(pipeline.settings.intake_queue_url)
     threads = [
-        threading.Thread(target=pipeline.invoke_queue, args=("submit", pipeline.settings.intake_queue_url, [m]))
+        threading.Thread(
+            target=pipeline.invoke_queue, args=("submit", pipeline.settings.intake_queue_url, [m])
+        )
         for m in messages
     ]
     for t in threads:
@@ -56,8 +57,12 @@ def test_s3_test_event_and_foreign_keys_are_ignored_not_failed(pipeline, event_l
 
 def test_the_sample_s3_event_of_a_real_drop_is_processed(pipeline, pair, event_loader, lambda_context):
     # the AWS-shaped sample event (events/submit-s3-put.json), pointed at this test's bucket
-    pipeline.s3.put_object(Bucket=pipeline.settings.inbox_bucket, Key="inbox/my shot/first.png", Body=pair["first.png"])
-    pipeline.s3.put_object(Bucket=pipeline.settings.inbox_bucket, Key="inbox/my shot/last.png", Body=pair["last.png"])
+    pipeline.s3.put_object(
+        Bucket=pipeline.settings.inbox_bucket, Key="inbox/my shot/first.png", Body=pair["first.png"]
+    )
+    pipeline.s3.put_object(
+        Bucket=pipeline.settings.inbox_bucket, Key="inbox/my shot/last.png", Body=pair["last.png"]
+    )
     pipeline.receive(pipeline.settings.intake_queue_url)  # discard moto's own notifications
     event = event_loader("submit-s3-put.json")
     body = json.loads(event["Records"][0]["body"])
@@ -90,7 +95,9 @@ def test_a_changed_reupload_is_a_new_run_of_the_job(pipeline, pair):
     pipeline.run_until_final("again")
     pipeline.drop("again", {"job.json": json.dumps({"prompt": "second take"}).encode()})
     pipeline.run_until(
-        lambda: len([i for i in pipeline.job_items() if i["job_name"] == "again" and i.get("notified_at")]) == 2
+        lambda: (
+            len([i for i in pipeline.job_items() if i["job_name"] == "again" and i.get("notified_at")]) == 2
+        )
     )
     runs = [i for i in pipeline.job_items() if i["job_name"] == "again"]
     assert {r["status"] for r in runs} == {"STORED"}
@@ -113,7 +120,9 @@ def test_a_redelivered_completion_message_neither_copies_nor_notifies_again(pipe
     assert pipeline.notifications() == []
 
 
-def test_crash_after_the_provider_accepted_the_task_is_reconciled_not_resubmitted(pipeline, pair, monkeypatch):
+def test_crash_after_the_provider_accepted_the_task_is_reconciled_not_resubmitted(
+    pipeline, pair, monkeypatch
+):
     # Given the function dies right after the provider accepted the task, before the table recorded it
     real_record = admission._record_task
     calls = {"n": 0}

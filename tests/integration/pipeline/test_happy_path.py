@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import av
-
 from inbetween.catalog import output_size
 
 
@@ -27,7 +26,11 @@ def test_a_dropped_pair_becomes_a_stored_video_with_metadata_and_one_notificatio
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
-        assert (stream.codec_context.width, stream.codec_context.height) == output_size(320, 240, "480P") == (720, 544)
+        assert (
+            (stream.codec_context.width, stream.codec_context.height)
+            == output_size(320, 240, "480P")
+            == (720, 544)
+        )
     metadata = pipeline.read_json(output, video_key.replace("video.mp4", "metadata.json"))
     assert metadata["prompt"] == "a red square turns blue"
     assert metadata["actual_prompt"].startswith("a red square turns blue")
