@@ -43,6 +43,9 @@ e2e: install
 demo: install
 	$(PY) -m inbetween_local.demo
 
+audit: install
+	PYTHON=$(PYTHON) tools/audit.sh
+
 local-up: install
 	$(VENV)/bin/inbetween local up
 

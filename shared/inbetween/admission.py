@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from inbetween.catalog import model_spec
 from inbetween.deps import Deps
-from inbetween.errors import ProviderError, ProviderRejected, ProviderThrottled
+from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
 from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
-from inbetween.observability import count, logger
+from inbetween.observability import count, logger, seconds
 from inbetween.outcomes import finish
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import data_uri, inspect_image
@@ -115,6 +115,12 @@ def submit(deps: Deps, job: Job) -> str:
     try:
         request = build_request(deps, job)
         ref = deps.provider.create_task(request)
+    except ConfigError as exc:
+        # nothing was sent (e.g. the API key secret is still empty): the job waits, the operator is told
+        _back_to_waiting(deps, job)
+        count("JobsNeedingAttention")
+        logger.error("cannot submit: configuration problem", extra={"job_id": job.job_id, "error": str(exc)})
+        return "unavailable"
     except ProviderThrottled as exc:
         # the account is busy (maybe another program): back to the queue, keep its place, never fail
         _back_to_waiting(deps, job)
@@ -148,6 +154,7 @@ def submit(deps: Deps, job: Job) -> str:
         return "unavailable"
     _record_task(deps, job, ref.task_id)
     count("JobsSubmitted")
+    seconds("QueueWait", deps.clock() - job.created_at)
     logger.info("task created", extra={"job_id": job.job_id, "task_id": ref.task_id, "model": model})
     return "submitted"
 

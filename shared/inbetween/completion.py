@@ -79,7 +79,7 @@ def complete(deps: Deps, job_id: str) -> str:
     )
     end_ts = job.provider.get("end_ts")
     if end_ts:
-        seconds("ProviderToStoredTime", deps.clock() - float(end_ts))
+        seconds("PipelineOverhead", deps.clock() - float(end_ts))
     return "stored"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from inbetween import admission, intake
 from inbetween.catalog import MODELS
 from inbetween.deps import Deps
-from inbetween.errors import ProviderError
+from inbetween.errors import ConfigError, ProviderError
 from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.observability import count, logger, seconds
 from inbetween.outcomes import attempt_webhook, finish, report_and_notify
@@ -124,8 +124,10 @@ def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
     interval = deps.settings.poll_interval_s
     try:
         state = deps.provider.get_task(job.task_id)
-    except ProviderError as exc:
-        logger.warning("task query failed; will retry", extra={"job_id": job.job_id, "code": exc.code})
+    except (ProviderError, ConfigError) as exc:
+        logger.warning(
+            "task query failed; will retry", extra={"job_id": job.job_id, "code": getattr(exc, "code", None)}
+        )
         deps.store.apply(
             Transition(job.job_id, JobStatus.SUBMITTED, None)
             .add(polls=1)
@@ -155,6 +157,8 @@ def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
         if moved:
             if state.end_time is not None:
                 seconds("DetectionDelay", now - state.end_time.timestamp())
+                if state.submit_time is not None:
+                    seconds("ProviderTime", state.end_time.timestamp() - state.submit_time.timestamp())
             deps.queues.complete_job(job.job_id)
             return "finished"
         return "raced"

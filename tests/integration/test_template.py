@@ -34,6 +34,7 @@ _INBOX_AND_RESULTS = {
     ("s3:GetObject", "InboxBucket/inbox/*"),
     ("s3:PutObject", "InboxBucket/inbox/*"),
     ("s3:PutObject", "OutputBucket/results/*"),
+    ("s3:GetObject", "OutputBucket/results/*"),
 }
 _BOTH_SECRETS = {
     ("secretsmanager:GetSecretValue", "DashScopeApiKeySecret"),
@@ -67,6 +68,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     | _TRACES
     | _consumes("CompletionQueue")
     | {
+        ("s3:ListBucket", "OutputBucket"),
         ("s3:PutObject", "OutputBucket/results/*"),
         ("s3:GetObject", "OutputBucket/results/*"),
         ("s3:AbortMultipartUpload", "OutputBucket/results/*"),
