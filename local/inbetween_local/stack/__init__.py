@@ -1,0 +1,399 @@
+"""The whole pipeline on one machine: moto server + the DashScope emulator + the functions in-process.
+
+    with LocalStack() as stack:
+        s3 = stack.boto3_session().client("s3", endpoint_url=stack.moto_url)
+        s3.put_object(Bucket=stack.inbox_bucket, Key="inbox/shot/first.png", Body=...)
+        ...
+        job = stack.wait_for_job("shot", timeout=60)
+
+Every resource comes from template.yaml (see ``template`` and ``resources``); the functions get the
+template's environment with intrinsics resolved to the local resources, plus local overrides (endpoints,
+short timings). The environment is process-global and ``get_settings``/``get_deps`` are cached per
+process, so run one LocalStack per process at a time; ``stop()`` restores the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .resources import Provisioner
+from .runtime import LocalFunction, Scheduler, SqsPump
+from .template import ACCOUNT_ID, REGION, REPO_ROOT, TEMPLATE_PATH, LocalTemplate, TemplateError
+
+__all__ = [
+    "ACCOUNT_ID",
+    "DEFAULT_STATE_FILE",
+    "REGION",
+    "LocalStack",
+    "LocalTemplate",
+    "StackOptions",
+    "TemplateError",
+    "fake_credentials",
+]
+
+DEFAULT_STATE_FILE = REPO_ROOT / ".inbetween-local.json"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+# Local clocks: short enough for a demo in seconds; each is an environment variable of inbetween.config.
+LOCAL_TIMINGS = {
+    "SETTLE_SECONDS": "1",
+    "FIRST_POLL_DELAY_SECONDS": "1",
+    "POLL_INTERVAL_SECONDS": "1",
+    "POLL_BUDGET_SECONDS": "3",
+    "NOTIFY_GRACE_SECONDS": "15",
+    "COMPLETION_GRACE_SECONDS": "30",
+    "SUBMIT_LEASE_SECONDS": "20",
+}
+
+
+def fake_credentials() -> dict[str, str]:
+    return dict(FAKE_CREDENTIALS)
+
+
+@dataclass
+class StackOptions:
+    stack_name: str = "inbetween-local"
+    template_path: Path = TEMPLATE_PATH
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    moto_port: int = 0  # 0: an ephemeral port
+    emulator_port: int = 0
+    emulator_pending_s: float = 0.5
+    emulator_running_s: float = 2.0
+    emulator_config: Any = None  # an EmulatorConfig; its port and api_keys are set by the stack
+    poller_period_s: float = 2.0  # the template's rate(1 minute), faster locally
+    retry_visibility_s: int = 2  # failed SQS messages come back after this, not the queue's timeout
+    timings: dict[str, str] = field(default_factory=lambda: dict(LOCAL_TIMINGS))
+    environment: dict[str, str] = field(default_factory=dict)  # extra function environment
+    log_level: str = "WARNING"  # the functions' Powertools log level
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None, **overrides: Any):
+        self.options = dataclasses.replace(options or StackOptions(), **overrides)
+        self.template = LocalTemplate.load(
+            self.options.template_path,
+            stack_name=self.options.stack_name,
+            parameters=self.options.parameters,
+        )
+        self.api_key = "sk-local-" + secrets.token_hex(8)
+        self._moto: Any = None
+        self._emulator: Any = None
+        self._provisioner: Provisioner | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.functions: dict[str, LocalFunction] = {}
+        self.pumps: list[SqsPump] = []
+        self.schedulers: list[Scheduler] = []
+        self.environment: dict[str, str] = {}
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+        self._state_file: Path | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        if self._started:
+            return self
+        try:
+            self._start_moto()
+            self._start_emulator()
+            self._provision()
+            self._apply_environment()
+            self._start_functions()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self._restore_environment()
+        if self._state_file is not None:
+            with contextlib.suppress(OSError):
+                self._state_file.unlink()
+            self._state_file = None
+        self._started = False
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
+        self._moto.start()
+
+    def _start_emulator(self) -> None:
+        from inbetween_local.emulator import EmulatorConfig, EmulatorServer
+
+        base = self.options.emulator_config or EmulatorConfig(
+            pending_s=self.options.emulator_pending_s, running_s=self.options.emulator_running_s
+        )
+        config = dataclasses.replace(base, port=self.options.emulator_port, api_keys=(self.api_key,))
+        self._emulator = EmulatorServer(config).start()
+
+    def _provision(self) -> None:
+        env_spec = self.template.raw.get("Globals", {}).get("Function", {}).get("Environment", {})
+        api_key_ref = env_spec.get("Variables", {}).get("DASHSCOPE_API_KEY_SECRET", {})
+        secret_values = {}
+        if isinstance(api_key_ref, dict) and "Ref" in api_key_ref:
+            secret_values[api_key_ref["Ref"]] = self.api_key
+        session = self.boto3_session()
+        clients: dict[str, Any] = {}
+
+        def client(service: str) -> Any:
+            if service not in clients:
+                clients[service] = session.client(service, endpoint_url=self.moto_url)
+            return clients[service]
+
+        self._provisioner = Provisioner(self.template, client, secret_values)
+        self._provisioner.create_all()
+
+    def _function_environment(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for fn in self.template.functions():
+            for name, value in fn.environment.items():
+                env[name] = str(self.resolve(value))
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_url,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                **FAKE_CREDENTIALS,
+                "PROVIDER_BASE_URL": self.emulator_url,
+                "ALLOW_LOCAL_WEBHOOKS": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": self.options.log_level,
+                **self.options.timings,
+                **self.options.environment,
+            }
+        )
+        return env
+
+    def _apply_environment(self) -> None:
+        from inbetween.config import get_settings
+        from inbetween.wiring import get_deps
+
+        self.environment = self._function_environment()
+        removed = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+        for name in (*self.environment, *removed):
+            self._saved_env.setdefault(name, os.environ.get(name))
+        for name in removed:
+            os.environ.pop(name, None)
+        os.environ.update(self.environment)
+        get_settings.cache_clear()
+        get_deps.cache_clear()
+        # Build the clients now, while the environment is ours (tests may change it between calls).
+        get_deps()
+
+    def _restore_environment(self) -> None:
+        if not self._saved_env:
+            return
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        with contextlib.suppress(ImportError):
+            from inbetween.config import get_settings
+            from inbetween.wiring import get_deps
+
+            get_settings.cache_clear()
+            get_deps.cache_clear()
+
+    def _start_functions(self) -> None:
+        # Powertools warns on every invocation that emits no metric; locally that is only noise.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        sqs = self.client("sqs")
+        for fn in self.template.functions():
+            function = LocalFunction(fn, self.options.stack_name)
+            self.functions[fn.logical_id] = function
+            for source in fn.sqs_sources:
+                pump = SqsPump(
+                    function,
+                    source,
+                    sqs=sqs,
+                    queue_url=self.resolve({"Ref": source.queue_logical_id}),
+                    queue_arn=self.resolve({"Fn::GetAtt": [source.queue_logical_id, "Arn"]}),
+                    retry_visibility_s=self.options.retry_visibility_s,
+                    stopping=self._stopping,
+                )
+                self.pumps.append(pump)
+            for schedule in fn.schedules:
+                scheduler = Scheduler(
+                    function,
+                    f"{self.options.stack_name}-{fn.logical_id}-{schedule.name}",
+                    self.options.poller_period_s,
+                    self._stopping,
+                )
+                self.schedulers.append(scheduler)
+        from inbetween.observability import logger
+
+        logger.setLevel(self.options.log_level)
+        self._threads = [*self.pumps, *self.schedulers]
+        for thread in self._threads:
+            thread.start()
+
+    # ---- addresses and names ------------------------------------------------------------------------
+    def resolve(self, value: Any) -> Any:
+        if self._provisioner is None:
+            raise RuntimeError("the local stack is not started")
+        return self._provisioner.resolve(value)
+
+    @property
+    def moto_url(self) -> str:
+        if self._moto is None:
+            raise RuntimeError("the local stack is not started")
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    @property
+    def emulator_url(self) -> str:
+        if self._emulator is None:
+            raise RuntimeError("the local stack is not started")
+        return self._emulator.base_url
+
+    @property
+    def emulator(self) -> Any:
+        return self._emulator
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs, resolved to the local resources."""
+        return {
+            name: str(self.resolve(spec["Value"]))
+            for name, spec in self.template.raw.get("Outputs", {}).items()
+            if "Condition" not in spec or self.template.condition(spec["Condition"])
+        }
+
+    @property
+    def inbox_bucket(self) -> str:
+        return self.outputs["InboxBucketName"]
+
+    @property
+    def output_bucket(self) -> str:
+        return self.outputs["OutputBucketName"]
+
+    @property
+    def table_name(self) -> str:
+        return self.outputs["JobsTableName"]
+
+    @property
+    def topic_arn(self) -> str:
+        return self.outputs["NotifyTopicArn"]
+
+    @property
+    def queue_urls(self) -> dict[str, str]:
+        return {lid: self.resolve({"Ref": lid}) for lid in self.template.logical_ids("AWS::SQS::Queue")}
+
+    @property
+    def webhook_secret(self) -> str:
+        """The ``whsec_`` form of the stack's webhook signing secret (for a receiver)."""
+        value = self.client("secretsmanager").get_secret_value(
+            SecretId=self.outputs["WebhookSigningSecretArn"]
+        )["SecretString"]
+        return value if value.startswith("whsec_") else "whsec_" + value
+
+    # ---- clients and helpers ------------------------------------------------------------------------
+    def boto3_session(self) -> boto3.session.Session:
+        return boto3.session.Session(region_name=REGION, **_session_credentials())
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        config = Config(signature_version="s3v4") if service == "s3" else None
+        return self.boto3_session().client(service, endpoint_url=self.moto_url, config=config, **kwargs)
+
+    def subscribe_queue(self, name: str = "notifications") -> str:
+        """A new SQS queue subscribed to the notification topic (raw delivery off: SNS envelopes).
+        Returns its URL; read it with ``notifications``."""
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=f"{self.options.stack_name}-{name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=arn)
+        return url
+
+    def notifications(self, queue_url: str, *, wait_s: int = 1) -> list[dict[str, Any]]:
+        """SNS envelopes waiting in a subscribed queue (each with Message, Subject, MessageAttributes)."""
+        sqs = self.client("sqs")
+        resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
+        out = []
+        for message in resp.get("Messages", []):
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+    def job_store(self) -> Any:
+        from inbetween.store import JobStore
+
+        return JobStore(self.client("dynamodb"), self.table_name)
+
+    def latest_job(self, job_name: str) -> Any:
+        runs = [job for job in self.job_store().recent_jobs(limit=1000) if job.job_name == job_name]
+        return runs[0] if runs else None
+
+    def wait_for_job(self, job_name: str, timeout: float = 60.0, *, poll_s: float = 0.25) -> Any:
+        """The job's latest run once it is final; TimeoutError (with its last state) otherwise."""
+        deadline = time.monotonic() + timeout
+        job = None
+        while time.monotonic() < deadline:
+            job = self.latest_job(job_name)
+            if job is not None and job.status.is_final:
+                return job
+            time.sleep(poll_s)
+        state = job.status.value if job is not None else "no job yet"
+        raise TimeoutError(f"job {job_name!r} did not finish within {timeout:.0f} s (last state: {state})")
+
+    def state(self) -> dict[str, Any]:
+        outputs = self.outputs
+        return {
+            "pid": os.getpid(),
+            "stack_name": self.options.stack_name,
+            "endpoint_url": self.moto_url,
+            "emulator_url": self.emulator_url,
+            "region": REGION,
+            "inbox_bucket": outputs["InboxBucketName"],
+            "output_bucket": outputs["OutputBucketName"],
+            "jobs_table": outputs["JobsTableName"],
+            "topic_arn": outputs["NotifyTopicArn"],
+            "webhook_secret_arn": outputs["WebhookSigningSecretArn"],
+            "queues": self.queue_urls,
+        }
+
+    def write_state(self, path: Path = DEFAULT_STATE_FILE) -> Path:
+        """Where other ``inbetween`` commands find this stack; removed again by ``stop()``."""
+        path = Path(path)
+        path.write_text(json.dumps(self.state(), indent=2) + "\n")
+        self._state_file = path
+        return path
+
+
+def _session_credentials() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
