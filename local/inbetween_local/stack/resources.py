@@ -294,6 +294,6 @@ def bucket_notification(config: dict[str, Any]) -> dict[str, Any]:
         result.setdefault("TopicConfigurations", []).append(
             with_filter(entry, {"TopicArn": entry["Topic"], "Events": [entry["Event"]]})
         )
-    for entry in config.get("LambdaConfigurations", []):
+    if config.get("LambdaConfigurations"):
         raise TemplateError("Lambda bucket notifications are not supported locally: use S3 -> SQS")
     return result

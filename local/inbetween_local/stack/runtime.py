@@ -150,7 +150,7 @@ class SqsPump(threading.Thread):
         while not self._stopping.is_set():
             try:
                 self._once()
-            except Exception:  # a pump must survive anything (moto restarting, a bad message)
+            except Exception:  # noqa: BLE001 - a pump survives anything (moto restarting, a bad message)
                 if not self._stopping.is_set():
                     log.warning("%s: pump error\n%s", self.name, traceback.format_exc())
                     self._stopping.wait(1.0)
@@ -172,7 +172,7 @@ class SqsPump(threading.Thread):
         event = {"Records": [sqs_record(m, self._arn) for m in messages]}
         try:
             result = self.function.invoke(event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - as in Lambda: any error fails the whole batch
             log.warning(
                 "%s failed; the batch will be retried\n%s", self.function.name, traceback.format_exc()
             )
@@ -230,7 +230,7 @@ class Scheduler(threading.Thread):
         while not self._stopping.wait(self.period_s):
             try:
                 self.function.invoke(scheduled_event(self.rule_arn))
-            except Exception:
+            except Exception:  # noqa: BLE001
                 # like EventInvokeConfig MaximumRetryAttempts 0: the next tick does the same work
                 log.warning("%s tick failed\n%s", self.function.name, traceback.format_exc())
             self.ticks += 1
