@@ -1,0 +1,614 @@
+"""``inbetween``: drop keyframes, follow jobs and fetch videos, on the local stack or a deployed one.
+
+    inbetween local up                                  # the whole pipeline on this machine, until Ctrl-C
+    inbetween drop first.png last.png --prompt "..." --wait
+    inbetween jobs | status JOB | watch JOB | fetch JOB -o video.mp4
+    inbetween webhook listen [--secret whsec_...]       # verify and print signed webhooks
+
+Target, in this order: ``--stack NAME`` (a deployed CloudFormation stack's Outputs), ``--endpoint-url``
+(a local stack's moto endpoint), the INBETWEEN_INBOX_BUCKET / INBETWEEN_OUTPUT_BUCKET / INBETWEEN_JOBS_TABLE
+environment variables (with AWS_ENDPOINT_URL if set), else the state file written by ``inbetween local up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+NO_STACK = "no local stack is running: start one with `inbetween local up`, or pass --stack NAME for a deployed stack"
+ENV_NAMES = {
+    "inbox_bucket": "INBETWEEN_INBOX_BUCKET",
+    "output_bucket": "INBETWEEN_OUTPUT_BUCKET",
+    "jobs_table": "INBETWEEN_JOBS_TABLE",
+}
+DEFAULT_LOCAL_STACK = "inbetween-local"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------- target
+@dataclass(frozen=True, slots=True)
+class Target:
+    description: str
+    inbox_bucket: str
+    output_bucket: str
+    jobs_table: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    webhook_secret_arn: str | None = None
+    local: bool = False
+
+    def session(self) -> Any:
+        import boto3
+
+        if self.local:
+            return boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name=self.region or "us-east-1",
+            )
+        return boto3.session.Session(region_name=self.region) if self.region else boto3.session.Session()
+
+    def client(self, service: str) -> Any:
+        from botocore.config import Config
+
+        config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=30)
+        if service == "s3":
+            config = config.merge(Config(signature_version="s3v4"))
+        return self.session().client(service, endpoint_url=self.endpoint_url, config=config)
+
+    def store(self) -> Any:
+        from inbetween.store import JobStore
+
+        return JobStore(self.client("dynamodb"), self.jobs_table)
+
+
+def state_file_path(explicit: str | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("INBETWEEN_STATE_FILE"):
+        return Path(os.environ["INBETWEEN_STATE_FILE"])
+    from inbetween_local.stack.template import REPO_ROOT
+
+    return REPO_ROOT / ".inbetween-local.json"
+
+
+def _reachable(endpoint_url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(endpoint_url.rstrip("/") + "/moto-api/", timeout=2.0, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def _local_names(stack_name: str) -> dict[str, str]:
+    """Resource names of a local stack, from the template (no AWS call)."""
+    from inbetween_local.stack.template import LocalTemplate, physical_name
+
+    template = LocalTemplate.load(stack_name=stack_name)
+    outputs = template.raw["Outputs"]
+
+    def logical(output: str) -> str:
+        return outputs[output]["Value"]["Ref"]
+
+    return {
+        "inbox_bucket": physical_name(template, logical("InboxBucketName")),
+        "output_bucket": physical_name(template, logical("OutputBucketName")),
+        "jobs_table": physical_name(template, logical("JobsTableName")),
+    }
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    if getattr(args, "stack", None):
+        return _deployed_target(args.stack, getattr(args, "region", None))
+    if getattr(args, "endpoint_url", None):
+        if not _reachable(args.endpoint_url):
+            raise CliError(f"nothing answers at {args.endpoint_url}; {NO_STACK}")
+        names = _local_names(getattr(args, "local_stack_name", None) or DEFAULT_LOCAL_STACK)
+        return Target(
+            description=f"local stack at {args.endpoint_url}",
+            endpoint_url=args.endpoint_url,
+            region="us-east-1",
+            local=True,
+            **names,
+        )
+    from_env = {attr: os.environ.get(name, "") for attr, name in ENV_NAMES.items()}
+    if all(from_env.values()):
+        return Target(
+            description="buckets and table from INBETWEEN_* environment variables",
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=getattr(args, "region", None),
+            **from_env,
+        )
+    path = state_file_path(getattr(args, "state_file", None))
+    if not path.exists():
+        raise CliError(NO_STACK)
+    try:
+        state = json.loads(path.read_text())
+        endpoint = state["endpoint_url"]
+    except (OSError, ValueError, KeyError):
+        raise CliError(f"{path} is not a local stack state file; {NO_STACK}") from None
+    if not _reachable(endpoint):
+        raise CliError(f"{NO_STACK} (the state file {path} is left over from a stack that has stopped)")
+    return Target(
+        description=f"local stack at {endpoint}",
+        inbox_bucket=state["inbox_bucket"],
+        output_bucket=state["output_bucket"],
+        jobs_table=state["jobs_table"],
+        endpoint_url=endpoint,
+        region=state.get("region", "us-east-1"),
+        webhook_secret_arn=state.get("webhook_secret_arn"),
+        local=True,
+    )
+
+
+def _deployed_target(stack: str, region: str | None) -> Target:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
+        resp = session.client("cloudformation").describe_stacks(StackName=stack)
+    except ClientError as exc:
+        raise CliError(
+            f"could not read stack {stack!r}: {exc.response['Error'].get('Message', exc)}"
+        ) from None
+    except (BotoCoreError, OSError, AssertionError) as exc:
+        raise CliError(f"could not reach CloudFormation for stack {stack!r}: {exc}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in resp["Stacks"][0].get("Outputs", [])}
+    missing = [k for k in ("InboxBucketName", "OutputBucketName", "JobsTableName") if k not in outputs]
+    if missing:
+        raise CliError(f"stack {stack!r} has no output(s) {', '.join(missing)}: is it an inbetween stack?")
+    return Target(
+        description=f"stack {stack}",
+        inbox_bucket=outputs["InboxBucketName"],
+        output_bucket=outputs["OutputBucketName"],
+        jobs_table=outputs["JobsTableName"],
+        region=region,
+        webhook_secret_arn=outputs.get("WebhookSigningSecretArn"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+def find_job(target: Target, ref: str) -> Any:
+    """JOB is a job id (<name>/<run>) or a job name (its latest run)."""
+    store = target.store()
+    if "/" in ref:
+        job = store.get_job(ref)
+        if job is not None:
+            return job
+    runs = [job for job in store.recent_jobs(limit=1000) if job.job_name == ref]
+    if not runs:
+        raise CliError(f"no job named {ref!r} in {target.description}", code=1)
+    return runs[0]
+
+
+def _elapsed(job: Any, now: float | None = None) -> float:
+    end = job.finished_at if job.finished_at else (now or time.time())
+    return max(0.0, end - job.created_at)
+
+
+def _fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def describe_job(job: Any) -> list[str]:
+    lines = [
+        f"job:       {job.job_name}",
+        f"job id:    {job.job_id}",
+        f"status:    {job.status.value}",
+        f"model:     {job.model or '-'}" + (f" {job.spec.resolution}" if job.spec else ""),
+        f"created:   {_fmt_time(job.created_at)}",
+        f"updated:   {_fmt_time(job.updated_at)}",
+        f"elapsed:   {_elapsed(job):.1f} s",
+    ]
+    if job.spec and job.spec.prompt:
+        lines.append(f"prompt:    {job.spec.prompt}")
+    if job.task_id:
+        lines.append(f"task id:   {job.task_id}")
+    if job.video_key:
+        size = f" ({job.video_bytes} bytes)" if job.video_bytes else ""
+        lines.append(f"video:     {job.video_key}{size}")
+    if job.error:
+        lines.append(f"error:     {job.error.code}: {job.error.message}")
+        if job.error.hint:
+            lines.append(f"hint:      {job.error.hint}")
+    return lines
+
+
+def follow(
+    target: Target,
+    job_name: str,
+    *,
+    since: float | None = None,
+    timeout: float = 600.0,
+    out: TextIO = sys.stdout,
+    poll_s: float = 0.5,
+) -> Any:
+    """Follow a job's latest run (one created after ``since``) to a final state, with a live line."""
+    store = target.store()
+    started = time.time()
+    live = out.isatty()
+    last_state = None
+    job = None
+    while True:
+        runs = [
+            j
+            for j in store.recent_jobs(limit=1000)
+            if j.job_name == job_name and (since is None or j.created_at >= since - 2)
+        ]
+        job = runs[0] if runs else None
+        state = job.status.value if job else "SETTLING"
+        elapsed = time.time() - (since or started)
+        if live:
+            out.write(f"\r{job_name}: {state:<11} {elapsed:6.1f} s ")
+            out.flush()
+        elif state != last_state:
+            out.write(f"{job_name}: {state} ({elapsed:.1f} s)\n")
+            out.flush()
+        last_state = state
+        if job is not None and job.status.is_final:
+            if live:
+                out.write("\n")
+            return job
+        if time.time() - started > timeout:
+            if live:
+                out.write("\n")
+            raise CliError(f"job {job_name!r} is not finished after {timeout:.0f} s (state: {state})", code=1)
+        time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_drop(args: argparse.Namespace) -> int:
+    first = Path(args.first)
+    last = Path(args.last) if args.last else None
+    if last is None and not args.template:
+        raise CliError("LAST is required unless --template is given")
+    for path in (first, last):
+        if path is not None and not path.is_file():
+            raise CliError(f"{path} is not a file")
+    target = resolve_target(args)
+    job_name = args.job or f"{first.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    fields: dict[str, Any] = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "model": args.model,
+        "resolution": args.resolution,
+        "seed": args.seed,
+        "template": args.template,
+        "watermark": args.watermark,
+        "prompt_extend": args.prompt_extend,
+        "webhook_url": args.webhook_url,
+    }
+    job_json = {k: v for k, v in fields.items() if v is not None}
+    s3 = target.client("s3")
+    prefix = f"inbox/{job_name}/"
+    since = time.time()
+    uploads: list[tuple[str, bytes, str]] = []
+    if job_json:
+        uploads.append((prefix + "job.json", json.dumps(job_json, indent=2).encode(), "application/json"))
+    for role, path in (("first", first), ("last", last)):
+        if path is not None:
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            uploads.append((f"{prefix}{role}{path.suffix.lower()}", path.read_bytes(), content_type))
+    for key, body, content_type in uploads:
+        s3.put_object(Bucket=target.inbox_bucket, Key=key, Body=body, ContentType=content_type)
+        print(f"uploaded s3://{target.inbox_bucket}/{key}")
+    print(f"job {job_name!r} dropped on {target.description}")
+    if not args.wait:
+        print(f"follow it with: inbetween watch {job_name}")
+        return 0
+    job = follow(target, job_name, since=since, timeout=args.timeout)
+    return _final_report(job)
+
+
+def _final_report(job: Any) -> int:
+    for line in describe_job(job):
+        print(line)
+    return 0 if job.status.value == "STORED" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    jobs = target.store().recent_jobs(limit=args.limit)
+    if not jobs:
+        print(f"no jobs yet on {target.description}")
+        return 0
+    rows = [("JOB", "STATUS", "MODEL", "CREATED", "ELAPSED", "JOB ID")]
+    for job in jobs:
+        rows.append(
+            (
+                job.job_name,
+                job.status.value,
+                job.model or "-",
+                _fmt_time(job.created_at),
+                f"{_elapsed(job):.1f}s",
+                job.job_id,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    job = find_job(target, args.job)
+    for line in describe_job(job):
+        print(line)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    try:
+        job = find_job(target, args.job)
+        name, since = job.job_name, job.created_at
+    except CliError:
+        # just dropped (e.g. with aws s3 cp): the folder is still settling, the job comes
+        name, since = args.job.split("/")[0], time.time()
+    job = follow(target, name, since=since, timeout=args.timeout)
+    return _final_report(job)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    target = resolve_target(args)
+    job = find_job(target, args.job)
+    if job.status.value != "STORED" or not job.video_key:
+        detail = f" ({job.error.code}: {job.error.message})" if job.error else ""
+        raise CliError(f"job {job.job_id} has no video: it is {job.status.value}{detail}", code=1)
+    output = Path(args.output or f"{job.job_name}.mp4")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    target.client("s3").download_file(target.output_bucket, job.video_key, str(output))
+    print(f"{output} ({output.stat().st_size} bytes) <- s3://{target.output_bucket}/{job.video_key}")
+    return 0
+
+
+def cmd_webhook_listen(args: argparse.Namespace) -> int:
+    from inbetween_local.receiver import WebhookReceiver
+
+    secret = args.secret or os.environ.get("INBETWEEN_WEBHOOK_SECRET")
+    if not secret:
+        target = resolve_target(args)
+        if not target.webhook_secret_arn:
+            raise CliError("pass --secret whsec_... (the stack's webhook signing secret)")
+        value = target.client("secretsmanager").get_secret_value(SecretId=target.webhook_secret_arn)
+        secret = (
+            value["SecretString"]
+            if value["SecretString"].startswith("whsec_")
+            else "whsec_" + value["SecretString"]
+        )
+
+    def accepted(event: Any) -> None:
+        print("verified  " + event.summary(), flush=True)
+
+    def rejected(msg_id: str, reason: str) -> None:
+        print(f"REJECTED  id={msg_id or '-'} 401: {reason}", flush=True)
+
+    with WebhookReceiver(secret, port=args.port, on_event=accepted, on_reject=rejected) as receiver:
+        print(f"listening on {receiver.url} (Ctrl-C to stop)", flush=True)
+        _wait_for_interrupt()
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT too: a shell starts background jobs with SIGINT ignored, and Ctrl-C should still work
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from inbetween_local.receiver import WebhookReceiver
+    from inbetween_local.stack import LocalStack, StackOptions
+
+    path = state_file_path(args.state_file)
+    if path.exists():
+        try:
+            endpoint = json.loads(path.read_text()).get("endpoint_url", "")
+        except (OSError, ValueError):
+            endpoint = ""
+        if endpoint and _reachable(endpoint):
+            raise CliError(f"a local stack is already running at {endpoint} (state file {path})")
+    receiver = None
+    parameters = {}
+    if args.webhook_receiver:
+        receiver = WebhookReceiver(
+            None,
+            port=args.webhook_port,
+            on_event=lambda e: print("webhook verified: " + e.summary(), flush=True),
+            on_reject=lambda i, r: print(f"webhook REJECTED ({r})", flush=True),
+        ).start()
+        parameters["WebhookUrl"] = receiver.url
+    options = StackOptions(
+        stack_name=args.local_stack_name or DEFAULT_LOCAL_STACK,
+        parameters=parameters,
+        moto_port=args.port,
+        emulator_port=args.emulator_port,
+        emulator_pending_s=args.pending_s,
+        emulator_running_s=args.running_s,
+        poller_period_s=args.poller_period_s,
+        log_level=args.log_level,
+    )
+    print("starting the local stack (moto server, DashScope emulator, functions)...", flush=True)
+    try:
+        with LocalStack(options) as stack:
+            if receiver is not None:
+                receiver.set_secret(stack.webhook_secret)
+            stack.write_state(path)
+            _print_local_guide(stack, path, receiver)
+            _wait_for_interrupt()
+            print("\nstopping...", flush=True)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+    return 0
+
+
+def _print_local_guide(stack: Any, path: Path, receiver: Any) -> None:
+    url = stack.moto_url
+    inbox = stack.inbox_bucket
+    print(
+        f"""
+inbetween local stack is up (state: {path})
+  AWS endpoint (moto):  {url}
+  DashScope emulator:   {stack.emulator_url}
+  inbox bucket:         s3://{inbox}/inbox/
+  output bucket:        s3://{stack.output_bucket}/results/
+  jobs table:           {stack.table_name}
+  notification topic:   {stack.topic_arn}""",
+        flush=True,
+    )
+    if receiver is not None:
+        print(f"  webhook receiver:     {receiver.url} (default webhook of every job)")
+    print(
+        f"""
+Drop a job with the AWS CLI (any credentials work locally):
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+  aws s3 cp first.png s3://{inbox}/inbox/my-shot/first.png --endpoint-url {url}
+  aws s3 cp last.png s3://{inbox}/inbox/my-shot/last.png --endpoint-url {url}
+  aws s3 ls s3://{stack.output_bucket}/results/ --recursive --endpoint-url {url}
+
+or with this CLI (it finds this stack through the state file):
+  inbetween drop first.png last.png --prompt "the ball rolls to the right" --wait
+  inbetween jobs
+  inbetween fetch my-shot -o my-shot.mp4
+  inbetween webhook listen
+
+Ctrl-C stops the stack (all local data is in memory and goes with it).
+""",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def _bool_flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
+    dest = name.replace("-", "_")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help_text)
+    group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    target = argparse.ArgumentParser(add_help=False)
+    group = target.add_argument_group("target")
+    group.add_argument("--stack", help="a deployed stack's name (reads its CloudFormation Outputs)")
+    group.add_argument("--region", help="AWS region of the deployed stack")
+    group.add_argument("--endpoint-url", help="a local stack's AWS endpoint, e.g. http://127.0.0.1:5000")
+    group.add_argument("--state-file", help="the local stack's state file (default: .inbetween-local.json)")
+    group.add_argument("--local-stack-name", help=argparse.SUPPRESS)
+
+    parser = argparse.ArgumentParser(
+        prog="inbetween", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    local = sub.add_parser("local", help="the local stack").add_subparsers(
+        dest="local_command", required=True
+    )
+    up = local.add_parser("up", help="run the whole pipeline on this machine until Ctrl-C")
+    up.add_argument("--port", type=int, default=0, help="moto (AWS endpoint) port; default: any free port")
+    up.add_argument("--emulator-port", type=int, default=0, help="DashScope emulator port")
+    up.add_argument("--pending-s", type=float, default=0.5, help="emulated provider: seconds PENDING")
+    up.add_argument("--running-s", type=float, default=2.0, help="emulated provider: seconds RUNNING")
+    up.add_argument("--poller-period-s", type=float, default=2.0, help="poller schedule (1 minute on AWS)")
+    up.add_argument(
+        "--webhook-receiver",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start a local webhook receiver and make it every job's default webhook",
+    )
+    up.add_argument("--webhook-port", type=int, default=0)
+    up.add_argument("--log-level", default="INFO", help="the functions' log level")
+    up.add_argument("--state-file", help=argparse.SUPPRESS)
+    up.add_argument("--local-stack-name", help=argparse.SUPPRESS)
+    up.set_defaults(func=cmd_local_up)
+
+    drop = sub.add_parser("drop", parents=[target], help="upload a keyframe pair as a job")
+    drop.add_argument("first", metavar="FIRST", help="first frame (png, jpg, webp, bmp)")
+    drop.add_argument("last", metavar="LAST", nargs="?", help="last frame (optional with --template)")
+    drop.add_argument("--job", help="job (folder) name; default: FIRST's name and the time")
+    drop.add_argument("--prompt")
+    drop.add_argument("--negative-prompt")
+    drop.add_argument("--model", help="wan2.2-kf2v-flash or wanx2.1-kf2v-plus")
+    drop.add_argument("--resolution", help="480P, 720P or 1080P")
+    drop.add_argument("--seed", type=int)
+    drop.add_argument("--template", help="an effect template (wanx2.1-kf2v-plus)")
+    _bool_flag(drop, "watermark", "add the provider's watermark (--no-watermark: without)")
+    _bool_flag(drop, "prompt-extend", "let the provider rewrite the prompt (--no-prompt-extend: don't)")
+    drop.add_argument("--webhook-url")
+    drop.add_argument("--wait", action="store_true", help="follow the job to the end")
+    drop.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
+    drop.set_defaults(func=cmd_drop)
+
+    jobs = sub.add_parser("jobs", parents=[target], help="recent jobs and their states")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=cmd_jobs)
+
+    status = sub.add_parser("status", parents=[target], help="one job (its latest run)")
+    status.add_argument("job", metavar="JOB", help="job name or job id")
+    status.set_defaults(func=cmd_status)
+
+    watch = sub.add_parser("watch", parents=[target], help="follow a job until it is final")
+    watch.add_argument("job", metavar="JOB")
+    watch.add_argument("--timeout", type=float, default=900.0)
+    watch.set_defaults(func=cmd_watch)
+
+    fetch = sub.add_parser("fetch", parents=[target], help="download a job's video")
+    fetch.add_argument("job", metavar="JOB")
+    fetch.add_argument("-o", "--output", help="file to write (default: <job>.mp4)")
+    fetch.set_defaults(func=cmd_fetch)
+
+    webhook = sub.add_parser("webhook", help="webhooks").add_subparsers(dest="webhook_command", required=True)
+    listen = webhook.add_parser("listen", parents=[target], help="verify and print signed webhooks")
+    listen.add_argument("--secret", help="whsec_... (default: the target stack's signing secret)")
+    listen.add_argument("--port", type=int, default=0)
+    listen.set_defaults(func=cmd_webhook_listen)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"inbetween: {exc}", file=sys.stderr)
+        return exc.code
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(f"inbetween: AWS said {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
+        return 1
+    except BotoCoreError as exc:
+        print(f"inbetween: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
