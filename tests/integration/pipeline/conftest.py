@@ -163,6 +163,10 @@ class Pipeline:
         self.run_until(done, timeout)
         return self.job(job_name)
 
+    def advance(self, seconds: float) -> None:
+        """Move the pipeline's clock forward (due times, back-offs); the emulator keeps real time."""
+        self.clock_offset[0] += seconds
+
     def notifications(self) -> list[dict]:
         out = []
         while True:
@@ -287,7 +291,8 @@ def pipeline(moto_url, monkeypatch, emulator_config, env_overrides):
     env.update(env_overrides)
     settings = load_settings(env)
     timing = Timing(first_poll_delay_s=0.2, submit_lease_s=3.0, notify_grace_s=2.0, completion_grace_s=5.0)
-    deps = build_deps(settings, session=session, timing=timing)
+    offset = [0.0]
+    deps = build_deps(settings, session=session, timing=timing, clock=lambda: time.time() + offset[0])
     handlers = {name: load_handler(name) for name in ("submit", "poller", "completion")}
     for module in handlers.values():
         monkeypatch.setattr(module, "get_deps", lambda: deps)
@@ -298,6 +303,7 @@ def pipeline(moto_url, monkeypatch, emulator_config, env_overrides):
         emulator=emulator,
         handlers=handlers,
         notifications_queue=notes,
+        clock_offset=offset,
     )
     emulator.stop()
     if deps._http is not None:
