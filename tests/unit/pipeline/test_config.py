@@ -1,0 +1,55 @@
+"""Configuration fails fast and says what is missing."""
+
+from __future__ import annotations
+
+import pytest
+from inbetween.config import load_settings
+from inbetween.errors import ConfigError
+
+BASE = {
+    "JOBS_TABLE": "t",
+    "INBOX_BUCKET": "i",
+    "OUTPUT_BUCKET": "o",
+    "NOTIFY_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
+    "INTAKE_QUEUE_URL": "q1",
+    "COMPLETION_QUEUE_URL": "q2",
+    "DASHSCOPE_API_KEY_SECRET": "s1",
+    "WEBHOOK_SECRET_NAME": "s2",
+}
+
+
+def test_every_missing_variable_is_named():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"JOBS_TABLE": "t"})
+    for name in ("INBOX_BUCKET", "NOTIFY_TOPIC_ARN", "DASHSCOPE_API_KEY_SECRET"):
+        assert name in str(err.value)
+
+
+def test_region_gives_the_base_url_and_a_custom_url_wins():
+    assert load_settings(BASE).provider_base_url == "https://dashscope.aliyuncs.com/api/v1"
+    intl = load_settings(dict(BASE, PROVIDER_REGION="ap-southeast-1"))
+    assert intl.provider_base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
+    local = load_settings(dict(BASE, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1/"))
+    assert local.provider_base_url == "http://127.0.0.1:9/api/v1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"PROVIDER_REGION": "mars-1"}, "PROVIDER_REGION"),
+        ({"DEFAULT_MODEL": "wan9"}, "DEFAULT_MODEL"),
+        ({"DEFAULT_MODEL": "wanx2.1-kf2v-plus", "DEFAULT_RESOLUTION": "1080P"}, "DEFAULT_RESOLUTION"),
+        ({"FRAME_TRANSPORT": "carrier-pigeon"}, "FRAME_TRANSPORT"),
+        ({"WATERMARK": "maybe"}, "WATERMARK"),
+        ({"SETTLE_SECONDS": "soon"}, "not a number"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(extra, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_settings(dict(BASE, **extra))
+    assert fragment in str(err.value)
+
+
+def test_concurrency_defaults_to_the_published_quota():
+    assert load_settings(BASE).concurrency_for("wan2.2-kf2v-flash") == 2
+    assert load_settings(dict(BASE, PROVIDER_CONCURRENCY="5")).concurrency_for("wan2.2-kf2v-flash") == 5
