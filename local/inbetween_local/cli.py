@@ -237,10 +237,11 @@ def follow(
     *,
     since: float | None = None,
     timeout: float = 600.0,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     poll_s: float = 0.5,
 ) -> Any:
     """Follow a job's latest run (one created after ``since``) to a final state, with a live line."""
+    out = out or sys.stdout
     store = target.store()
     started = time.time()
     live = out.isatty()

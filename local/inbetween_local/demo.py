@@ -56,8 +56,10 @@ def probe_video(path: Path) -> dict[str, Any]:
         }
 
 
-def run(stack: Any, *, output_dir: Path, prompt: str, timeout: float, out=sys.stdout) -> int:
+def run(stack: Any, *, output_dir: Path, prompt: str, timeout: float, out: Any = None) -> int:
     from inbetween_local.receiver import WebhookReceiver
+
+    out = out or sys.stdout
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)

@@ -1,0 +1,61 @@
+"""One local stack (moto server + emulator + in-process functions) shared by the e2e tests of a worker.
+
+The environment and the pipeline's cached settings are process-global, so a process runs one stack at a
+time: every test that uses it is in the ``e2e-local-stack`` xdist group (one worker with
+``--dist loadgroup``), and the stack stops at the end of the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from inbetween_local.stack import LocalStack
+
+SAMPLES = Path(__file__).resolve().parents[2] / "local" / "inbetween_local" / "samples"
+
+# Powertools warns when an invocation emits no metric; pytest makes warnings errors, and the handlers run
+# in the stack's threads while a test runs.
+STACK_MARKS = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("e2e-local-stack"),
+    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+]
+
+
+@pytest.fixture(scope="session")
+def _session_stack():
+    stack = LocalStack(poller_period_s=1.0)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(_session_stack, monkeypatch):
+    """The running stack, with its function environment in place for this test (the root conftest's
+    fixtures reset AWS variables per test)."""
+    for name, value in _session_stack.environment.items():
+        monkeypatch.setenv(name, value)
+    return _session_stack
+
+
+@pytest.fixture(scope="session")
+def notification_queue(_session_stack):
+    """An SQS queue subscribed to the notification topic, as a subscriber would have."""
+    return _session_stack.subscribe_queue("e2e-notifications")
+
+
+def probe_mp4(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {
+            "codec": stream.codec_context.name,
+            "duration_s": float(stream.duration * stream.time_base),
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+        }
