@@ -1,13 +1,38 @@
-"""The one logger, metrics and tracer of the pipeline (Powertools). Handlers decorate with them."""
+"""The one logger, metrics and tracer of the pipeline (Powertools). Handlers decorate with them.
+
+The Tracer needs aws-xray-sdk, which pulls botocore into the layer (tens of MB that the Lambda runtime
+already has, and a second botocore shadowing the runtime's). So the layer does not ship it: where the SDK
+is missing, the tracer is a pass-through and Lambda's active tracing still records every invocation.
+Deploy with the managed Powertools layer (which carries the SDK) to get subsegments as well.
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger(service="inbetween")
 metrics = Metrics(namespace="Inbetween", service="inbetween")
-tracer = Tracer(service="inbetween", patch_modules=["botocore", "httpx"])
+
+
+class _PassThroughTracer:
+    def capture_lambda_handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        return handler
+
+    def capture_method(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        return method
+
+
+if importlib.util.find_spec("aws_xray_sdk") is not None:
+    from aws_lambda_powertools import Tracer
+
+    tracer: Any = Tracer(service="inbetween", patch_modules=["botocore", "httpx"])
+else:  # pragma: no cover - the layer's case
+    tracer = _PassThroughTracer()
 
 __all__ = ["MetricUnit", "logger", "metrics", "tracer"]
 
