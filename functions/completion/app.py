@@ -14,7 +14,7 @@ def record_handler(record: SQSRecord) -> None:
     deps = get_deps()
     item = completion_item(record.body)
     if isinstance(item, CompleteJob):
-        logger.append_keys(job_id=item.job_id)
+        logger.set_correlation_id(item.job_id)
         outcome = completion.complete(deps, item.job_id)
     else:
         outcome = outcomes.attempt_webhook(deps, item.delivery_id)

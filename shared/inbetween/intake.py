@@ -78,6 +78,7 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
         return "settling"
     digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
     job_id = f"{job_name}/{digest}"
+    logger.set_correlation_id(job_id)
     existing = deps.store.get_job(job_id)
     if existing is not None:
         if existing.status.is_final and existing.notified_at is None:
