@@ -2,7 +2,8 @@
 
 The environment and the pipeline's cached settings are process-global, so a process runs one stack at a
 time: every test that uses it is in the ``e2e-local-stack`` xdist group (one worker with
-``--dist loadgroup``), and the stack stops at the end of the session.
+``--dist loadgroup``), and the stack stops after the last test of this folder, so that its threads
+never run beside other folders' tests (whose moto mocks would intercept their calls).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ STACK_MARKS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def _session_stack():
+@pytest.fixture(scope="package")
+def _package_stack():
     stack = LocalStack(poller_period_s=1.0)
     stack.start()
     try:
@@ -34,18 +35,18 @@ def _session_stack():
 
 
 @pytest.fixture
-def stack(_session_stack, monkeypatch):
+def stack(_package_stack, monkeypatch):
     """The running stack, with its function environment in place for this test (the root conftest's
     fixtures reset AWS variables per test)."""
-    for name, value in _session_stack.environment.items():
+    for name, value in _package_stack.environment.items():
         monkeypatch.setenv(name, value)
-    return _session_stack
+    return _package_stack
 
 
-@pytest.fixture(scope="session")
-def notification_queue(_session_stack):
+@pytest.fixture(scope="package")
+def notification_queue(_package_stack):
     """An SQS queue subscribed to the notification topic, as a subscriber would have."""
-    return _session_stack.subscribe_queue("e2e-notifications")
+    return _package_stack.subscribe_queue("e2e-notifications")
 
 
 def probe_mp4(path: Path) -> dict:
