@@ -423,7 +423,7 @@ def _wait_for_interrupt() -> None:
 
 def cmd_local_up(args: argparse.Namespace) -> int:
     from inbetween_local.receiver import WebhookReceiver
-    from inbetween_local.stack import LocalStack, StackOptions
+    from inbetween_local.stack import LocalStack, PortInUse, StackOptions
 
     path = state_file_path(args.state_file)
     if path.exists():
@@ -455,7 +455,12 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     )
     print("starting the local stack (moto server, DashScope emulator, functions)...", flush=True)
     try:
-        with LocalStack(options) as stack:
+        stack = LocalStack(options)
+        try:
+            stack.start()
+        except (PortInUse, OSError) as exc:
+            raise CliError(f"could not start the local stack: {exc}") from None
+        with stack:
             if receiver is not None:
                 receiver.set_secret(stack.webhook_secret)
             stack.write_state(path)

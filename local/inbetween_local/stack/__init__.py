@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 import warnings
@@ -40,6 +41,7 @@ __all__ = [
     "REGION",
     "LocalStack",
     "LocalTemplate",
+    "PortInUse",
     "StackOptions",
     "TemplateError",
     "fake_credentials",
@@ -147,6 +149,9 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+        if self.options.moto_port:
+            # ThreadedMotoServer waits forever when its thread cannot bind: check first
+            _check_port_free(self.options.moto_port)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
         self._moto.start()
 
@@ -393,6 +398,19 @@ class LocalStack:
         path.write_text(json.dumps(self.state(), indent=2) + "\n")
         self._state_file = path
         return path
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(f"port {port} on 127.0.0.1 is in use; pick another with --port") from None
 
 
 def _session_credentials() -> dict[str, str]:
