@@ -72,7 +72,8 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
         deps.store.delete_item(f"drop#{job_name}")
         return "ignored: empty folder"
     now = deps.clock()
-    age = now - folder.newest
+    # S3's LastModified has one-second resolution: an object may be up to a second younger than it says
+    age = now - (folder.newest + 1.0)
     if not final and age < settings.settle_seconds:
         deps.queues.recheck_drop_later(job_name, math.ceil(settings.settle_seconds - age) + 1)
         return "settling"
