@@ -74,7 +74,7 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
     now = deps.clock()
     # S3's LastModified has one-second resolution: an object may be up to a second younger than it says
     age = now - (folder.newest + 1.0)
-    if not final and age < settings.settle_seconds:
+    if not final and settings.settle_seconds > 0 and age < settings.settle_seconds:
         deps.queues.recheck_drop_later(job_name, math.ceil(settings.settle_seconds - age) + 1)
         return "settling"
     digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
