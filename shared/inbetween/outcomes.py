@@ -87,7 +87,7 @@ def report_and_notify(deps: Deps, job: Job) -> None:
         inbox_key = f"{settings.inbox_prefix}{job.job_name}/error.json"
         if len(inbox_key.encode()) <= 1024:
             deps.blobs.put_json(settings.inbox_bucket, inbox_key, report)
-        if job.status is not JobStatus.REJECTED or job.run_id:
+        if job.error.code != "InvalidJobName":  # such a name has no safe results prefix
             deps.blobs.put_json(settings.output_bucket, results_prefix(deps, job) + "error.json", report)
     payload = event_data(deps, job)
     event_type = SUCCEEDED_EVENT if job.status is JobStatus.STORED else FAILED_EVENT
@@ -150,7 +150,10 @@ def publish_sns(deps: Deps, job: Job, event_type: str, payload: dict[str, Any]) 
     }
     deps.sns.publish(
         TopicArn=deps.settings.topic_arn,
-        Subject=f"inbetween: {job.job_name} {job.status.value.lower()}"[:99],
+        # SNS subjects must be ASCII without control characters, under 100 characters
+        Subject=f"inbetween: {job.job_name.encode('ascii', 'replace').decode()} {job.status.value.lower()}"[
+            :99
+        ],
         Message=json.dumps({"type": event_type, "timestamp": iso(deps.clock()), "data": payload}),
         MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
     )
