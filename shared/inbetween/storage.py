@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +18,7 @@ from inbetween.errors import InbetweenError
 from inbetween.mp4 import Mp4Inspector
 
 PART_SIZE = 8 * 1024 * 1024
+PARTS_IN_FLIGHT = 3  # concurrent part uploads; memory is about (this + 2) parts
 
 
 class StorageError(InbetweenError):
@@ -114,23 +118,36 @@ class Blobs:
         expected_bytes: int | None,
         metadata: dict[str, str] | None = None,
     ) -> StoredVideo:
-        """Stream ``chunks`` into a multipart upload, part by part (memory stays at one part), and only
-        complete it once the byte count matches and the bytes are an MP4 with a video track."""
+        """Stream ``chunks`` into a multipart upload and only complete it once the byte count matches and
+        the bytes are an MP4 with a video track. Up to ``PARTS_IN_FLIGHT`` parts upload at once while the
+        next one is read (a bounded queue: memory stays at a few parts, whatever the video's size)."""
         upload = self._s3.create_multipart_upload(
             Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata or {}
         )
         upload_id = upload["UploadId"]
         inspector = Mp4Inspector()
         digest = hashlib.sha256()
+        in_flight: deque[tuple[int, Future[dict[str, Any]]]] = deque()
         parts: list[dict[str, Any]] = []
         pending = bytearray()
+        numbers = itertools.count(1)
 
-        def flush(data: bytes) -> None:
-            number = len(parts) + 1
-            resp = self._s3.upload_part(
+        def send(number: int, data: bytes | bytearray) -> dict[str, Any]:
+            return self._s3.upload_part(
                 Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
             )
-            parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+
+        def collect_oldest() -> None:
+            number, future = in_flight.popleft()
+            parts.append({"PartNumber": number, "ETag": future.result()["ETag"]})
+
+        pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="upload-part")
+
+        def flush(data: bytes | bytearray) -> None:
+            while len(in_flight) >= PARTS_IN_FLIGHT:
+                collect_oldest()
+            number = next(numbers)
+            in_flight.append((number, pool.submit(send, number, data)))
 
         try:
             for chunk in chunks:
@@ -138,8 +155,8 @@ class Blobs:
                 digest.update(chunk)
                 pending += chunk
                 if len(pending) >= PART_SIZE:
-                    flush(bytes(pending[:PART_SIZE]))
-                    del pending[:PART_SIZE]
+                    part, pending = pending, bytearray()  # hand the buffer over whole: no copy of a part
+                    flush(part)
             if expected_bytes is not None and inspector.total != expected_bytes:
                 raise VideoRejected(
                     f"video download incomplete: got {inspector.total} of {expected_bytes} bytes"
@@ -147,17 +164,24 @@ class Blobs:
             problem = inspector.verdict()
             if problem:
                 raise VideoRejected(problem)
-            if pending or not parts:
-                flush(bytes(pending))
+            if pending or not (parts or in_flight):
+                flush(pending)
+            while in_flight:
+                collect_oldest()
             done = self._s3.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
+            for _, future in in_flight:
+                future.cancel()
+            pool.shutdown(wait=True)  # no part may land after the abort
             try:
                 self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             except ClientError:
                 pass
             raise
+        finally:
+            pool.shutdown(wait=True)
         return StoredVideo(
             bucket=bucket,
             key=key,

@@ -1,0 +1,250 @@
+"""Completion: a 1 GiB video served over HTTP on loopback, streamed by ``Blobs.store_video`` (as the
+completion function does: httpx stream -> multipart upload, verified) into moto in server mode (its own
+process, so its memory is not ours). Peak memory growth of the process that streams, and its throughput
+as a ratio of a plain boto3 ``upload_file`` of the same bytes from a local file to the same server.
+Each side runs in a fresh interpreter so its peak RSS (VmHWM) is its own."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench.common import REGION, ROOT, Figure, at_least, at_most, fake_aws_env, median
+
+MEMORY_GOAL_MIB = 100.0
+THROUGHPUT_GOAL = 0.5
+GIB = 1024**3
+
+
+def tiny_mp4() -> bytes:
+    """A real H.264 MP4 (two frames), for its ftyp and moov boxes."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 100, dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def _boxes(data: bytes) -> list[tuple[str, bytes]]:
+    out, at = [], 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        out.append((kind.decode(), data[at : at + size]))
+        at += size
+    return out
+
+
+def write_video(path: Path, size: int) -> None:
+    """ftyp + moov of a real MP4, then one mdat box padded so the file is exactly ``size`` bytes."""
+    boxes = dict(_boxes(tiny_mp4()))
+    head = boxes["ftyp"] + boxes["moov"]
+    payload = boxes["mdat"][8:]
+    body = size - len(head) - 8
+    with path.open("wb") as out:
+        out.write(head)
+        out.write(struct.pack(">I4s", body + 8, b"mdat"))
+        out.write(payload)
+        left = body - len(payload)
+        block = bytes(8 * 1024 * 1024)
+        while left:
+            n = min(left, len(block))
+            out.write(block[:n])
+            left -= n
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    path_on_disk: Path
+
+    def log_message(self, *_args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        size = self.path_on_disk.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with self.path_on_disk.open("rb") as src:
+            while chunk := src.read(1024 * 1024):
+                self.wfile.write(chunk)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _peak_rss_mib() -> tuple[float, float]:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def _reset_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
+    """One side, in a fresh interpreter: 'stream' (the pipeline's path) or 'upload_file' (the baseline)."""
+    import boto3
+
+    session = boto3.session.Session(region_name=REGION)
+    if mode == "stream":
+        from inbetween.config import load_settings
+        from inbetween.wiring import build_deps
+
+        names = {
+            k: "x"
+            for k in ("JOBS_TABLE", "INBOX_BUCKET", "INTAKE_QUEUE_URL", "COMPLETION_QUEUE_URL")
+            + ("NOTIFY_TOPIC_ARN", "DASHSCOPE_API_KEY_SECRET", "WEBHOOK_SECRET_NAME")
+        }
+        settings = load_settings(dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1"))
+        deps = build_deps(settings, session=session)
+        from inbetween.completion import CHUNK
+
+        blobs, http = deps.blobs, deps.http
+        _reset_peak()
+        rss0, _ = _peak_rss_mib()
+        started = time.perf_counter()
+        with http.stream("GET", source) as resp:
+            stored = blobs.store_video(
+                bucket,
+                "results/bench/video.mp4",
+                resp.iter_bytes(CHUNK),
+                expected_bytes=int(resp.headers["content-length"]),
+                metadata={"task-id": "bench"},
+            )
+        seconds = time.perf_counter() - started
+        size = stored.size
+    else:
+        s3 = session.client("s3")
+        s3.head_bucket(Bucket=bucket)  # build the client's connection before measuring
+        _reset_peak()
+        rss0, _ = _peak_rss_mib()
+        started = time.perf_counter()
+        s3.upload_file(source, bucket, "baseline/video.mp4")
+        seconds = time.perf_counter() - started
+        size = os.path.getsize(source)
+    _, peak = _peak_rss_mib()
+    return {"mode": mode, "seconds": seconds, "bytes": size, "rss_start_mib": rss0, "peak_growth_mib": peak - rss0}
+
+
+def _run_worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
+    env = dict(os.environ, **fake_aws_env(), AWS_ENDPOINT_URL=endpoint, POWERTOOLS_METRICS_NAMESPACE="Inbetween")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "shared"), str(ROOT / "local")])
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.completion", "worker", mode, endpoint, bucket, source],
+        env=env, capture_output=True, text=True, check=True, cwd=str(ROOT), timeout=900,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False) -> list[Figure]:
+    import boto3
+
+    size = 64 * 1024 * 1024 if quick else GIB
+    rounds = 1 if quick else 2
+    port = _free_port()
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, **fake_aws_env()),
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        session = boto3.session.Session(region_name=REGION, **{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+        s3 = session.client("s3", endpoint_url=endpoint)
+        for _ in range(100):
+            try:
+                s3.list_buckets()
+                break
+            except Exception:  # noqa: BLE001 - the server is still starting
+                time.sleep(0.1)
+        bucket = "output-bench"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+            path = Path(tmp) / "video.mp4"
+            write_video(path, size)
+            handler = type("Handler", (_FileHandler,), {"path_on_disk": path})
+            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            url = f"http://127.0.0.1:{server.server_address[1]}/results/video.mp4"
+            results: dict[str, list[dict]] = {"stream": [], "upload_file": []}
+            try:
+                for _ in range(rounds):  # interleaved, so load drift hits both sides
+                    results["stream"].append(_run_worker("stream", endpoint, bucket, url))
+                    results["upload_file"].append(_run_worker("upload_file", endpoint, bucket, str(path)))
+                    for key in ("results/bench/video.mp4", "baseline/video.mp4"):  # keep moto's memory flat
+                        versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+                        for v in versions:
+                            s3.delete_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])
+            finally:
+                server.shutdown()
+                server.server_close()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+    stream_s = median([r["seconds"] for r in results["stream"]])
+    upload_s = median([r["seconds"] for r in results["upload_file"]])
+    growth = max(r["peak_growth_mib"] for r in results["stream"])
+    base_growth = max(r["peak_growth_mib"] for r in results["upload_file"])
+    ratio = (size / stream_s) / (size / upload_s)
+    mib = size / 1024 / 1024
+    settings = {"video_bytes": size, "rounds": rounds, "s3": "moto_server (separate process)",
+                "source": "HTTP on 127.0.0.1", "part_size_mib": 8}  # fmt: skip
+    return [
+        Figure(
+            key="completion.peak_memory_growth",
+            name=f"Completion: peak memory growth streaming a {mib:,.0f} MiB video",
+            value=round(growth, 1),
+            unit="MiB",
+            goal=f"<= {MEMORY_GOAL_MIB:.0f}",
+            passed=at_most(growth, MEMORY_GOAL_MIB),
+            baseline=f"boto3 upload_file of the same file: {base_growth:.0f} MiB",
+            settings=settings,
+            detail=results,
+        ),
+        Figure(
+            key="completion.throughput_ratio",
+            name=f"Completion: throughput streaming a {mib:,.0f} MiB video to S3",
+            value=round(ratio, 2),
+            unit="x boto3 upload_file",
+            goal=f">= {THROUGHPUT_GOAL}",
+            passed=at_least(ratio, THROUGHPUT_GOAL),
+            baseline=f"upload_file: {mib / upload_s:.0f} MiB/s; store_video: {mib / stream_s:.0f} MiB/s",
+            settings=settings,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        print(json.dumps(worker(*sys.argv[2:6])))
+    else:
+        print(json.dumps([f.to_dict() for f in run(quick=True)], indent=2))
