@@ -142,6 +142,12 @@ def event_data(deps: Deps, job: Job) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
 
 
+def _sns_subject(job: Job) -> str:
+    # SNS subjects must be printable ASCII, under 100 characters
+    name = "".join(c if 32 <= ord(c) < 127 else "?" for c in job.job_name)
+    return f"inbetween: {name} {job.status.value.lower()}"[:99]
+
+
 def publish_sns(deps: Deps, job: Job, event_type: str, payload: dict[str, Any]) -> None:
     attributes = {
         "event_type": event_type,
@@ -151,9 +157,7 @@ def publish_sns(deps: Deps, job: Job, event_type: str, payload: dict[str, Any]) 
     deps.sns.publish(
         TopicArn=deps.settings.topic_arn,
         # SNS subjects must be ASCII without control characters, under 100 characters
-        Subject=f"inbetween: {job.job_name.encode('ascii', 'replace').decode()} {job.status.value.lower()}"[
-            :99
-        ],
+        Subject=_sns_subject(job),
         Message=json.dumps({"type": event_type, "timestamp": iso(deps.clock()), "data": payload}),
         MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
     )
