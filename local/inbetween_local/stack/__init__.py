@@ -81,6 +81,12 @@ class StackOptions:
     timings: dict[str, str] = field(default_factory=lambda: dict(LOCAL_TIMINGS))
     environment: dict[str, str] = field(default_factory=dict)  # extra function environment
     log_level: str = "WARNING"  # the functions' Powertools log level
+    # Fault injection (the fault suite); the defaults are Lambda's ordinary behaviour.
+    sqs_concurrency: int = 1  # concurrent invocations per SQS event source (separate "containers")
+    s3_event_copies: int = 1  # each S3 event notification is delivered this many times
+    concurrent_schedules: int = (
+        1  # invocations of each schedule that run at once (staggered by half a period)
+    )
 
 
 class LocalStack:
@@ -242,25 +248,34 @@ class LocalStack:
         for fn in self.template.functions():
             function = LocalFunction(fn, self.options.stack_name)
             self.functions[fn.logical_id] = function
+
+            def instance_of(i: int, fn=fn, function=function) -> LocalFunction:
+                return function if i == 0 else LocalFunction(fn, self.options.stack_name, instance=i)
+
             for source in fn.sqs_sources:
-                pump = SqsPump(
-                    function,
-                    source,
-                    sqs=sqs,
-                    queue_url=self.resolve({"Ref": source.queue_logical_id}),
-                    queue_arn=self.resolve({"Fn::GetAtt": [source.queue_logical_id, "Arn"]}),
-                    retry_visibility_s=self.options.retry_visibility_s,
-                    stopping=self._stopping,
-                )
-                self.pumps.append(pump)
+                for i in range(max(1, self.options.sqs_concurrency)):
+                    pump = SqsPump(
+                        instance_of(i),
+                        source,
+                        sqs=sqs,
+                        queue_url=self.resolve({"Ref": source.queue_logical_id}),
+                        queue_arn=self.resolve({"Fn::GetAtt": [source.queue_logical_id, "Arn"]}),
+                        retry_visibility_s=self.options.retry_visibility_s,
+                        stopping=self._stopping,
+                        event_copies=self.options.s3_event_copies,
+                        instance=i,
+                    )
+                    self.pumps.append(pump)
             for schedule in fn.schedules:
-                scheduler = Scheduler(
-                    function,
-                    f"{self.options.stack_name}-{fn.logical_id}-{schedule.name}",
-                    self.options.poller_period_s,
-                    self._stopping,
-                )
-                self.schedulers.append(scheduler)
+                for i in range(max(1, self.options.concurrent_schedules)):
+                    scheduler = Scheduler(
+                        instance_of(i),
+                        f"{self.options.stack_name}-{fn.logical_id}-{schedule.name}",
+                        self.options.poller_period_s,
+                        self._stopping,
+                        instance=i,
+                    )
+                    self.schedulers.append(scheduler)
         from inbetween.observability import logger
 
         logger.setLevel(self.options.log_level)
