@@ -150,6 +150,9 @@ class Timing:
     completion_grace_s: float = 900.0
     query_rps: float = 10.0  # half the account's 20 QPS, leaving room for people and other tools
     poll_concurrency: int = 4
+    # Webhook retry delays (s) before attempt n+1, the first (0) being the immediate attempt; None: the
+    # Standard Webhooks schedule (5 s, 5 min, 30 min, ... about a day). WEBHOOK_RETRY_DELAYS_SECONDS.
+    webhook_retry_delays_s: tuple[float, ...] | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Timing:
@@ -168,4 +171,20 @@ class Timing:
                     values[attr] = cast(env[name])
                 except ValueError:
                     raise ConfigError(f"{name} must be a number, got {env[name]!r}") from None
+        if env.get("WEBHOOK_RETRY_DELAYS_SECONDS", "") != "":
+            values["webhook_retry_delays_s"] = parse_retry_delays(env["WEBHOOK_RETRY_DELAYS_SECONDS"])
         return cls(**values)
+
+
+def parse_retry_delays(raw: str) -> tuple[float, ...]:
+    """E.g. "0,5,300,1800": the immediate attempt, then the delays before each retry (seconds)."""
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"WEBHOOK_RETRY_DELAYS_SECONDS: not seconds: {raw!r}") from None
+    if len(delays) < 2 or delays[0] != 0 or any(d < 0 for d in delays):
+        raise ConfigError(
+            "WEBHOOK_RETRY_DELAYS_SECONDS must start with 0 (the immediate attempt) and list at least one "
+            f"retry delay, none negative; got {raw!r}"
+        )
+    return delays

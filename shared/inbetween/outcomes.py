@@ -229,7 +229,7 @@ def attempt_webhook(deps: Deps, msg_id: str) -> str:
     if result.gone:
         deps.store.update_item(f"hook#{msg_id}", sets={"state": "gone"}, adds={"attempts": 1}, clear_due=True)
         return "gone"
-    delay = webhooks.next_retry_delay(attempts + 1)
+    delay = webhooks.next_retry_delay(attempts + 1, delays=deps.timing.webhook_retry_delays_s)
     if delay is None:
         deps.store.update_item(
             f"hook#{msg_id}",

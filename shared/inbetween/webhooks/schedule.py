@@ -12,17 +12,21 @@ JITTER = 0.10
 MAX_RETRY_AFTER_S = 86400.0
 
 
-def next_retry_delay(attempt: int, *, rng: random.Random | None = None) -> float | None:
+def next_retry_delay(
+    attempt: int, *, rng: random.Random | None = None, delays: tuple[float, ...] | None = None
+) -> float | None:
     """Seconds to wait before the next attempt, given ``attempt`` failed attempts so far; None when exhausted.
 
     ``next_retry_delay(0)`` is 0 (first delivery now). Delays carry +/-10 % jitter so that receivers
-    recovering from an outage are not hit by every queued event at once.
+    recovering from an outage are not hit by every queued event at once. ``delays``: another schedule
+    (the operator's ``WEBHOOK_RETRY_DELAYS_SECONDS``) instead of ``RETRY_DELAYS_S``.
     """
+    schedule = RETRY_DELAYS_S if delays is None else delays
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
-    if attempt >= len(RETRY_DELAYS_S):
+    if attempt >= len(schedule):
         return None
-    base = RETRY_DELAYS_S[attempt]
+    base = schedule[attempt]
     if base == 0:
         return 0.0
     factor = (rng or random).uniform(1 - JITTER, 1 + JITTER)
