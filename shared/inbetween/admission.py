@@ -162,16 +162,14 @@ def submit(deps: Deps, job: Job) -> str:
 
 
 def _record_task(deps: Deps, job: Job, task_id: str) -> bool:
+    from inbetween.tasks import first_check_at  # tasks uses this module's error hints
+
     deps.store.record_task(task_id, job.job_id)
-    spec = model_spec(job.model or "")
-    first_delay = deps.timing.first_poll_delay_s
-    if first_delay is None:
-        first_delay = float(spec.min_generation_s if spec else 60)
     now = deps.clock()
     return deps.store.apply(
         Transition(job.job_id, JobStatus.SUBMITTING, JobStatus.SUBMITTED)
         .set(task_id=task_id, submitted_at=now, provider_status="PENDING", lease_holder=None)
-        .schedule(DueKind.POLL.key(), now + first_delay)
+        .schedule(DueKind.POLL.key(), first_check_at(deps, job.model, now))
     )
 
 

@@ -56,6 +56,9 @@ class Settings:
     poll_interval_s: float = 5.0
     # Loopback and plain-http webhook targets are for the local stack only.
     allow_local_webhooks: bool = False
+    # Provider push (EventBridge task-finished events): the poller then only checks overdue tasks.
+    push_enabled: bool = False
+    push_secret_name: str = ""  # only the ProviderEventsFunction needs it
     extra: dict[str, str] = field(default_factory=dict)
 
     def concurrency_for(self, model: str) -> int:
@@ -128,10 +131,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ("prompt_extend", "PROMPT_EXTEND"),
         ("watermark", "WATERMARK"),
         ("allow_local_webhooks", "ALLOW_LOCAL_WEBHOOKS"),
+        ("push_enabled", "PUSH_ENABLED"),
     ):
         if env.get(name, "") != "":
             values[attr] = _bool(env[name], name)
     values["default_webhook_url"] = env.get("WEBHOOK_URL", "")
+    values["push_secret_name"] = env.get("PUSH_SECRET_NAME", "")
     return Settings(**values)
 
 
@@ -153,6 +158,11 @@ class Timing:
     # Webhook retry delays (s) before attempt n+1, the first (0) being the immediate attempt; None: the
     # Standard Webhooks schedule (5 s, 5 min, 30 min, ... about a day). WEBHOOK_RETRY_DELAYS_SECONDS.
     webhook_retry_delays_s: tuple[float, ...] | None = None
+    # With push on, a task is checked only once its event is overdue: the model's typical generation time
+    # (or expected_generation_s) plus push_grace_s after submission, then every push_recheck_s.
+    push_grace_s: float = 60.0
+    push_recheck_s: float = 60.0
+    expected_generation_s: float | None = None  # None: the model's typical generation time
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Timing:
@@ -165,6 +175,9 @@ class Timing:
             ("completion_grace_s", "COMPLETION_GRACE_SECONDS", float),
             ("query_rps", "PROVIDER_QUERY_RPS", float),
             ("poll_concurrency", "POLL_CONCURRENCY", int),
+            ("push_grace_s", "PUSH_GRACE_SECONDS", float),
+            ("push_recheck_s", "PUSH_RECHECK_SECONDS", float),
+            ("expected_generation_s", "EXPECTED_GENERATION_SECONDS", float),
         ):
             if env.get(name, "") != "":
                 try:

@@ -3,8 +3,9 @@
 Each tick reads only due items from the sparse ``due-index`` (never a Scan): expired submit leases,
 overdue incomplete drops, unconfirmed notifications, stalled completions, webhook retries, waiting jobs,
 and provider tasks whose next check has come. Tasks are checked when they are likely to have changed
-(first near the model's shortest generation time, then every ``poll_interval_s``), with bounded
-concurrency under the account's query-rate quota, and the tick keeps going while something is due
+(first near the model's shortest generation time, then every ``poll_interval_s``; with provider push on,
+only once a task's finished event is overdue, see ``inbetween.tasks``), with bounded concurrency under
+the account's query-rate quota, and the tick keeps going while something is due
 within its time budget, so a finished task is noticed in seconds, not at the next minute. Two pollers at
 once are harmless: every hand-off is a conditional transition.
 """
@@ -14,17 +15,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from inbetween import admission, intake
+from inbetween import admission, intake, push, tasks
 from inbetween.catalog import MODELS
 from inbetween.deps import Deps
-from inbetween.errors import ConfigError, ProviderError
-from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
-from inbetween.observability import count, logger, seconds
-from inbetween.outcomes import attempt_webhook, finish, report_and_notify
-from inbetween.provider.models import TaskState, TaskStatus
-from inbetween.store import Transition, job_key
+from inbetween.models import DueKind, Job, JobStatus
+from inbetween.outcomes import attempt_webhook, report_and_notify
+from inbetween.store import job_key
+from inbetween.tasks import provider_facts
 
 HANDOFF_LEASE_S = 300.0
 
@@ -67,6 +65,8 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
     report.handed_over += _rehand_due_completions(deps)
     report.handed_over += _hand_due_webhooks(deps)
     report.admitted += _admit_all(deps)
+    if deps.settings.push_enabled:
+        push.follow_up_early_events(deps)
     pacer = _Pacer(deps, deps.timing.query_rps)
     with ThreadPoolExecutor(max_workers=max(1, deps.timing.poll_concurrency)) as pool:
         while True:
@@ -94,106 +94,8 @@ def _admit_all(deps: Deps) -> int:
     return admitted
 
 
-def provider_facts(state: TaskState) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "submit_time": state.submit_time.isoformat() if state.submit_time else None,
-        "scheduled_time": state.scheduled_time.isoformat() if state.scheduled_time else None,
-        "end_time": state.end_time.isoformat() if state.end_time else None,
-        "end_ts": state.end_time.timestamp() if state.end_time else None,
-        "orig_prompt": state.orig_prompt,
-        "actual_prompt": state.actual_prompt,
-        "request_id": state.request_id,
-        "code": state.code,
-        "message": state.message,
-    }
-    if state.usage is not None:
-        usage = {
-            "video_duration": state.usage.video_duration,
-            "video_count": state.usage.video_count,
-            "SR": state.usage.sr,
-            "video_ratio": state.usage.video_ratio,
-        }
-        facts["usage"] = {k: v for k, v in usage.items() if v is not None}
-    return {k: v for k, v in facts.items() if v is not None}
-
-
 def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
-    if job.status is not JobStatus.SUBMITTED or not job.task_id:
-        return "skipped"
-    pacer.wait()
-    interval = deps.settings.poll_interval_s
-    try:
-        state = deps.provider.get_task(job.task_id)
-    except (ProviderError, ConfigError) as exc:
-        logger.warning(
-            "task query failed; will retry", extra={"job_id": job.job_id, "code": getattr(exc, "code", None)}
-        )
-        deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, None)
-            .add(polls=1)
-            .schedule(DueKind.POLL.key(), deps.clock() + 2 * interval)
-        )
-        count("TaskQueriesFailed")
-        return "error"
-    count("TaskQueries")
-    now = deps.clock()
-    if not state.status.is_terminal:
-        deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, None)
-            .set(provider_status=state.status.value)
-            .add(polls=1)
-            .schedule(DueKind.POLL.key(), now + interval)
-        )
-        return "running"
-    facts = provider_facts(state)
-    if state.status is TaskStatus.SUCCEEDED:
-        moved = deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, JobStatus.COMPLETING)
-            .set(provider_status=state.status.value, video_url=state.video_url, provider=facts)
-            .add(polls=1)
-            .schedule(DueKind.COMPLETE.key(), now + deps.timing.completion_grace_s)
-            .release_slot(job.model or "")
-        )
-        if moved:
-            if state.end_time is not None:
-                seconds("DetectionDelay", now - state.end_time.timestamp())
-                if state.submit_time is not None:
-                    seconds("ProviderTime", state.end_time.timestamp() - state.submit_time.timestamp())
-            deps.queues.complete_job(job.job_id)
-            return "finished"
-        return "raced"
-    if state.status is TaskStatus.UNKNOWN:
-        status = JobStatus.EXPIRED
-        error = ErrorInfo(
-            code="TaskExpired",
-            message="the provider no longer knows this task (task ids answer for 24 hours)",
-            hint="upload the job folder again to start a new run",
-        )
-    else:
-        status = JobStatus.FAILED
-        error = ErrorInfo(
-            code=state.code or ("TaskCanceled" if state.status is TaskStatus.CANCELED else "TaskFailed"),
-            message=state.message
-            or (
-                "the task was cancelled"
-                if state.status is TaskStatus.CANCELED
-                else "the provider gave no reason"
-            ),
-            hint=admission._hint_for(state.code)
-            if state.code
-            else "the provider did not say why; upload the job folder again to retry",
-            provider_request_id=state.request_id,
-        )
-    done = finish(
-        deps,
-        job,
-        status,
-        expected=JobStatus.SUBMITTED,
-        error=error,
-        release_slot=True,
-        extra={"provider_status": state.status.value, "provider": facts},
-    )
-    return "finished" if done else "raced"
+    return tasks.observe_task(deps, job, pace=pacer.wait)
 
 
 def _resend_due_notifications(deps: Deps) -> None:
@@ -233,4 +135,4 @@ def _hand_due_webhooks(deps: Deps) -> int:
     return handed
 
 
-__all__ = ["PollReport", "attempt_webhook", "tick"]
+__all__ = ["PollReport", "attempt_webhook", "provider_facts", "tick"]
