@@ -21,6 +21,8 @@ from inbetween.config import _REQUIRED, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 FUNCTIONS = ("SubmitFunction", "PollerFunction", "CompletionFunction")
+# created only with PushEnabled=true; its rows in the IAM matrix are checked like the others'
+PUSH_FUNCTIONS = ("ProviderEventsFunction",)
 
 # --- what each function may do: (IAM action, resource) where a resource is a logical id, optionally with
 # the path the statement appends to its ARN ("InboxBucket/inbox/*"), or "*".
@@ -78,6 +80,20 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
     }
     | _JOB_TABLE,
+    # one task query, then the completion queue, or a final state (error.json, SNS, webhook) for a failure
+    "ProviderEventsFunction": _logs("ProviderEventsLogGroup")
+    | _TRACES
+    | {
+        ("sqs:SendMessage", "CompletionQueue"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:PutItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("s3:PutObject", "InboxBucket/inbox/*"),
+        ("s3:PutObject", "OutputBucket/results/*"),
+        ("sns:Publish", "NotifyTopic"),
+        ("secretsmanager:GetSecretValue", "PushSecret"),
+    }
+    | _BOTH_SECRETS,
 }
 # AWS offers no resource-level permissions for these actions: "*" is the only valid resource.
 WILDCARD_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -160,7 +176,7 @@ def _sqs_events(template: dict) -> dict[str, dict]:
 # ---------------------------------------------------------------- IAM
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", FUNCTIONS + PUSH_FUNCTIONS)
 def test_each_function_role_grants_exactly_the_listed_permissions(template, function):
     # Given the function's own role
     statements = _role_statements(template, function)
@@ -174,14 +190,14 @@ def test_each_function_role_grants_exactly_the_listed_permissions(template, func
     assert expected - granted == set(), "needed but not granted"
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", FUNCTIONS + PUSH_FUNCTIONS)
 def test_a_wildcard_resource_appears_only_where_aws_allows_nothing_else(template, function):
     for statement in _role_statements(template, function):
         if "*" in _as_list(statement["Resource"]):
             assert set(_as_list(statement["Action"])) <= WILDCARD_ONLY_ACTIONS, statement
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", FUNCTIONS + PUSH_FUNCTIONS)
 def test_functions_use_their_own_role_and_stay_out_of_a_vpc(template, function):
     props = _props(template, function)
     assert "Policies" not in props  # SAM would otherwise generate a role with managed policies
@@ -462,6 +478,55 @@ def test_outputs_name_everything_an_operator_and_the_local_stack_need(template):
         "WebhookSigningSecretArn",
         "AlarmTopicArn",
     }
+
+
+# ---------------------------------------------------------------- provider push
+
+
+_PUSH_RESOURCES = (
+    "PushSecret",
+    "ProviderEventsFunction",
+    "ProviderEventsFunctionRole",
+    "ProviderEventsLogGroup",
+    "ProviderEventsInvokePermission",
+)
+
+
+def test_push_is_off_by_default_and_everything_it_adds_depends_on_it(template):
+    assert template["Parameters"]["PushEnabled"]["Default"] == "false"
+    assert template["Conditions"]["PushOn"] == {"Fn::Equals": [{"Ref": "PushEnabled"}, "true"]}
+    for logical_id in _PUSH_RESOURCES:
+        assert template["Resources"][logical_id]["Condition"] == "PushOn", logical_id
+    for output in ("ProviderEventsUrl", "PushSecretArn"):
+        assert template["Outputs"][output]["Condition"] == "PushOn"
+    # every function knows whether push is on (the poller changes its checks)
+    assert _globals_env(template)["PUSH_ENABLED"] == {"Ref": "PushEnabled"}
+
+
+def test_the_provider_events_function_is_reached_only_through_its_public_url(template):
+    props = _props(template, "ProviderEventsFunction")
+    assert (props["CodeUri"], props["Handler"]) == ("functions/provider_events/", "app.lambda_handler")
+    assert props["FunctionUrlConfig"] == {"AuthType": "NONE"}  # EventBridge cannot sign AWS requests
+    assert "Events" not in props
+    assert props["Environment"]["Variables"] == {"PUSH_SECRET_NAME": {"Ref": "PushSecret"}}
+    permission = _props(template, "ProviderEventsInvokePermission")
+    assert permission["InvokedViaFunctionUrl"] is True
+    assert permission["FunctionName"] == {"Ref": "ProviderEventsFunction"}
+    url = template["Outputs"]["ProviderEventsUrl"]["Value"]
+    assert url == {"Fn::GetAtt": ["ProviderEventsFunctionUrl", "FunctionUrl"]}
+    skips = {s["id"] for s in template["Resources"]["ProviderEventsFunction"]["Metadata"]["checkov"]["skip"]}
+    assert "CKV_AWS_258" in skips  # the public URL is a decision, explained there
+
+
+def test_the_push_secret_is_generated(template):
+    generate = _props(template, "PushSecret")["GenerateSecretString"]
+    assert generate["PasswordLength"] >= 32 and generate["ExcludePunctuation"] is True
+
+
+def test_the_default_parameters_leave_push_off_in_the_settings(template):
+    env = {name: _resolve_with_defaults(template, value) for name, value in _globals_env(template).items()}
+    assert load_settings(env).push_enabled is False
+    assert load_settings(dict(env, PUSH_ENABLED="true")).push_enabled is True
 
 
 def test_cfn_lint_accepts_the_template():
