@@ -67,6 +67,7 @@ from .config import (
     ManualClock,
 )
 from .errors import KNOWN_ERRORS, ApiError
+from .push import EventSender, PushConfig, PushStats
 from .server import EmulatorServer, EmulatorStats, TaskCounters, TaskInfo, api_key_id_for
 from .tasks import TaskSnapshot, TaskStatus
 
@@ -78,11 +79,14 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorServer",
     "EmulatorStats",
+    "EventSender",
     "ErrorTiming",
     "FaultOutcome",
     "FaultRule",
     "Faults",
     "ManualClock",
+    "PushConfig",
+    "PushStats",
     "TaskCounters",
     "TaskInfo",
     "TaskSnapshot",

@@ -31,6 +31,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from .push import LocalPush, with_push
 from .resources import Provisioner
 from .runtime import LocalFunction, Scheduler, SqsPump
 from .template import ACCOUNT_ID, REGION, REPO_ROOT, TEMPLATE_PATH, LocalTemplate, TemplateError
@@ -87,11 +88,17 @@ class StackOptions:
     concurrent_schedules: int = (
         1  # invocations of each schedule that run at once (staggered by half a period)
     )
+    # Provider push (stack/push.py): PushEnabled=true, the function URL on 127.0.0.1, emulator events.
+    push: bool = False
+    push_faults: Any = None  # an emulator PushConfig (drops, duplicates, delays, reordering)
 
 
 class LocalStack:
     def __init__(self, options: StackOptions | None = None, **overrides: Any):
         self.options = dataclasses.replace(options or StackOptions(), **overrides)
+        if self.options.push:
+            self.options = with_push(self.options)
+        self.push: LocalPush | None = None
         self.template = LocalTemplate.load(
             self.options.template_path,
             stack_name=self.options.stack_name,
@@ -121,6 +128,8 @@ class LocalStack:
             self._provision()
             self._apply_environment()
             self._start_functions()
+            if self.options.push:
+                self.push = LocalPush(self)
         except BaseException:
             self.stop()
             raise
@@ -132,6 +141,9 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self.push is not None:
+            self.push.stop()
+            self.push = None
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
