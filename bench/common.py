@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOT = Path(os.environ.get("BENCH_CODE_ROOT") or ROOT)  # whose shared/ and functions/ are measured
 OUT = ROOT / "bench" / "out"
 REGION = "us-east-1"
 

@@ -119,12 +119,14 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
         from inbetween.config import load_settings
         from inbetween.wiring import build_deps
 
-        names = {
-            k: "x"
-            for k in ("JOBS_TABLE", "INBOX_BUCKET", "INTAKE_QUEUE_URL", "COMPLETION_QUEUE_URL")
-            + ("NOTIFY_TOPIC_ARN", "DASHSCOPE_API_KEY_SECRET", "WEBHOOK_SECRET_NAME")
-        }
-        settings = load_settings(dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1"))
+        names = dict.fromkeys(
+            ("JOBS_TABLE", "INBOX_BUCKET", "INTAKE_QUEUE_URL", "COMPLETION_QUEUE_URL")
+            + ("NOTIFY_TOPIC_ARN", "DASHSCOPE_API_KEY_SECRET", "WEBHOOK_SECRET_NAME"),
+            "x",
+        )
+        settings = load_settings(
+            dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1")
+        )
         deps = build_deps(settings, session=session)
         from inbetween.completion import CHUNK
 
@@ -152,11 +154,19 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
         seconds = time.perf_counter() - started
         size = os.path.getsize(source)
     _, peak = _peak_rss_mib()
-    return {"mode": mode, "seconds": seconds, "bytes": size, "rss_start_mib": rss0, "peak_growth_mib": peak - rss0}
+    return {
+        "mode": mode,
+        "seconds": seconds,
+        "bytes": size,
+        "rss_start_mib": rss0,
+        "peak_growth_mib": peak - rss0,
+    }
 
 
 def _run_worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
-    env = dict(os.environ, **fake_aws_env(), AWS_ENDPOINT_URL=endpoint, POWERTOOLS_METRICS_NAMESPACE="Inbetween")
+    env = dict(
+        os.environ, **fake_aws_env(), AWS_ENDPOINT_URL=endpoint, POWERTOOLS_METRICS_NAMESPACE="Inbetween"
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "shared"), str(ROOT / "local")])
     out = subprocess.run(
         [sys.executable, "-m", "bench.completion", "worker", mode, endpoint, bucket, source],
@@ -177,7 +187,9 @@ def run(quick: bool = False) -> list[Figure]:
     )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        session = boto3.session.Session(region_name=REGION, **{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+        session = boto3.session.Session(
+            region_name=REGION, **{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        )
         s3 = session.client("s3", endpoint_url=endpoint)
         for _ in range(100):
             try:

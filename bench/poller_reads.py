@@ -115,12 +115,12 @@ def _scan_poller_reads(ddb: Any, table: str) -> tuple[int, int]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def run(quick: bool = False) -> list[Figure]:
+def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[Figure]:
     from inbetween import polling
     from inbetween.wiring import build_deps
     from moto import mock_aws
 
-    finished, active, due = (10_000, 200, 50) if quick else (100_000, 1_000, 200)
+    finished, active, due = sizes or ((10_000, 200, 50) if quick else (100_000, 1_000, 200))
     with mock_aws():
         session = boto3.session.Session(
             region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
@@ -177,3 +177,22 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps([f.to_dict() for f in run(quick=True)], indent=2))
+
+
+def idle_tick_requests() -> dict[str, int]:
+    """AWS requests of one poller tick with nothing to do (an empty table)."""
+    from inbetween import polling
+    from inbetween.wiring import build_deps
+    from moto import mock_aws
+
+    with mock_aws():
+        session = boto3.session.Session(
+            region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        counter = RequestCounter().attach(session.events)
+        create_jobs_table(session.client("dynamodb"), "jobs-idle")
+        deps = build_deps(_settings("jobs-idle"), session=session, timing=Timing(), clock=lambda: NOW,
+                          sleep=lambda _s: None)  # fmt: skip
+        counter.reset()
+        polling.tick(deps, budget_s=50.0)
+        return counter.snapshot()
