@@ -452,6 +452,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         emulator_running_s=args.running_s,
         poller_period_s=args.poller_period_s,
         log_level=args.log_level,
+        push=args.push,
     )
     print("starting the local stack (moto server, DashScope emulator, functions)...", flush=True)
     try:
@@ -489,6 +490,8 @@ inbetween local stack is up (state: {path})
     )
     if receiver is not None:
         print(f"  webhook receiver:     {receiver.url} (default webhook of every job)")
+    if getattr(stack, "push", None) is not None:
+        print(f"  provider events URL:  {stack.push.url} (the emulator pushes task-finished events here)")
     print(
         f"""
 Drop a job with the AWS CLI (any credentials work locally):
@@ -547,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a local webhook receiver and make it every job's default webhook",
     )
     up.add_argument("--webhook-port", type=int, default=0)
+    up.add_argument(
+        "--push",
+        action="store_true",
+        help="provider push on: the emulator sends task-finished events to the provider events function",
+    )
     up.add_argument("--log-level", default="INFO", help="the functions' log level")
     up.add_argument("--state-file", help=argparse.SUPPRESS)
     up.add_argument("--local-stack-name", help=argparse.SUPPRESS)
