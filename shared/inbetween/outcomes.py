@@ -78,9 +78,11 @@ def finish(
 
 
 def report_and_notify(deps: Deps, job: Job) -> None:
-    """Steps 2-4 above; safe to repeat."""
+    """Steps 2-4 above; safe to repeat, and to run twice at once (only one notifies)."""
     if job.notified_at is not None or not job.status.is_final:
         return
+    if not _claim_notification(deps, job):
+        return  # another invocation is notifying now; if it dies, the poller's notify item retries
     settings = deps.settings
     if job.error is not None:
         report = error_report(job, job.error)
@@ -102,6 +104,20 @@ def report_and_notify(deps: Deps, job: Job) -> None:
         condition="attribute_not_exists(notified_at)",
     )
     logger.info("job notified", extra={"job_id": job.job_id, "status": job.status.value})
+
+
+def _claim_notification(deps: Deps, job: Job) -> bool:
+    """A short claim, so that two invocations finding the same unnotified job (a duplicate S3 event, a
+    redelivered completion message, the poller's safety net) do not both publish. A claimant that dies
+    leaves the claim to expire after ``notify_grace_s``; the job's notify due item stays until then."""
+    now = deps.clock()
+    return deps.store.update_item(
+        job_key(job.job_id),
+        sets={"notify_claimed_until": now + deps.timing.notify_grace_s},
+        condition="attribute_not_exists(notified_at) AND "
+        "(attribute_not_exists(notify_claimed_until) OR notify_claimed_until < :claim_now)",
+        values={":claim_now": now},
+    )
 
 
 def event_data(deps: Deps, job: Job) -> dict[str, Any]:
