@@ -167,6 +167,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+        _serialize_moto_dynamodb()
         if self.options.moto_port:
             # ThreadedMotoServer waits forever when its thread cannot bind: check first
             _check_port_free(self.options.moto_port)
@@ -425,6 +426,29 @@ class LocalStack:
         path.write_text(json.dumps(self.state(), indent=2) + "\n")
         self._state_file = path
         return path
+
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _serialize_moto_dynamodb() -> None:
+    """DynamoDB applies each request atomically: a conditional write's check and write are one step, and
+    a transaction is all-or-nothing against concurrent writers. moto's server threads do not lock, so two
+    concurrent conditional updates can both pass (the fault suite saw a slot counter released twice).
+    One lock around moto's DynamoDB actions (in this process) restores the guarantee the pipeline
+    relies on."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_inbetween_serialized", False):
+        return
+    unlocked = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return unlocked(self)
+
+    call_action._inbetween_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 class PortInUse(RuntimeError):
