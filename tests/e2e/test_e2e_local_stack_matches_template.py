@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode_str
+from inbetween_local.stack import LocalTemplate
 
 from tests.e2e.conftest import STACK_MARKS
 
@@ -27,8 +28,13 @@ def template():
 
 
 def of_type(template, kind):
+    """Resources of ``kind`` that the shared stack creates: it runs with the default parameters, so
+    resources under a false condition (PushOn, HasAlarmEmail) are absent."""
+    defaults = LocalTemplate.load(TEMPLATE)
     return {
-        lid: res.get("Properties", {}) for lid, res in template["Resources"].items() if res["Type"] == kind
+        lid: res.get("Properties", {})
+        for lid, res in template["Resources"].items()
+        if res["Type"] == kind and defaults.is_created(lid)
     }
 
 

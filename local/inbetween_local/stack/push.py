@@ -118,7 +118,9 @@ class FunctionUrlServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def invoke(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    def invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict, bytes]:
         self.requests += 1
         try:
             result = self.function.invoke(function_url_event(method, target, headers, body))
@@ -174,9 +176,9 @@ class LocalPush:
         self.server = FunctionUrlServer(function).start()
         # Outputs (ProviderEventsUrl) name the URL resource SAM would generate: answer it locally
         stack._provisioner.physical[URL_RESOURCE] = {"Ref": self.server.url, "FunctionUrl": self.server.url}
-        self.secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.resolve({"Ref": "PushSecret"}))[
-            "SecretString"
-        ]
+        self.secret = stack.client("secretsmanager").get_secret_value(
+            SecretId=stack.resolve({"Ref": "PushSecret"})
+        )["SecretString"]
         base = stack.options.push_faults or PushConfig(url=self.server.url)
         config = dataclasses.replace(
             base,
