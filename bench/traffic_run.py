@@ -223,6 +223,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the scenario process dies, however it dies."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class MotoProcess:
     """moto_server in its own process (its CPU and memory are not the pipeline's)."""
 
@@ -236,6 +247,7 @@ class MotoProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=dict(os.environ, **fake_aws_env()),
+            preexec_fn=_die_with_parent,
         )
         url = f"http://127.0.0.1:{port}"
         s3 = boto3.client(
@@ -255,7 +267,11 @@ class MotoProcess:
 
     def __exit__(self, *exc: object) -> None:
         self._proc.terminate()
-        self._proc.wait(timeout=30)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a busy server with gigabytes in memory: no need to be polite
+            self._proc.kill()
+            self._proc.wait(timeout=30)
 
 
 class _RecordingProvider:
