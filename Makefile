@@ -43,6 +43,9 @@ e2e: install
 demo: install
 	$(PY) -m inbetween_local.demo
 
+bench: install
+	$(PY) -m bench.run --publish
+
 audit: install
 	PYTHON=$(PYTHON) tools/audit.sh
 
