@@ -26,7 +26,11 @@ from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import data_uri, inspect_image
 from inbetween.store import Transition
 
-RECONCILE_MARGIN_S = 2.0
+# Clock margins around a create call's window when matching it to the provider's task list. Submits are
+# serialized by the submit lease, so the next job's create starts after this window ends: keep the margin
+# small so that windows of consecutive jobs do not overlap (clocks are NTP-synced on both sides).
+RECONCILE_MARGIN_BEFORE_S = 1.0
+RECONCILE_MARGIN_AFTER_S = 0.5
 
 
 def admit(deps: Deps, model: str) -> int:
@@ -168,7 +172,9 @@ def _record_task(deps: Deps, job: Job, task_id: str) -> bool:
     now = deps.clock()
     return deps.store.apply(
         Transition(job.job_id, JobStatus.SUBMITTING, JobStatus.SUBMITTED)
-        .set(task_id=task_id, submitted_at=now, provider_status="PENDING", lease_holder=None)
+        .set(
+            task_id=task_id, submitted_at=now, provider_status="PENDING", lease_holder=None, uncertain_at=None
+        )
         .schedule(DueKind.POLL.key(), first_check_at(deps, job.model, now))
     )
 
@@ -176,7 +182,7 @@ def _record_task(deps: Deps, job: Job, task_id: str) -> bool:
 def _back_to_waiting(deps: Deps, job: Job) -> None:
     deps.store.apply(
         Transition(job.job_id, JobStatus.SUBMITTING, JobStatus.WAITING)
-        .set(submit_started_at=None, lease_holder=None)
+        .set(submit_started_at=None, lease_holder=None, uncertain_at=None)
         .schedule(DueKind.ADMIT.key(job.model), job.created_at)
         .release_slot(job.model or "")
     )
@@ -207,9 +213,19 @@ def reconcile_expired_leases(deps: Deps, limit: int = 10) -> int:
     try:
         for item in due:
             job = Job.from_item(item)
-            if job.status is JobStatus.SUBMITTING:
+            if job.status is not JobStatus.SUBMITTING:
+                continue
+            try:
                 reconcile(deps, job)
-                handled += 1
+            except Exception:  # noqa: BLE001 - one job's trouble must not stall everyone's reconciliation
+                logger.exception("reconciliation failed; will retry", extra={"job_id": job.job_id})
+                count("ReconciliationErrors")
+                deps.store.apply(
+                    Transition(job.job_id, JobStatus.SUBMITTING, None).schedule(
+                        DueKind.LEASE.key(), deps.clock() + 60
+                    )
+                )
+            handled += 1
     finally:
         deps.store.release_submit_lease(holder)
     return handled
@@ -220,14 +236,16 @@ def reconcile(deps: Deps, job: Job) -> str:
     item = deps.store.get_item(f"job#{job.job_id}") or {}
     # the create call ran inside [started, uncertain_at] (a known outcome) or inside the lease (a crash)
     ended = float(item.get("uncertain_at") or started + deps.timing.submit_lease_s)
-    window_start = datetime.fromtimestamp(started - RECONCILE_MARGIN_S, UTC)
-    window_end = datetime.fromtimestamp(min(ended, deps.clock()) + RECONCILE_MARGIN_S, UTC)
+    ended = max(started, min(ended, deps.clock()))
+    window_start = datetime.fromtimestamp(started - RECONCILE_MARGIN_BEFORE_S, UTC)
+    window_end = datetime.fromtimestamp(ended + RECONCILE_MARGIN_AFTER_S, UTC)
     window_end = min(window_end, window_start + timedelta(hours=23))
     try:
         tasks = list(deps.provider.iter_tasks(start=window_start, end=window_end, model=job.model))
-    except ProviderError as exc:
+    except (ProviderError, ConfigError) as exc:
         logger.warning(
-            "reconciliation deferred: task list unavailable", extra={"job_id": job.job_id, "code": exc.code}
+            "reconciliation deferred: task list unavailable",
+            extra={"job_id": job.job_id, "code": getattr(exc, "code", None)},
         )
         deps.store.apply(
             Transition(job.job_id, JobStatus.SUBMITTING, None).schedule(

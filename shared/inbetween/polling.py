@@ -20,6 +20,7 @@ from inbetween import admission, intake, push, tasks
 from inbetween.catalog import MODELS
 from inbetween.deps import Deps
 from inbetween.models import DueKind, Job, JobStatus
+from inbetween.observability import count, logger
 from inbetween.outcomes import attempt_webhook, report_and_notify
 from inbetween.store import job_key
 from inbetween.tasks import provider_facts
@@ -59,14 +60,15 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
     report = PollReport()
     budget = deps.settings.poll_budget_s if budget_s is None else budget_s
     deadline = deps.clock() + budget
-    report.reconciled = admission.reconcile_expired_leases(deps)
-    intake.settle_overdue_drops(deps)
-    _resend_due_notifications(deps)
-    report.handed_over += _rehand_due_completions(deps)
-    report.handed_over += _hand_due_webhooks(deps)
-    report.admitted += _admit_all(deps)
+    # each safety net on its own: one failing step must not stop the others, nor the task checks
+    report.reconciled = _guarded("reconcile", admission.reconcile_expired_leases, deps) or 0
+    _guarded("settle", intake.settle_overdue_drops, deps)
+    _guarded("notify", _resend_due_notifications, deps)
+    report.handed_over += _guarded("complete", _rehand_due_completions, deps) or 0
+    report.handed_over += _guarded("webhook", _hand_due_webhooks, deps) or 0
+    report.admitted += _guarded("admit", _admit_all, deps) or 0
     if deps.settings.push_enabled:
-        push.follow_up_early_events(deps)
+        _guarded("early-events", push.follow_up_early_events, deps)
     pacer = _Pacer(deps, deps.timing.query_rps)
     with ThreadPoolExecutor(max_workers=max(1, deps.timing.poll_concurrency)) as pool:
         while True:
@@ -94,8 +96,31 @@ def _admit_all(deps: Deps) -> int:
     return admitted
 
 
+def _guarded(step: str, fn, deps: Deps):
+    try:
+        return fn(deps)
+    except Exception:  # noqa: BLE001 - logged and counted; the next tick tries again
+        logger.exception("poller step failed", extra={"step": step})
+        count("PollerStepErrors")
+        return None
+
+
 def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
-    return tasks.observe_task(deps, job, pace=pacer.wait)
+    try:
+        outcome = tasks.observe_task(deps, job, pace=pacer.wait)
+    except Exception:  # noqa: BLE001 - one job's trouble must not stall the others' checks
+        logger.exception("task check failed; will retry", extra={"job_id": job.job_id})
+        count("PollerStepErrors")
+        outcome = "error"
+    if outcome in ("skipped", "error"):
+        # never leave a due poll item in the past: the loop below would spin on it
+        deps.store.update_item(
+            job_key(job.job_id),
+            due=(DueKind.POLL.key(), deps.clock() + 2 * deps.settings.poll_interval_s),
+            condition="due_kind = :poll",
+            values={":poll": DueKind.POLL.key()},
+        )
+    return outcome
 
 
 def _resend_due_notifications(deps: Deps) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from inbetween import admission
@@ -150,5 +151,33 @@ def test_a_create_whose_outcome_is_unknown_and_did_not_happen_is_submitted_again
     pipeline.emulator.faults.fail_next_creates(1, status=500)
     pipeline.drop("unsure", pair)
     item = pipeline.run_until_final("unsure", timeout=40)
+    assert item["status"] == "STORED"
+    assert pipeline.emulator.stats.creates_accepted == 1
+
+
+def test_an_uncertain_create_then_a_crash_on_the_retry_is_still_reconciled(pipeline, pair, monkeypatch):
+    # Given a create whose answer was a 5xx (outcome unknown; here nothing was created) ...
+    pipeline.emulator.faults.fail_next_creates(1, status=500)
+    real_record = admission._record_task
+    crashes = {"n": 0}
+
+    def crash_on_first_record(deps, job, task_id):
+        # ... and, on the retry, a crash between "task created" and "task recorded"
+        if crashes["n"] == 0:
+            crashes["n"] += 1
+            raise SystemExit("simulated crash")
+        return real_record(deps, job, task_id)
+
+    monkeypatch.setattr(admission, "_record_task", crash_on_first_record)
+    pipeline.drop("twice-unlucky", pair)
+    pipeline.submit_step()  # the 5xx: the job is marked uncertain
+    time.sleep(5)  # the retry starts well after the first attempt's window
+    # When the poller reconciles (no task) and resubmits, and that retry crashes before recording
+    with pytest.raises(SystemExit):
+        for _ in range(100):
+            pipeline.poll_step()
+            time.sleep(0.1)
+    # Then the second reconciliation adopts the orphan: one task, one video, no error from a stale window
+    item = pipeline.run_until_final("twice-unlucky", timeout=60)
     assert item["status"] == "STORED"
     assert pipeline.emulator.stats.creates_accepted == 1
