@@ -88,16 +88,18 @@ class _LinkExpired(Exception):
 
 
 def _already_stored(deps: Deps, job: Job, key: str) -> StoredVideo | None:
-    """A retry after a crash between the upload and the state change: the object is there already."""
+    """A retry after a crash between the upload and the state change: the object is there already.
+    Its digest is not known up front (the upload streams), so read it back once: a rare path, and it
+    re-checks that the stored bytes are a whole MP4 before anyone is told about them."""
     head = deps.blobs.head(deps.settings.output_bucket, key)
     if head is None or head.get("Metadata", {}).get("task-id") != job.task_id:
         return None
+    version = head.get("VersionId")
+    digest, size, problem = deps.blobs.digest_video(deps.settings.output_bucket, key, version_id=version)
+    if problem:
+        return None  # not a whole video after all: download and store it again
     return StoredVideo(
-        bucket=deps.settings.output_bucket,
-        key=key,
-        size=int(head["ContentLength"]),
-        sha256=head.get("Metadata", {}).get("sha256", ""),
-        version_id=head.get("VersionId"),
+        bucket=deps.settings.output_bucket, key=key, size=size, sha256=digest, version_id=version
     )
 
 

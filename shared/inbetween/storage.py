@@ -109,6 +109,24 @@ class Blobs:
                 return None
             raise
 
+    def digest_video(
+        self, bucket: str, key: str, *, version_id: str | None = None
+    ) -> tuple[str, int, str | None]:
+        """sha256, size and what is wrong (None: an MP4 with a video track) of a stored video, streamed."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        body = self._s3.get_object(**kwargs)["Body"]
+        inspector = Mp4Inspector()
+        digest = hashlib.sha256()
+        try:
+            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+                inspector.feed(chunk)
+                digest.update(chunk)
+        finally:
+            body.close()
+        return digest.hexdigest(), inspector.total, inspector.verdict()
+
     def store_video(
         self,
         bucket: str,

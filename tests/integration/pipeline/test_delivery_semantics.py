@@ -181,3 +181,41 @@ def test_an_uncertain_create_then_a_crash_on_the_retry_is_still_reconciled(pipel
     item = pipeline.run_until_final("twice-unlucky", timeout=60)
     assert item["status"] == "STORED"
     assert pipeline.emulator.stats.creates_accepted == 1
+
+
+def test_a_crash_between_storing_the_video_and_marking_it_stored_records_the_true_digest(
+    pipeline, pair, monkeypatch
+):
+    # Given the completion dies right after the upload, before the job is marked STORED
+    from inbetween import completion
+
+    real_finish = completion.finish
+    calls = {"n": 0}
+
+    def crash_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise SystemExit("simulated crash after the upload")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(completion, "finish", crash_once)
+    pipeline.drop("digest", pair)
+    with pytest.raises(SystemExit):
+        pipeline.run_until_final("digest")
+    # When the message comes back and completion runs again
+    item = pipeline.run_until_final("digest", timeout=40)
+    # Then the video was not copied twice, and metadata.json carries the stored bytes' real digest
+    import hashlib
+
+    body = pipeline.s3.get_object(Bucket=pipeline.settings.output_bucket, Key=item["video_key"])[
+        "Body"
+    ].read()
+    meta = pipeline.read_json(
+        pipeline.settings.output_bucket, item["video_key"].replace("video.mp4", "metadata.json")
+    )
+    assert meta["video"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert meta["video"]["bytes"] == len(body)
+    versions = pipeline.s3.list_object_versions(
+        Bucket=pipeline.settings.output_bucket, Prefix=item["video_key"]
+    )
+    assert len(versions["Versions"]) == 1
