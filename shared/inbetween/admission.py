@@ -41,11 +41,12 @@ def admit(deps: Deps, model: str) -> int:
         lease = deps.store.acquire_submit_lease(holder, deps.timing.submit_lease_s)
         if lease is None:
             return submitted  # the holder admits after its own work; the poller admits next tick anyway
-        try:
-            n, stop = _admit_under_lease(deps, model, holder, lease)
-            submitted += n
-        finally:
-            deps.store.release_submit_lease(holder)
+        # Released only when the work ended normally. If anything escaped (a create may have succeeded
+        # without being recorded), the lease stays until it expires, as if this worker had died: no other
+        # create can then fall inside that job's reconciliation window.
+        n, stop = _admit_under_lease(deps, model, holder, lease)
+        submitted += n
+        deps.store.release_submit_lease(holder)
         if stop or not deps.store.due_items(DueKind.ADMIT.key(model), deps.clock(), limit=1):
             return submitted
     return submitted
@@ -254,11 +255,16 @@ def reconcile(deps: Deps, job: Job) -> str:
         )
         return "deferred"
     lo, hi = window_start.timestamp(), window_end.timestamp()
-    unknown = [
-        t
-        for t in tasks
-        if lo <= t.gmt_create.timestamp() <= hi and deps.store.job_for_task(t.task_id) is None
-    ]
+    owners = {
+        t.task_id: deps.store.job_for_task(t.task_id) for t in tasks if lo <= t.gmt_create.timestamp() <= hi
+    }
+    mine = [task_id for task_id, owner in owners.items() if owner == job.job_id]
+    if mine:  # the task was recorded as ours, but the job's own state change did not happen
+        _record_task(deps, job, mine[0])
+        count("OrphansAdopted")
+        logger.warning("recorded task adopted", extra={"job_id": job.job_id, "task_id": mine[0]})
+        return "adopted"
+    unknown = [t for t in tasks if t.task_id in owners and owners[t.task_id] is None]
     if len(unknown) == 1:
         _record_task(deps, job, unknown[0].task_id)
         count("OrphansAdopted")
