@@ -219,3 +219,25 @@ def test_a_crash_between_storing_the_video_and_marking_it_stored_records_the_tru
         Bucket=pipeline.settings.output_bucket, Prefix=item["video_key"]
     )
     assert len(versions["Versions"]) == 1
+
+
+def test_a_crash_after_the_task_was_indexed_but_before_the_job_moved_adopts_it(pipeline, pair, monkeypatch):
+    # Given the crash falls between writing the task's index item and the job's own state change
+    real_record = admission._record_task
+    calls = {"n": 0}
+
+    def crash_half_way(deps, job, task_id):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            deps.store.record_task(task_id, job.job_id)
+            raise SystemExit("simulated crash half way through recording the task")
+        return real_record(deps, job, task_id)
+
+    monkeypatch.setattr(admission, "_record_task", crash_half_way)
+    pipeline.drop("half-way", pair)
+    with pytest.raises(SystemExit):
+        pipeline.submit_step()
+    # When the poller reconciles, Then the task is adopted: one task, one video
+    item = pipeline.run_until_final("half-way", timeout=40)
+    assert item["status"] == "STORED"
+    assert pipeline.emulator.stats.creates_accepted == 1
