@@ -166,18 +166,12 @@ class JobStore:
         item = dict(item, pk=job_key(item["job_id"]))
         if due:
             item["due_kind"], item["due_at"] = due[0], due_stamp(due[1])
-        try:
-            self._call(
-                self._db.put_item,
-                TableName=self._table,
-                Item=_ser(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._conditional(
+            self._db.put_item,
+            TableName=self._table,
+            Item=_ser(item),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
 
     def apply(self, tr: Transition) -> bool:
         """Apply a transition; False when its condition no longer holds (someone else moved the job,
@@ -224,23 +218,11 @@ class JobStore:
             "ExpressionAttributeValues": _ser(values),
         }
         if not tr.slot_model:
-            try:
-                self._call(self._db.update_item, **update)
-                return True
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    return False
-                raise
+            return self._conditional(self._db.update_item, **update)
         slot_update = self._slot_update(tr.slot_model, tr.slot_delta, tr.slot_limit)
-        try:
-            self._call(
-                self._db.transact_write_items, TransactItems=[{"Update": update}, {"Update": slot_update}]
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                return False
-            raise
+        return self._conditional(
+            self._db.transact_write_items, TransactItems=[{"Update": update}, {"Update": slot_update}]
+        )
 
     def _slot_update(self, model: str, delta: int, limit: int) -> dict[str, Any]:
         if delta > 0:
@@ -290,47 +272,31 @@ class JobStore:
         if next_submit_at is not None:
             expression += ", next_submit_at = :nsa"
             values[":nsa"] = next_submit_at
-        try:
-            self._call(
-                self._db.update_item,
-                TableName=self._table,
-                Key=_ser({"pk": "lock#submit"}),
-                UpdateExpression=expression,
-                ConditionExpression="holder = :h",
-                ExpressionAttributeValues=_ser(values),
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": "lock#submit"}),
+            UpdateExpression=expression,
+            ConditionExpression="holder = :h",
+            ExpressionAttributeValues=_ser(values),
+        )
 
     def release_submit_lease(self, holder: str) -> None:
-        try:
-            self._call(
-                self._db.update_item,
-                TableName=self._table,
-                Key=_ser({"pk": "lock#submit"}),
-                UpdateExpression="REMOVE holder, lease_until, acquired_at",
-                ConditionExpression="holder = :h",
-                ExpressionAttributeValues=_ser({":h": holder}),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": "lock#submit"}),
+            UpdateExpression="REMOVE holder, lease_until, acquired_at",
+            ConditionExpression="holder = :h",
+            ExpressionAttributeValues=_ser({":h": holder}),
+        )
 
     # ---- small items -------------------------------------------------------------------------------------
     def put_item(self, item: dict[str, Any], *, only_if_absent: bool = False) -> bool:
         kwargs: dict[str, Any] = {"TableName": self._table, "Item": _ser(item)}
         if only_if_absent:
             kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
-        try:
-            self._call(self._db.put_item, **kwargs)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._conditional(self._db.put_item, **kwargs)
 
     def update_item(
         self,
@@ -370,13 +336,7 @@ class JobStore:
             kwargs["ExpressionAttributeValues"] = _ser(vals)
         if condition:
             kwargs["ConditionExpression"] = condition
-        try:
-            self._call(self._db.update_item, **kwargs)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._conditional(self._db.update_item, **kwargs)
 
     def delete_item(self, pk: str) -> None:
         self._call(self._db.delete_item, TableName=self._table, Key=_ser({"pk": pk}))
@@ -401,10 +361,23 @@ class JobStore:
         return jobs[:limit]
 
     # ---- plumbing ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _call(fn, **kwargs):
+    def _conditional(self, fn, *args, **kwargs) -> bool:
+        """A write that may lose to a concurrent one: False when its condition (or transaction) failed."""
         try:
-            return fn(**kwargs)
+            self._call(fn, *args, **kwargs)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in (
+                "ConditionalCheckFailedException",
+                "TransactionCanceledException",
+            ):
+                return False
+            raise
+
+    @staticmethod
+    def _call(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             if code in (
