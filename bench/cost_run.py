@@ -1,0 +1,1003 @@
+"""AWS requests per job, counted on the functions' own botocore session while the real handlers
+(functions/*/app.py) process N dropped pairs, in one process, on a simulated clock.
+
+Run as ``python -m bench.cost_run '{"jobs": 1000}'``: prints one JSON object (requests by operation,
+invocations, outcomes, wall time).
+
+Why not moto here: in-process moto takes 3-8 ms per DynamoDB call and its GSI Query and S3 prefix listing
+read the whole table or bucket, so 10,000 jobs (~500,000 calls) would take hours. The figure is a *count* of
+the requests our code makes, so the backend only has to answer correctly, not be AWS-like in speed:
+``LeanAws`` answers the few operations the functions use (DynamoDB conditions and updates as our store
+writes them, the due-index as a sorted list, S3 keys as a sorted list, SQS, SNS, Secrets Manager) from a
+botocore ``before-call`` handler, after the requests were built, validated and counted by real botocore
+clients. ``backend="moto"`` runs the same simulation on moto's ``mock_aws`` (slow, small N): the bench
+compares the two counts to show the lean backend changes nothing.
+
+The provider is an ``httpx.MockTransport`` behind the real ``DashScopeClient``, answering the API's JSON
+(create, query), with the same model as the emulator in the traffic runs: generation 60-300 s (seeded
+uniform), the account's concurrency quota enforced (a create above it is refused with
+Throttling.AllocationQuota). Video links serve a tiny valid MP4.
+
+Time: a manual clock. Lambda's event sources are simulated: SQS messages are handed to the handler as
+soon as they are visible (intake batches of 10, completion batches of 1, as template.yaml), the poller runs
+every 60 s with its 75 s timeout; ``sleep`` moves the clock forward.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Inbetween")
+
+import bisect  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections import Counter, deque  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from decimal import Decimal  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import quote_plus  # noqa: E402
+
+import bench  # noqa: E402,F401 - puts shared/ and local/ on sys.path
+from bench.common import REGION, RequestCounter, fake_aws_env  # noqa: E402
+
+MODEL = "wan2.2-kf2v-flash"
+API_KEY = "sk-bench-0123456789abcdef"
+GENERATION_S = (60.0, 300.0)  # provider seconds, seeded uniform: "usually 1-5 minutes"
+QUOTA = 20
+POLLER_TIMEOUT_S = 75.0  # template.yaml
+ACCOUNT = "123456789012"
+
+
+# ---- time ------------------------------------------------------------------------------------------------
+class SimClock:
+    """Manual time. ``sleep`` moves it to the sleeper's wake-up time (never back): sleepers on several
+    threads at once (the poller's pool) wait together, as they would in real time."""
+
+    def __init__(self, start: float) -> None:
+        self.t = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.advance_to(self.t + seconds)
+
+    def advance_to(self, at: float) -> None:
+        with self._lock:
+            if at > self.t:
+                self.t = at
+
+
+# ---- the provider -----------------------------------------------------------------------------------------
+def tiny_mp4() -> bytes:
+    """ftyp, a moov with a video handler, mdat: what the completion's MP4 check needs to accept it."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    hdlr = box(b"hdlr", b"\0" * 8 + b"vide" + b"\0" * 12 + b"VideoHandler\0")
+    moov = box(b"moov", box(b"trak", box(b"mdia", hdlr)))
+    return box(b"ftyp", b"isom\0\0\2\0isomiso2avc1mp41") + moov + box(b"mdat", b"\0" * 2048)
+
+
+class FakeProvider:
+    """DashScope's async video API as the emulator answers it, in process: create and query."""
+
+    def __init__(self, clock: SimClock, seed: int, quota: int) -> None:
+        from inbetween_local.emulator.tasks import china_time
+
+        self._china_time = china_time
+        self.clock = clock
+        self.quota = quota
+        self._rng = random.Random(seed)
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self._running: list[float] = []  # end times of tasks that may still run (heap-free: small)
+        self.creates = 0
+        self.queries = 0
+        self.refusals: Counter[str] = Counter()
+        self.video = tiny_mp4()
+
+    def handle(self, request):
+        import httpx
+
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/image2video/video-synthesis"):
+            return self._create(json.loads(request.content or b"{}"))
+        if request.method == "GET" and "/tasks/" in path:
+            return self._query(path.rsplit("/", 1)[-1])
+        if request.method == "GET" and path.startswith("/results/"):
+            return httpx.Response(200, content=self.video, headers={"Content-Type": "video/mp4"})
+        return httpx.Response(404, json={"code": "NotFound", "message": "Not Found"})
+
+    def _create(self, body: dict[str, Any]):
+        import httpx
+
+        now = self.clock()
+        self._running = [end for end in self._running if end > now]
+        if len(self._running) >= self.quota:
+            self.refusals["Throttling.AllocationQuota"] += 1
+            return httpx.Response(
+                429,
+                json={
+                    "code": "Throttling.AllocationQuota",
+                    "message": "quota",
+                    "request_id": str(uuid.uuid4()),
+                },
+            )
+        self.creates += 1
+        task_id = str(uuid.UUID(int=self._rng.getrandbits(128)))
+        end = now + self._rng.uniform(*GENERATION_S)
+        self._running.append(end)
+        prompt = (body.get("input") or {}).get("prompt") or ""
+        self.tasks[task_id] = {"created": now, "end": end, "prompt": prompt}
+        return httpx.Response(
+            200,
+            json={"request_id": str(uuid.uuid4()), "output": {"task_status": "PENDING", "task_id": task_id}},
+        )
+
+    def _query(self, task_id: str):
+        import httpx
+
+        self.queries += 1
+        task = self.tasks.get(task_id)
+        if task is None:
+            return httpx.Response(200, json={"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
+        now = self.clock()
+        done = now >= task["end"]
+        output: dict[str, Any] = {
+            "task_id": task_id,
+            "task_status": "SUCCEEDED" if done else "RUNNING",
+            "submit_time": self._china_time(task["created"]),
+            "scheduled_time": self._china_time(task["created"]),
+            "orig_prompt": task["prompt"],
+        }
+        body: dict[str, Any] = {"request_id": str(uuid.uuid4()), "output": output}
+        if done:
+            output["end_time"] = self._china_time(task["end"])
+            expires = int(task["end"] + 86400)
+            output["video_url"] = (
+                f"https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/results/{task_id}.mp4?Expires={expires}&Signature=x"
+            )
+            body["usage"] = {"video_duration": 5, "video_count": 1, "SR": 480}
+        return httpx.Response(200, json=body)
+
+
+# ---- a lean AWS backend -----------------------------------------------------------------------------------
+class AwsError(Exception):
+    def __init__(self, code: str, message: str = "", status: int = 400, extra: dict | None = None) -> None:
+        super().__init__(code)
+        self.code, self.message, self.status, self.extra = code, message, status, extra or {}
+
+
+_TOKEN = re.compile(r"\s*(#\w+|:\w+|<=|>=|<>|[=<>(),+\-]|[A-Za-z_][\w]*)")
+_KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "SET", "ADD", "REMOVE", "DELETE"}
+
+
+def _tokens(text: str) -> list[str]:
+    out, at = [], 0
+    text = text.strip()
+    while at < len(text):
+        m = _TOKEN.match(text, at)
+        if not m:
+            raise AwsError("ValidationException", f"cannot parse expression at {text[at:]!r}")
+        out.append(m.group(1))
+        at = m.end()
+    return out
+
+
+def _scalar(value: dict[str, Any]) -> Any:
+    ((kind, raw),) = value.items()
+    return Decimal(raw) if kind == "N" else raw
+
+
+def _same_type(a: dict, b: dict) -> bool:
+    return next(iter(a)) == next(iter(b))
+
+
+class _Expr:
+    """A recursive-descent reader of DynamoDB condition and update expressions (the forms our store uses)."""
+
+    def __init__(self, text: str, names: dict[str, str], values: dict[str, Any]) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+        self.names, self.values = names or {}, values or {}
+
+    def peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok.upper() != expected):
+            raise AwsError("ValidationException", f"expected {expected}, got {tok}")
+        self.i += 1
+        return tok
+
+    def name(self, tok: str) -> str:
+        return self.names[tok] if tok.startswith("#") else tok
+
+    # conditions: a closure over an item
+    def condition(self):
+        left = self._and()
+        while (self.peek() or "").upper() == "OR":
+            self.take()
+            right, prev = self._and(), left
+            left = lambda item, a=prev, b=right: a(item) or b(item)  # noqa: E731
+        return left
+
+    def _and(self):
+        left = self._unary()
+        while (self.peek() or "").upper() == "AND":
+            self.take()
+            right, prev = self._unary(), left
+            left = lambda item, a=prev, b=right: a(item) and b(item)  # noqa: E731
+        return left
+
+    def _unary(self):
+        tok = self.peek()
+        if tok and tok.upper() == "NOT":
+            self.take()
+            inner = self._unary()
+            return lambda item: not inner(item)
+        if tok == "(":
+            self.take()
+            inner = self.condition()
+            self.take(")")
+            return inner
+        if tok in ("attribute_exists", "attribute_not_exists", "begins_with"):
+            self.take()
+            self.take("(")
+            path = self.name(self.take())
+            if tok == "begins_with":
+                self.take(",")
+                prefix = self._operand()
+                self.take(")")
+                return lambda item: (
+                    (v := item.get(path)) is not None and "S" in v and v["S"].startswith(prefix(item)["S"])
+                )
+            self.take(")")
+            return (
+                (lambda item: path in item) if tok == "attribute_exists" else (lambda item: path not in item)
+            )
+        left = self._operand()
+        op = self.take()
+        if op.upper() == "IN":
+            self.take("(")
+            options = [self._operand()]
+            while self.peek() == ",":
+                self.take()
+                options.append(self._operand())
+            self.take(")")
+            return lambda item: (v := left(item)) is not None and any(v == o(item) for o in options)
+        if op.upper() == "BETWEEN":
+            lo = self._operand()
+            self.take("AND")
+            hi = self._operand()
+            return lambda item: _compare(left(item), ">=", lo(item)) and _compare(left(item), "<=", hi(item))
+        right = self._operand()
+        return lambda item: _compare(left(item), op, right(item))
+
+    def _operand(self):
+        tok = self.take()
+        if tok.startswith(":"):
+            value = self.values[tok]
+            return lambda item: value
+        path = self.name(tok)
+        return lambda item: item.get(path)
+
+    # updates: a list of actions
+    def update(self) -> list[tuple[str, str, Any]]:
+        actions: list[tuple[str, str, Any]] = []
+        clause = None
+        while self.peek() is not None:
+            tok = self.peek()
+            if tok.upper() in ("SET", "ADD", "REMOVE", "DELETE"):
+                clause = self.take().upper()
+                continue
+            if tok == ",":
+                self.take()
+                continue
+            path = self.name(self.take())
+            if clause == "SET":
+                self.take("=")
+                value = self._set_value()
+                actions.append(("SET", path, value))
+            elif clause == "ADD":
+                actions.append(("ADD", path, self._operand()))
+            elif clause == "REMOVE":
+                actions.append(("REMOVE", path, None))
+            else:
+                raise AwsError("ValidationException", f"unsupported update clause {clause}")
+        return actions
+
+    def _set_value(self):
+        if self.peek() == "if_not_exists":
+            self.take()
+            self.take("(")
+            path = self.name(self.take())
+            self.take(",")
+            default = self._operand()
+            self.take(")")
+            first = lambda item: item.get(path) or default(item)  # noqa: E731
+        else:
+            first = self._operand()
+        if self.peek() in ("+", "-"):
+            sign = self.take()
+            second = self._operand()
+
+            def arith(item):
+                a, b = _scalar(first(item)), _scalar(second(item))
+                return {"N": str(a + b if sign == "+" else a - b)}
+
+            return arith
+        return first
+
+
+def _compare(a: dict | None, op: str, b: dict | None) -> bool:
+    if a is None or b is None:
+        return op == "<>" and (a is None) != (b is None)
+    if op == "=":
+        return a == b
+    if op == "<>":
+        return a != b
+    if not _same_type(a, b):
+        return False
+    x, y = _scalar(a), _scalar(b)
+    return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()  # noqa: S324 - S3's ETag
+
+
+class LeanAws:
+    """Answers the functions' AWS calls from memory (see the module docstring). Thread-safe (one lock)."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self.clock = clock
+        self._lock = threading.RLock()
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {}
+        self.due: dict[str, dict[str, list[tuple[str, str]]]] = {}  # table -> due_kind -> sorted (due_at, pk)
+        self.buckets: dict[str, dict[str, dict[str, Any]]] = {}
+        self.bucket_keys: dict[str, list[str]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.queues: dict[str, deque] = {}
+        self.published: list[dict[str, Any]] = []
+        self.secrets: dict[str, str] = {}
+        self._expr_cache: dict[tuple, Any] = {}
+
+    def attach(self, events: Any) -> LeanAws:
+        events.register("before-parameter-build", self._stash)
+        events.register("before-call", self._answer)
+        return self
+
+    @staticmethod
+    def _stash(params: dict, context: dict, **_: Any) -> None:
+        context["lean_params"] = params
+
+    def _answer(self, model: Any, context: dict, **_: Any):
+        from botocore.awsrequest import AWSResponse
+
+        service = model.service_model.service_name
+        params = context.get("lean_params", {})
+        try:
+            with self._lock:
+                parsed = getattr(self, f"_{service}_{model.name}")(params)
+            parsed.setdefault("ResponseMetadata", {"HTTPStatusCode": 200, "RetryAttempts": 0})
+            return AWSResponse(None, 200, {}, None), parsed
+        except AwsError as exc:
+            error = {"Error": {"Code": exc.code, "Message": exc.message}, **exc.extra}
+            error["ResponseMetadata"] = {"HTTPStatusCode": exc.status, "RetryAttempts": 0}
+            return AWSResponse(None, exc.status, {}, None), error
+
+    # -- setup (harness) --
+    def create_resources(self, suffix: str) -> dict[str, str]:
+        names = {
+            "JOBS_TABLE": f"jobs-{suffix}",
+            "INBOX_BUCKET": f"inbox-{suffix}",
+            "OUTPUT_BUCKET": f"output-{suffix}",
+            "NOTIFY_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:notify-{suffix}",
+            "INTAKE_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/intake-{suffix}",
+            "COMPLETION_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/completion-{suffix}",
+            "DASHSCOPE_API_KEY_SECRET": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dashscope-{suffix}",
+            "WEBHOOK_SECRET_NAME": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:webhook-{suffix}",
+        }
+        self.tables[names["JOBS_TABLE"]] = {}
+        self.due[names["JOBS_TABLE"]] = {}
+        for bucket in (names["INBOX_BUCKET"], names["OUTPUT_BUCKET"]):
+            self.buckets[bucket], self.bucket_keys[bucket] = {}, []
+        for url in (names["INTAKE_QUEUE_URL"], names["COMPLETION_QUEUE_URL"]):
+            self.queues[url] = deque()
+        self.secrets[names["DASHSCOPE_API_KEY_SECRET"]] = API_KEY
+        self.secrets[names["WEBHOOK_SECRET_NAME"]] = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+        return names
+
+    def put_object(self, bucket: str, key: str, body: bytes, metadata: dict | None = None) -> dict:
+        with self._lock:
+            objects = self.buckets[bucket]
+            if key not in objects:
+                bisect.insort(self.bucket_keys[bucket], key)
+            obj = {
+                "body": bytes(body),
+                "etag": _md5(bytes(body)),
+                "modified": datetime.fromtimestamp(int(time.time()), UTC),  # S3 stamps real time, 1 s
+                "metadata": metadata or {},
+                "version": uuid.uuid4().hex if bucket.startswith("output-") else None,
+            }
+            objects[key] = obj
+            return obj
+
+    def receive(self, url: str, max_n: int) -> list[dict[str, Any]]:
+        """Lambda's event source: up to ``max_n`` visible messages, taken (deleted on success)."""
+        with self._lock:
+            queue, now, out, kept = self.queues[url], self.clock(), [], deque()
+            while queue and len(out) < max_n:
+                msg = queue.popleft()
+                (out if msg["visible_at"] <= now else kept).append(msg)
+            kept.extend(queue)
+            self.queues[url] = kept
+            return out
+
+    def next_visible(self, url: str) -> float | None:
+        with self._lock:
+            return min((m["visible_at"] for m in self.queues[url]), default=None)
+
+    def requeue(self, url: str, msg: dict[str, Any], delay: float) -> None:
+        with self._lock:
+            msg["visible_at"] = self.clock() + delay
+            self.queues[url].append(msg)
+
+    def enqueue(self, url: str, body: str, delay: float = 0.0) -> str:
+        msg_id = str(uuid.uuid4())
+        with self._lock:
+            self.queues[url].append(
+                {
+                    "MessageId": msg_id,
+                    "ReceiptHandle": msg_id,
+                    "Body": body,
+                    "visible_at": self.clock() + delay,
+                }
+            )
+        return msg_id
+
+    # -- DynamoDB --
+    def _parsed(self, kind: str, text: str, names: dict | None, values: dict | None):
+        key = (kind, text, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+        hit = self._expr_cache.get(key)
+        if hit is None:
+            reader = _Expr(text, names or {}, values or {})
+            hit = reader.condition() if kind == "cond" else reader.update()
+            if len(self._expr_cache) > 50_000:
+                self._expr_cache.clear()
+            self._expr_cache[key] = hit
+        return hit
+
+    def _check(self, item: dict, params: dict) -> bool:
+        text = params.get("ConditionExpression")
+        if not text:
+            return True
+        cond = self._parsed(
+            "cond", text, params.get("ExpressionAttributeNames"), params.get("ExpressionAttributeValues")
+        )
+        return bool(cond(item))
+
+    def _store(self, table: str, pk: str, new: dict | None) -> None:
+        items = self.tables[table]
+        old = items.get(pk)
+        old_due = (
+            (old["due_kind"]["S"], old["due_at"]["S"])
+            if old and "due_kind" in old and "due_at" in old
+            else None
+        )
+        new_due = (
+            (new["due_kind"]["S"], new["due_at"]["S"])
+            if new and "due_kind" in new and "due_at" in new
+            else None
+        )
+        if old_due != new_due:
+            index = self.due[table]
+            if old_due:
+                entries = index[old_due[0]]
+                at = bisect.bisect_left(entries, (old_due[1], pk))
+                del entries[at]
+            if new_due:
+                bisect.insort(index.setdefault(new_due[0], []), (new_due[1], pk))
+        if new is None:
+            items.pop(pk, None)
+        else:
+            items[pk] = new
+
+    def _table(self, params: dict) -> dict[str, dict]:
+        table = self.tables.get(params["TableName"])
+        if table is None:
+            raise AwsError("ResourceNotFoundException", "table not found")
+        return table
+
+    def _dynamodb_GetItem(self, p: dict) -> dict:  # noqa: N802
+        item = self._table(p).get(p["Key"]["pk"]["S"])
+        return {"Item": dict(item)} if item is not None else {}
+
+    def _dynamodb_PutItem(self, p: dict) -> dict:  # noqa: N802
+        pk = p["Item"]["pk"]["S"]
+        if not self._check(self._table(p).get(pk) or {}, p):
+            raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
+        self._store(p["TableName"], pk, dict(p["Item"]))
+        return {}
+
+    def _dynamodb_DeleteItem(self, p: dict) -> dict:  # noqa: N802
+        pk = p["Key"]["pk"]["S"]
+        if not self._check(self._table(p).get(pk) or {}, p):
+            raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
+        self._store(p["TableName"], pk, None)
+        return {}
+
+    def _updated(self, p: dict) -> tuple[str, dict] | None:
+        pk = p["Key"]["pk"]["S"]
+        item = self._table(p).get(pk) or {}
+        if not self._check(item, p):
+            return None
+        new = dict(item) or dict(p["Key"])
+        actions = self._parsed(
+            "update",
+            p["UpdateExpression"],
+            p.get("ExpressionAttributeNames"),
+            p.get("ExpressionAttributeValues"),
+        )
+        for action, path, value in actions:
+            if action == "SET":
+                new[path] = value(item)
+            elif action == "REMOVE":
+                new.pop(path, None)
+            else:  # ADD
+                add = value(item)
+                have = new.get(path)
+                if "N" in add:
+                    new[path] = {"N": str((_scalar(have) if have else Decimal(0)) + _scalar(add))}
+                else:
+                    kind = next(iter(add))
+                    new[path] = {kind: sorted(set((have or {}).get(kind, [])) | set(add[kind]))}
+        return pk, new
+
+    def _dynamodb_UpdateItem(self, p: dict) -> dict:  # noqa: N802
+        done = self._updated(p)
+        if done is None:
+            raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
+        self._store(p["TableName"], *done)
+        return {"Attributes": dict(done[1])} if p.get("ReturnValues") == "ALL_NEW" else {}
+
+    def _dynamodb_TransactWriteItems(self, p: dict) -> dict:  # noqa: N802
+        planned, reasons = [], []
+        for entry in p["TransactItems"]:
+            ((kind, op),) = entry.items()
+            if kind == "Update":
+                done = self._updated(op)
+            elif kind == "Put":
+                pk = op["Item"]["pk"]["S"]
+                done = (pk, dict(op["Item"])) if self._check(self._table(op).get(pk) or {}, op) else None
+            elif kind == "Delete":
+                pk = op["Key"]["pk"]["S"]
+                done = (pk, None) if self._check(self._table(op).get(pk) or {}, op) else None
+            else:  # ConditionCheck
+                pk = op["Key"]["pk"]["S"]
+                done = (pk, "check") if self._check(self._table(op).get(pk) or {}, op) else None
+            reasons.append({"Code": "None"} if done else {"Code": "ConditionalCheckFailed"})
+            planned.append((op["TableName"], done))
+        if any(done is None for _, done in planned):
+            raise AwsError(
+                "TransactionCanceledException",
+                "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                extra={"CancellationReasons": reasons},
+            )
+        for table, (pk, new) in planned:
+            if new != "check":
+                self._store(table, pk, new)
+        return {}
+
+    def _dynamodb_Query(self, p: dict) -> dict:  # noqa: N802
+        if p.get("IndexName") != "due-index":
+            raise AwsError("ValidationException", "only the due-index is queried")
+        m = re.fullmatch(
+            r"\s*due_kind\s*=\s*(:\w+)(?:\s+AND\s+due_at\s*(<=|<)\s*(:\w+))?\s*",
+            p["KeyConditionExpression"],
+            re.I,
+        )
+        if not m:
+            raise AwsError("ValidationException", "unsupported key condition")
+        values = p["ExpressionAttributeValues"]
+        entries = self.due[p["TableName"]].get(values[m.group(1)]["S"], [])
+        hi = len(entries)
+        if m.group(2):
+            bound = values[m.group(3)]["S"]
+            hi = (
+                bisect.bisect_right(entries, (bound, "\U0010ffff"))
+                if m.group(2) == "<="
+                else bisect.bisect_left(entries, (bound, ""))
+            )
+        limit = int(p.get("Limit") or hi)
+        chosen = entries[: min(hi, limit)]
+        out: dict[str, Any] = {"Count": len(chosen), "ScannedCount": len(chosen)}
+        if p.get("Select") == "COUNT":
+            out["Count"] = out["ScannedCount"] = hi
+            return out
+        items = self.tables[p["TableName"]]
+        out["Items"] = [dict(items[pk]) for _, pk in chosen]
+        if hi > len(chosen):
+            due_at, pk = chosen[-1]
+            out["LastEvaluatedKey"] = {
+                "pk": {"S": pk},
+                "due_kind": values[m.group(1)],
+                "due_at": {"S": due_at},
+            }
+        return out
+
+    def _dynamodb_Scan(self, p: dict) -> dict:  # noqa: N802
+        items = list(self._table(p).values())
+        if p.get("FilterExpression"):
+            cond = self._parsed(
+                "cond",
+                p["FilterExpression"],
+                p.get("ExpressionAttributeNames"),
+                p.get("ExpressionAttributeValues"),
+            )
+            matched = [dict(i) for i in items if cond(i)]
+        else:
+            matched = [dict(i) for i in items]
+        return {"Items": matched, "Count": len(matched), "ScannedCount": len(items)}
+
+    # -- S3 --
+    def _object(self, p: dict) -> dict:
+        obj = self.buckets.get(p["Bucket"], {}).get(p["Key"])
+        if obj is None:
+            raise AwsError("NoSuchKey", "The specified key does not exist.", 404)
+        return obj
+
+    def _s3_ListObjectsV2(self, p: dict) -> dict:  # noqa: N802
+        keys, objects = self.bucket_keys[p["Bucket"]], self.buckets[p["Bucket"]]
+        prefix, delimiter = p.get("Prefix", ""), p.get("Delimiter")
+        contents, common = [], []
+        at = bisect.bisect_left(keys, prefix)
+        while at < len(keys) and keys[at].startswith(prefix):
+            key = keys[at]
+            at += 1
+            rest = key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                cp = prefix + rest.split(delimiter, 1)[0] + delimiter
+                if not common or common[-1] != cp:
+                    common.append(cp)
+                continue
+            obj = objects[key]
+            contents.append(
+                {"Key": key, "LastModified": obj["modified"], "ETag": f'"{obj["etag"]}"', "Size": len(obj["body"]),
+                 "StorageClass": "STANDARD"}
+            )  # fmt: skip
+        out: dict[str, Any] = {
+            "IsTruncated": False,
+            "Name": p["Bucket"],
+            "Prefix": prefix,
+            "KeyCount": len(contents),
+        }
+        if contents:
+            out["Contents"] = contents
+        if common:
+            out["CommonPrefixes"] = [{"Prefix": c} for c in common]
+        return out
+
+    def _s3_GetObject(self, p: dict) -> dict:  # noqa: N802
+        from botocore.response import StreamingBody
+
+        obj = self._object(p)
+        if p.get("IfMatch") and p["IfMatch"].strip('"') != obj["etag"]:
+            raise AwsError(
+                "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412
+            )
+        body = obj["body"]
+        return {
+            "Body": StreamingBody(io.BytesIO(body), len(body)),
+            "ContentLength": len(body),
+            "ETag": f'"{obj["etag"]}"',
+            "LastModified": obj["modified"],
+            "Metadata": dict(obj["metadata"]),
+        }
+
+    def _s3_HeadObject(self, p: dict) -> dict:  # noqa: N802
+        obj = self.buckets.get(p["Bucket"], {}).get(p["Key"])
+        if obj is None:
+            raise AwsError("404", "Not Found", 404)
+        out = {
+            "ContentLength": len(obj["body"]),
+            "ETag": f'"{obj["etag"]}"',
+            "Metadata": dict(obj["metadata"]),
+        }
+        if obj["version"]:
+            out["VersionId"] = obj["version"]
+        return out
+
+    def _s3_PutObject(self, p: dict) -> dict:  # noqa: N802
+        body = p.get("Body", b"")
+        data = body.read() if hasattr(body, "read") else bytes(body)
+        obj = self.put_object(p["Bucket"], p["Key"], data, p.get("Metadata"))
+        out = {"ETag": f'"{obj["etag"]}"'}
+        if obj["version"]:
+            out["VersionId"] = obj["version"]
+        return out
+
+    def _s3_CreateMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+        upload_id = uuid.uuid4().hex
+        self.uploads[upload_id] = {
+            "bucket": p["Bucket"],
+            "key": p["Key"],
+            "parts": {},
+            "metadata": p.get("Metadata"),
+        }
+        return {"Bucket": p["Bucket"], "Key": p["Key"], "UploadId": upload_id}
+
+    def _s3_UploadPart(self, p: dict) -> dict:  # noqa: N802
+        upload = self.uploads.get(p["UploadId"])
+        if upload is None:
+            raise AwsError("NoSuchUpload", "The specified upload does not exist.", 404)
+        body = p.get("Body", b"")
+        data = body.read() if hasattr(body, "read") else bytes(body)
+        upload["parts"][int(p["PartNumber"])] = data
+        return {"ETag": f'"{_md5(data)}"'}
+
+    def _s3_CompleteMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+        upload = self.uploads.pop(p["UploadId"], None)
+        if upload is None:
+            raise AwsError("NoSuchUpload", "The specified upload does not exist.", 404)
+        numbers = [part["PartNumber"] for part in p["MultipartUpload"]["Parts"]]
+        data = b"".join(upload["parts"][n] for n in numbers)
+        obj = self.put_object(upload["bucket"], upload["key"], data, upload["metadata"])
+        out = {"Bucket": upload["bucket"], "Key": upload["key"], "ETag": f'"{obj["etag"]}-{len(numbers)}"'}
+        if obj["version"]:
+            out["VersionId"] = obj["version"]
+        return out
+
+    def _s3_AbortMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+        self.uploads.pop(p["UploadId"], None)
+        return {}
+
+    # -- SQS, SNS, Secrets Manager --
+    def _sqs_SendMessage(self, p: dict) -> dict:  # noqa: N802
+        if p["QueueUrl"] not in self.queues:
+            raise AwsError("AWS.SimpleQueueService.NonExistentQueue", "queue does not exist")
+        msg_id = self.enqueue(p["QueueUrl"], p["MessageBody"], float(p.get("DelaySeconds", 0)))
+        return {"MessageId": msg_id, "MD5OfMessageBody": _md5(p["MessageBody"].encode())}
+
+    def _sns_Publish(self, p: dict) -> dict:  # noqa: N802
+        self.published.append(p)
+        return {"MessageId": str(uuid.uuid4())}
+
+    def _secretsmanager_GetSecretValue(self, p: dict) -> dict:  # noqa: N802
+        value = self.secrets.get(p["SecretId"])
+        if value is None:
+            raise AwsError("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+        return {"ARN": p["SecretId"], "Name": p["SecretId"].rsplit(":", 1)[-1], "SecretString": value,
+                "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}  # fmt: skip
+
+
+# ---- the simulation ---------------------------------------------------------------------------------------
+def _s3_event(bucket: str, key: str, size: int, etag: str) -> str:
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+class _MotoAws:
+    """The same harness operations on moto's in-process ``mock_aws`` (the cross-check: slow, small N)."""
+
+    def __init__(self, clock: SimClock) -> None:
+        import boto3
+        import moto.sqs.models as sqs_models
+        from moto import mock_aws
+
+        from bench.common import create_resources
+
+        self._mock = mock_aws()
+        self._mock.start()
+        sqs_models.unix_time_millis = lambda *_a: clock() * 1000  # delays and visibility on the sim clock
+        sqs_models.unix_time = lambda *_a: clock()
+        self._session = boto3.session.Session(region_name=REGION)
+        self._s3, self._sqs = self._session.client("s3"), self._session.client("sqs")
+        self._create_resources = create_resources
+        self._pending: dict[str, dict[str, str]] = {}
+
+    def create_resources(self, suffix: str) -> dict[str, str]:
+        return self._create_resources(self._session, suffix, api_key=API_KEY)
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body)  # moto sends the S3 event to the intake queue
+
+    def receive(self, url: str, max_n: int) -> list[dict[str, Any]]:
+        return self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=max_n, VisibilityTimeout=360).get(
+            "Messages", []
+        )
+
+    def ack(self, url: str, msgs: list[dict[str, Any]]) -> None:
+        if msgs:
+            self._sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)],
+            )
+
+    def waiting(self, url: str) -> bool:
+        attrs = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return any(int(attrs.get(k, 0)) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed",
+                                                   "ApproximateNumberOfMessagesNotVisible"))  # fmt: skip
+
+    def stop(self) -> None:
+        self._mock.stop()
+
+
+def _lighter_botocore() -> None:
+    """CPU that does not change what is sent or counted: no client-side parameter validation (the lean
+    backend reads the parameters as given; the moto cross-check validates them server-side) and one
+    User-Agent string per client instead of one rebuilt per request."""
+    from botocore import useragent
+
+    original = useragent.UserAgentString.to_string
+
+    def cached(self) -> str:
+        value = getattr(self, "_bench_cached", None)
+        if value is None:
+            value = original(self)
+            self._bench_cached = value
+        return value
+
+    useragent.UserAgentString.to_string = cached
+
+
+def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = QUOTA) -> dict[str, Any]:
+    import boto3
+    import httpx
+    from inbetween.config import Timing, load_settings
+    from inbetween.wiring import build_deps
+
+    from bench.traffic_run import FIRST, LAST, _Context, _load_handler, _sqs_event
+
+    os.environ.update(fake_aws_env())
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    _lighter_botocore()
+    started = time.perf_counter()
+    clock = SimClock(float(int(time.time())))
+    aws: Any = LeanAws(clock) if backend == "lean" else _MotoAws(clock)
+    provider = FakeProvider(clock, seed, quota)
+    names = aws.create_resources(uuid.uuid4().hex[:10])
+    env = dict(
+        names,
+        PROVIDER_BASE_URL="https://dashscope.aliyuncs.com/api/v1",
+        PROVIDER_CONCURRENCY=str(quota),
+        DEFAULT_RESOLUTION="480P",
+    )
+    settings = load_settings(env)
+    from botocore.config import Config
+
+    session = boto3.session.Session(region_name=REGION)  # the functions' own: every call on it is counted
+    if backend == "lean":
+        session._session.set_default_client_config(Config(parameter_validation=False))
+    counter = RequestCounter().attach(session.events)
+    if isinstance(aws, LeanAws):
+        aws.attach(session.events)
+    deps = build_deps(
+        settings,
+        session=session,
+        timing=Timing.from_env(env),
+        clock=clock,
+        sleep=clock.sleep,
+        provider_transport=httpx.MockTransport(provider.handle),
+    )
+    deps.http_factory = lambda: httpx.Client(transport=httpx.MockTransport(provider.handle))
+    handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion")}
+    for module in handlers.values():
+        module.get_deps = lambda: deps
+    invocations: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    intake, completion = settings.intake_queue_url, settings.completion_queue_url
+
+    for i in range(jobs):  # dropped at once, before the functions run; S3 sends one event per object
+        for name, body in (("first.png", FIRST), ("last.png", LAST)):
+            key = f"inbox/shot-{i:05d}/{name}"
+            if isinstance(aws, LeanAws):
+                obj = aws.put_object(settings.inbox_bucket, key, body)
+                aws.enqueue(intake, _s3_event(settings.inbox_bucket, key, len(body), obj["etag"]))
+            else:
+                aws.put_object(settings.inbox_bucket, key, body)
+    counter.reset()
+    clock.advance_to(clock() + 1.0)
+
+    def invoke(function: str, url: str, batch: int) -> bool:
+        msgs = aws.receive(url, batch)
+        if not msgs:
+            return False
+        invocations[function] += 1
+        try:
+            result = handlers[function].lambda_handler(_sqs_event(msgs), _Context(clock, 300))
+        except Exception:  # noqa: BLE001 - as Lambda: a raising handler fails the batch
+            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in msgs]}
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        failures[function] += len(failed)
+        if isinstance(aws, LeanAws):
+            for m in msgs:
+                if m["MessageId"] in failed:
+                    aws.requeue(url, m, 360.0)
+        else:
+            aws.ack(url, [m for m in msgs if m["MessageId"] not in failed])
+        return True
+
+    def done() -> int:
+        return counter.calls.get("sns.Publish", 0)
+
+    sim_start = clock()
+    next_tick = clock() + 30.0
+    limit = clock() + jobs / min(jobs, quota) * GENERATION_S[1] * 2 + 3600
+    try:
+        while done() < jobs and clock() < limit:
+            if invoke("submit", intake, 10) or invoke("completion", completion, 1):
+                continue
+            if clock() >= next_tick:  # EventBridge: rate(1 minute)
+                invocations["poller"] += 1
+                handlers["poller"].lambda_handler({"source": "aws.events"}, _Context(clock, POLLER_TIMEOUT_S))
+                next_tick += 60.0
+                continue
+            if isinstance(aws, LeanAws):
+                wake = min(filter(None, (next_tick, aws.next_visible(intake), aws.next_visible(completion))))
+            else:
+                waiting = aws.waiting(intake) or aws.waiting(completion)
+                wake = min(next_tick, clock() + 1.0) if waiting else next_tick
+            clock.advance_to(wake)
+    finally:
+        if deps._http is not None:
+            deps._http.close()
+        if not isinstance(aws, LeanAws):
+            aws.stop()
+    calls = counter.snapshot()
+    return {
+        "backend": backend,
+        "jobs": jobs,
+        "notified": done(),
+        "aws_requests": calls,
+        "dynamodb_items_read": dict(counter.items_read),
+        "invocations": dict(invocations),
+        "batch_item_failures": dict(failures),
+        "provider": {
+            "creates": provider.creates,
+            "queries": provider.queries,
+            "refusals": dict(provider.refusals),
+        },
+        "provider_hours": round((clock() - sim_start) / 3600, 2),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "settings": {
+            "quota": quota,
+            "generation": f"{GENERATION_S[0]:g}-{GENERATION_S[1]:g} s, seed {seed}",
+            "settle_s": settings.settle_seconds,
+            "poll_interval_s": settings.poll_interval_s,
+            "resolution": settings.default_resolution,
+        },
+    }
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    print(json.dumps(simulate(**args)))
