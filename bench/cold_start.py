@@ -1,6 +1,6 @@
 """Cold start: each handler module's import time as a ratio of ``import boto3`` alone (fresh interpreters,
-interleaved, median of N), and the Lambda layer's unzipped size (pip install --target of the layer's
-requirements plus the ``inbetween`` package)."""
+interleaved, median of N), and the Lambda layer's unzipped size as ``sam build`` makes it for the
+template's layer (its BuildMethod and BuildArchitecture are read from template.yaml)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,26 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from bench.common import ROOT, Figure, at_most, fake_aws_env, median
 
 HANDLERS = ("submit", "poller", "completion")
 IMPORT_GOAL = 2.0  # our code may at most double what boto3 alone costs (Lambda's runtime brings boto3)
 LAYER_GOAL_MB = 25.0
+LAYER_RESOURCE = "InbetweenLayer"
+# What `sam build` (aws-lambda-builders' python_pip workflow) leaves out when it copies the layer's ContentUri
+# next to the installed wheels (the entries of its EXCLUDED_FILES that can occur under shared/).
+SAM_EXCLUDED = (
+    "__pycache__",
+    "*.pyc",
+    "*.so",
+    "*.egg-info",
+    "*.egg",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".venv",
+)
 
 _PROBE = """
 import importlib.util, sys, time
@@ -42,21 +57,77 @@ def _installer() -> list[str] | None:
     return [pip, "install", "--quiet", "--only-binary=:all:"] if pip else None
 
 
-def _install(target: Path, requirements: list[str], *, lambda_platform: bool) -> None:
+def _install(target: Path, requirements: list[str], *, lambda_arch: str | None) -> None:
+    """pip install --target; with ``lambda_arch`` ("x86_64" or "arm64"), the wheels `sam build` picks for
+    python3.12 on that architecture (it accepts manylinux tags up to manylinux_2_34: Lambda's glibc 2.34)."""
     cmd = _installer()
     if cmd is None:
         raise FileNotFoundError("neither .tools/bin/uv nor pip is available")
     uv = cmd[0].endswith("uv")
-    if lambda_platform:  # what the layer build for python3.12 on Lambda (x86_64, glibc 2.34) gets
-        cmd += (
-            ["--python-platform", "x86_64-manylinux_2_28", "--python-version", "3.12"]
-            if uv
-            else ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.12", "--implementation", "cp"]
-        )
+    if lambda_arch:
+        machine = {"arm64": "aarch64", "x86_64": "x86_64"}[lambda_arch]
+        if uv:
+            cmd += ["--python-platform", f"{machine}-manylinux_2_34", "--python-version", "3.12"]
+        else:  # pip does not widen a manylinux_2_34 tag to older ones: name each, as SAM does
+            tags = ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
+            cmd += [arg for tag in tags for arg in ("--platform", f"{tag}_{machine}")]
+            cmd += [
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                "--no-compile",
+            ]  # SAM writes no .pyc
     elif uv:
         cmd += ["--python", sys.executable]
     subprocess.run([*cmd, "--target", str(target), *requirements], check=True, capture_output=True, text=True,
                    timeout=600)  # fmt: skip
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads template.yaml; the intrinsic functions (!Ref, !Sub, ...) are not needed here and load as None."""
+
+
+_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def layer_build() -> tuple[str, str, Path]:
+    """(BuildMethod, architecture, ContentUri) of the template's layer: what `sam build` builds from."""
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)  # noqa: S506
+    layer = template["Resources"][LAYER_RESOURCE]
+    metadata = layer.get("Metadata", {})
+    return (
+        metadata["BuildMethod"],
+        metadata.get("BuildArchitecture", "x86_64"),
+        ROOT / layer["Properties"]["ContentUri"],
+    )
+
+
+def build_layer(artifacts: Path) -> tuple[str, str]:
+    """Build the layer into ``artifacts`` as `sam build` would; returns (build method, architecture).
+
+    BuildMethod python3.12: the requirements' wheels for the architecture, then a copy of ContentUri (minus
+    SAM's exclusions), all under python/. BuildMethod makefile: SAM's own step, ``make build-<Layer>`` with
+    ARTIFACTS_DIR set, run here on a copy of ContentUri just as SAM runs it on one.
+    """
+    method, arch, content = layer_build()
+    if method == "makefile":
+        make = shutil.which("make")
+        if make is None:
+            raise FileNotFoundError("make is not available")
+        with tempfile.TemporaryDirectory(prefix="bench-layer-src-") as scratch:
+            source = Path(scratch) / "source"
+            shutil.copytree(content, source, ignore=shutil.ignore_patterns(*SAM_EXCLUDED))
+            env = dict(os.environ, ARTIFACTS_DIR=str(artifacts))
+            subprocess.run([make, "-f", "Makefile", f"build-{LAYER_RESOURCE}"], cwd=source, env=env, check=True,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        return method, arch
+    if not method.startswith("python"):
+        raise ValueError(f"the layer's BuildMethod {method!r} is not one this bench knows how to build")
+    site = artifacts / "python"
+    _install(site, ["-r", str(content / "requirements.txt")], lambda_arch=arch)
+    shutil.copytree(content, site, ignore=shutil.ignore_patterns(*SAM_EXCLUDED), dirs_exist_ok=True)
+    return method, arch
 
 
 def _locked_version(name: str) -> str:
@@ -120,13 +191,13 @@ def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def layer_size(target: Path) -> Figure:
-    """The layer as SAM builds it (python/ = requirements + inbetween), measured unzipped."""
-    shutil.copytree(ROOT / "shared" / "inbetween", target / "inbetween",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    total = _tree_bytes(target)
+def layer_size(artifacts: Path) -> Figure:
+    """The layer as `sam build` makes it (see ``build_layer``), measured unzipped."""
+    method, arch = build_layer(artifacts)
+    site = artifacts / "python"
+    total = _tree_bytes(artifacts)
     biggest = sorted(
-        ((p.name, _tree_bytes(p) if p.is_dir() else p.stat().st_size) for p in target.iterdir()),
+        ((p.name, _tree_bytes(p) if p.is_dir() else p.stat().st_size) for p in site.iterdir()),
         key=lambda kv: -kv[1],
     )[:6]
     mb = total / 1e6
@@ -139,8 +210,11 @@ def layer_size(target: Path) -> Figure:
         passed=at_most(mb, LAYER_GOAL_MB),
         baseline="Lambda's limit for all layers + function code: 250 MB",
         settings={
-            "platform": "manylinux_2_28_x86_64, cp312",
-            "requirements": "shared/requirements.txt + inbetween",
+            "build": f"template.yaml {LAYER_RESOURCE}: BuildMethod {method}, {arch}",
+            "wheels": "cp312, manylinux up to 2_34"
+            if method != "makefile"
+            else "as the Makefile's target picks",
+            "pillow": _locked_version("pillow"),
         },
         detail={"largest_MB": {name: round(size / 1e6, 2) for name, size in biggest}},
     )
@@ -155,14 +229,10 @@ def _not_measured(key: str, name: str, unit: str, goal: str, why: str) -> Figure
 def run(quick: bool = False) -> list[Figure]:
     requirements = ["-r", str(ROOT / "shared" / "requirements.txt")]
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
-        runtime, layer, layer312 = (
-            Path(tmp) / "runtime",
-            Path(tmp) / "layer",
-            Path(tmp) / "layer312" / "python",
-        )
+        runtime, layer, sam_layer = Path(tmp) / "runtime", Path(tmp) / "layer", Path(tmp) / "sam-layer"
         try:
-            _install(runtime, [f"boto3=={_locked_version('boto3')}"], lambda_platform=False)
-            _install(layer, requirements, lambda_platform=False)
+            _install(runtime, [f"boto3=={_locked_version('boto3')}"], lambda_arch=None)
+            _install(layer, requirements, lambda_arch=None)
         except (subprocess.SubprocessError, OSError) as exc:
             why = f"could not install the layer's packages ({str(getattr(exc, 'stderr', '') or exc)[-160:]})"
             figures = [
@@ -174,11 +244,10 @@ def run(quick: bool = False) -> list[Figure]:
                                             f"<= {LAYER_GOAL_MB}", why)]  # fmt: skip
         figures = import_times(3 if quick else 9, runtime, layer)
         try:
-            _install(layer312, requirements, lambda_platform=True)
-            figures.append(layer_size(layer312))
-        except (subprocess.SubprocessError, OSError) as exc:
+            figures.append(layer_size(sam_layer))
+        except (subprocess.SubprocessError, OSError, KeyError, ValueError) as exc:
             figures.append(_not_measured("cold_start.layer_size", "Lambda layer, unzipped", "MB",
-                                         f"<= {LAYER_GOAL_MB}", str(exc)[-160:]))  # fmt: skip
+                                         f"<= {LAYER_GOAL_MB}", str(getattr(exc, "stderr", "") or exc)[-160:]))  # fmt: skip
     return figures
 
 
