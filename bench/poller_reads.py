@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 from inbetween.config import Timing, load_settings
-from inbetween.provider.models import TaskState, TaskStatus
+from inbetween.provider.models import TaskPage, TaskState, TaskStatus, TaskSummary
 from inbetween.store import _ser, due_stamp
 
 from bench.common import REGION, Figure, RequestCounter, at_most, create_jobs_table
@@ -23,13 +23,26 @@ MODEL = "wan2.2-kf2v-flash"
 class RunningProvider:
     """Every task is still running: the cycle reads, asks, and reschedules, as on most real ticks."""
 
-    def __init__(self) -> None:
+    def __init__(self, active_task_ids: list[str]) -> None:
         self.queries = 0
+        self._active = active_task_ids
 
     def get_task(self, task_id: str) -> TaskState:
         self.queries += 1
         return TaskState(
             task_id=task_id, status=TaskStatus.RUNNING, submit_time=datetime.fromtimestamp(NOW, UTC)
+        )
+
+    def list_tasks(self, *, page_no: int = 1, page_size: int = 10, **_filters: Any) -> TaskPage:
+        self.queries += 1
+        rows = self._active[(page_no - 1) * page_size : page_no * page_size]
+        created = datetime.fromtimestamp(NOW - 90, UTC)
+        return TaskPage(
+            total=len(self._active),
+            page_no=page_no,
+            page_size=page_size,
+            total_page=max(1, -(-len(self._active) // page_size)),
+            tasks=tuple(TaskSummary(t, TaskStatus.RUNNING, MODEL, created) for t in rows),
         )
 
 
@@ -134,7 +147,7 @@ def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[
         fill_s = time.perf_counter() - started
         counter.reset()
         scan_read, scan_found = _scan_poller_reads(ddb, table)  # the same cycle, read the naive way
-        provider = RunningProvider()
+        provider = RunningProvider([f"task-{finished + j:08d}" for j in range(active)])
         deps = build_deps(
             _settings(table), session=session, timing=Timing(), clock=lambda: NOW, sleep=lambda _s: None
         )

@@ -3,29 +3,43 @@
 Each tick reads only due items from the sparse ``due-index`` (never a Scan): expired submit leases,
 overdue incomplete drops, unconfirmed notifications, stalled completions, webhook retries, waiting jobs,
 and provider tasks whose next check has come. Tasks are checked when they are likely to have changed
-(first near the model's shortest generation time, then every ``poll_interval_s``; with provider push on,
-only once a task's finished event is overdue, see ``inbetween.tasks``), with bounded concurrency under
-the account's query-rate quota, and the tick keeps going while something is due
-within its time budget, so a finished task is noticed in seconds, not at the next minute. Two pollers at
-once are harmless: every hand-off is a conditional transition.
+(first near the model's shortest generation time, then every ``poll_interval_s`` on a shared grid; with
+provider push on, only once a task's finished event is overdue, see ``inbetween.tasks``), under the
+account's query-rate quota, and the tick keeps going while something is due within its time budget, so
+a finished task is noticed in seconds, not at the next minute. Two pollers at once are harmless: every
+hand-off is a conditional transition.
+
+Queries are what the account's 20-per-second quota counts, so a model's tasks due together cost one
+task-list call (it gives every task's status, not the video URL), then one query for each task the list
+shows finished; a single due task is queried directly. A task the list does not show, or a list that
+fails, falls back to its own query.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from inbetween import admission, intake, push, tasks
 from inbetween.catalog import MODELS
 from inbetween.deps import Deps
+from inbetween.errors import ConfigError, ProviderError
 from inbetween.models import DueKind, Job, JobStatus
 from inbetween.observability import count, logger
 from inbetween.outcomes import attempt_webhook, report_and_notify
+from inbetween.provider.models import TaskStatus
 from inbetween.store import job_key
 from inbetween.tasks import provider_facts
 
 HANDOFF_LEASE_S = 300.0
+# the task list: its window starts a little before the oldest due task's submission (clock skew), and
+# a model's list longer than this many pages is not worth it: the due tasks are queried one by one
+LIST_MARGIN_S = 60.0
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 3
 
 
 @dataclass
@@ -74,7 +88,7 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
         while True:
             due = deps.store.due_items(DueKind.POLL.key(), deps.clock(), limit=100)
             if due:
-                outcomes = list(pool.map(lambda item: _check(deps, Job.from_item(item), pacer), due))
+                outcomes = _check_due(deps, [Job.from_item(item) for item in due], pacer, pool)
                 report.checked += len(due)
                 report.finished += sum(1 for o in outcomes if o == "finished")
                 if any(o == "finished" for o in outcomes):
@@ -103,6 +117,64 @@ def _guarded(step: str, fn, deps: Deps):
         logger.exception("poller step failed", extra={"step": step})
         count("PollerStepErrors")
         return None
+
+
+def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecutor) -> list[str]:
+    """Check every due job's task: per model, one list call when several are due, then a query for
+    each task that ended (or that the list could not account for)."""
+    by_model: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        by_model[job.model or ""].append(job)
+    to_query: list[Job] = []
+    outcomes: list[str] = []
+    for model, group in by_model.items():
+        waiting = [j for j in group if j.status is JobStatus.SUBMITTED and j.task_id]
+        listed = _list_statuses(deps, model, waiting, pacer) if model and len(waiting) > 1 else None
+        for job in group:
+            status = listed.get(job.task_id or "") if listed is not None else None
+            if status is None or status.is_terminal:
+                to_query.append(job)
+                continue
+            outcomes.append(_record_running(deps, job, status))
+    outcomes += pool.map(lambda job: _check(deps, job, pacer), to_query)
+    return outcomes
+
+
+def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> dict[str, TaskStatus] | None:
+    """The provider's status of each of ``jobs``' tasks from the task list, or None if it cannot say."""
+    now = deps.clock()
+    oldest = min((j.submitted_at or j.updated_at) for j in jobs)
+    end = datetime.fromtimestamp(now + LIST_MARGIN_S, UTC)
+    start = max(datetime.fromtimestamp(oldest - LIST_MARGIN_S, UTC), end - timedelta(hours=23, minutes=59))
+    statuses: dict[str, TaskStatus] = {}
+    try:
+        for page_no in range(1, LIST_MAX_PAGES + 1):
+            pacer.wait()
+            page = deps.provider.list_tasks(
+                start=start, end=end, model=model, page_no=page_no, page_size=LIST_PAGE_SIZE
+            )
+            count("TaskListCalls")
+            statuses.update((t.task_id, t.status) for t in page.tasks)
+            if not page.tasks or page_no >= page.total_page:
+                return statuses
+    except (ProviderError, ConfigError) as exc:
+        logger.warning(
+            "task list failed; querying tasks one by one", extra={"code": getattr(exc, "code", None)}
+        )
+        count("TaskListFailed")
+        return None
+    # more pages than it is worth: what was read still counts, the rest are queried one by one
+    return statuses
+
+
+def _record_running(deps: Deps, job: Job, status: TaskStatus) -> str:
+    try:
+        tasks.note_still_running(deps, job, status)
+    except Exception:  # noqa: BLE001 - as in _check: one job's trouble must not stall the others
+        logger.exception("recording a running task failed", extra={"job_id": job.job_id})
+        count("PollerStepErrors")
+        return "error"
+    return "running"
 
 
 def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:

@@ -6,7 +6,9 @@ failed, cancelled or unknown -> a final state and its notification. A second obs
 an overlapping poller) finds the job moved on and changes nothing.
 
 When checks happen (``first_check_at`` / ``next_check_at``):
-- push off: first near the model's shortest generation time, then every ``poll_interval_s``;
+- push off: first near the model's shortest generation time, then every ``poll_interval_s``; both
+  rounded up to a grid of ``poll_interval_s`` so that every active task of a model comes due at the same
+  instant and one task-list call answers for all of them (see ``inbetween.polling``);
 - push on: the task-finished event is expected, so the first check waits until the event is *overdue*
   (the model's typical generation time plus ``push_grace_s`` after submission), then every
   ``push_recheck_s``. A lost event costs that latency, never a video.
@@ -14,6 +16,7 @@ When checks happen (``first_check_at`` / ``next_check_at``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -46,14 +49,35 @@ def first_check_at(deps: Deps, model: str | None, now: float) -> float:
     first_delay = timing.first_poll_delay_s
     if first_delay is None:
         first_delay = float(spec.min_generation_s if spec else 60)
-    return now + first_delay
+    return on_poll_grid(now + first_delay, deps.settings.poll_interval_s)
 
 
 def next_check_at(deps: Deps, now: float) -> float:
     """When a task that was still running is queried again."""
     if deps.settings.push_enabled:
         return now + deps.timing.push_recheck_s
-    return now + deps.settings.poll_interval_s
+    interval = deps.settings.poll_interval_s
+    # a quarter interval: a check that ran a little late still keeps to the next grid instant
+    return on_poll_grid(now + interval * 0.25, interval)
+
+
+def on_poll_grid(at: float, interval: float) -> float:
+    """The first grid instant at or after ``at``: tasks checked on one grid are due together, so the
+    poller can ask about all of a model's tasks with one list call instead of one query each."""
+    if interval <= 0:
+        return at
+    return math.ceil(at / interval) * interval
+
+
+def note_still_running(deps: Deps, job: Job, status: TaskStatus) -> bool:
+    """Record that ``job``'s task is still pending or running (learned from a query or the task list)
+    and schedule its next check."""
+    return deps.store.apply(
+        Transition(job.job_id, JobStatus.SUBMITTED, None)
+        .set(provider_status=status.value)
+        .add(polls=1)
+        .schedule(DueKind.POLL.key(), next_check_at(deps, deps.clock()))
+    )
 
 
 def provider_facts(state: TaskState) -> dict[str, Any]:
@@ -102,12 +126,7 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
     count("TaskQueries")
     now = deps.clock()
     if not state.status.is_terminal:
-        deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, None)
-            .set(provider_status=state.status.value)
-            .add(polls=1)
-            .schedule(DueKind.POLL.key(), next_check_at(deps, now))
-        )
+        note_still_running(deps, job, state.status)
         return RUNNING
     facts = provider_facts(state)
     if state.status is TaskStatus.SUCCEEDED:
@@ -159,4 +178,11 @@ def _final_status(state: TaskState) -> tuple[JobStatus, ErrorInfo]:
     )
 
 
-__all__ = ["first_check_at", "next_check_at", "observe_task", "provider_facts"]
+__all__ = [
+    "first_check_at",
+    "next_check_at",
+    "note_still_running",
+    "observe_task",
+    "on_poll_grid",
+    "provider_facts",
+]

@@ -325,7 +325,7 @@ def test_sqs_event_sources_report_partial_batch_failures(template):
 
 def test_function_timeouts_and_memory(template):
     assert _function_timeout(template, "SubmitFunction") == 60
-    assert _function_timeout(template, "PollerFunction") == 70
+    assert _function_timeout(template, "PollerFunction") == 75
     assert _function_timeout(template, "CompletionFunction") == 300
     assert _props(template, "CompletionFunction")["MemorySize"] == 512
 
