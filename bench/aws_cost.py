@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from typing import Any
 
@@ -129,21 +130,28 @@ def idle_month() -> dict[str, float]:
     return cost
 
 
-def _launch(args: dict[str, Any]) -> subprocess.Popen:
-    return subprocess.Popen(
+def _launch(args: dict[str, Any]) -> tuple[subprocess.Popen, Any]:
+    # output to a file, not a pipe: a run must never block on a full pipe while we wait for another
+    out = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cost_run", json.dumps(args)],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    return proc, out
 
 
-def _result(proc: subprocess.Popen) -> dict[str, Any]:
-    out, err = proc.communicate()
-    lines = [line for line in out.splitlines() if line.startswith('{"backend"')]
+def _result(launched: tuple[subprocess.Popen, Any]) -> dict[str, Any]:
+    proc, out = launched
+    proc.wait()
+    out.seek(0)
+    text = out.read()
+    out.close()
+    lines = [line for line in text.splitlines() if line.startswith('{"backend"')]
     if proc.returncode != 0 or not lines:
-        return {"error": (err or out)[-400:]}
+        return {"error": text[-400:]}
     return json.loads(lines[-1])
 
 
