@@ -1,9 +1,10 @@
-"""SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot."""
+"""SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot; and
+admissions when a push event freed a slot."""
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from inbetween import intake
-from inbetween.events import ObjectCreated, intake_items
+from inbetween import admission, intake
+from inbetween.events import AdmitWaiting, ObjectCreated, intake_items
 from inbetween.observability import logger, metrics, tracer
 from inbetween.wiring import get_deps
 
@@ -15,6 +16,8 @@ def record_handler(record: SQSRecord) -> None:
     for item in intake_items(record.body):
         if isinstance(item, ObjectCreated):
             outcome = intake.on_object_created(deps, item.bucket, item.key)
+        elif isinstance(item, AdmitWaiting):
+            outcome = f"admitted {admission.admit(deps, item.model)}"
         else:
             outcome = intake.examine(deps, item.job_name)
         logger.info("intake", extra={"item": str(item), "outcome": outcome})

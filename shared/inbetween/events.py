@@ -20,6 +20,11 @@ class RecheckDrop:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmitWaiting:
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteJob:
     job_id: str
 
@@ -43,13 +48,19 @@ def _json(body: str) -> dict[str, Any]:
     return data
 
 
-def intake_items(body: str) -> list[ObjectCreated | RecheckDrop]:
+IntakeItem = ObjectCreated | RecheckDrop | AdmitWaiting
+
+
+def intake_items(body: str) -> list[IntakeItem]:
     """An intake-queue message: an S3 notification (possibly several records), S3's test event (no
-    records: nothing to do), or our own delayed re-check of a settling drop folder."""
+    records: nothing to do), our own delayed re-check of a settling drop folder, or our own nudge to
+    admit waiting jobs after a push event freed a slot."""
     data = _json(body)
     if data.get("inbetween") == "settle":
         return [RecheckDrop(job_name=str(data["job_name"]))]
-    items: list[ObjectCreated | RecheckDrop] = []
+    if data.get("inbetween") == "admit":
+        return [AdmitWaiting(model=str(data["model"]))]
+    items: list[IntakeItem] = []
     for record in data.get("Records", []) or []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue

@@ -218,7 +218,11 @@ def on_task_finished(deps: Deps, event: TaskFinished) -> str:
     if not _claim(deps, job, event):
         count("PushDuplicates")
         return "duplicate"
-    return tasks.observe_task(deps, job)
+    outcome = tasks.observe_task(deps, job)
+    if outcome == tasks.FINISHED and job.model:
+        # the task's slot is free: the next waiting job should not wait for the poller's next tick
+        deps.queues.admit_waiting(job.model)
+    return outcome
 
 
 def _claim(deps: Deps, job: Job, event: TaskFinished) -> bool:

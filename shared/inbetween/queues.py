@@ -1,4 +1,5 @@
-"""SQS hand-offs: delayed re-checks of a settling drop, and work for the completion function."""
+"""SQS hand-offs: delayed re-checks of a settling drop, admissions after a slot came free, and work for
+the completion function."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ class Queues:
             MessageBody=json.dumps(body),
             DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
         )
+
+    def admit_waiting(self, model: str) -> None:
+        """A slot of ``model`` came free outside the poller (a push event): the submit function admits
+        the next waiting job now rather than at the next poller tick."""
+        body = {"inbetween": "admit", "model": model}
+        self._sqs.send_message(QueueUrl=self._intake, MessageBody=json.dumps(body))
 
     def complete_job(self, job_id: str) -> None:
         self._sqs.send_message(

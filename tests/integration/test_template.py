@@ -85,6 +85,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     | _TRACES
     | {
         ("sqs:SendMessage", "CompletionQueue"),
+        ("sqs:SendMessage", "IntakeQueue"),
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:PutItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
@@ -399,7 +400,12 @@ def test_functions_share_the_layer_and_the_runtime(template):
     assert function_globals["Layers"] == [{"Ref": "InbetweenLayer"}]
     layer = template["Resources"]["InbetweenLayer"]
     assert layer["Properties"]["ContentUri"] == "shared/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    # built by shared/Makefile (sam build runs its target): the runtime's wheels for the functions' arch
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    recipe = (Path(__file__).parents[2] / "shared" / "Makefile").read_text()
+    assert "build-InbetweenLayer:" in recipe
+    assert "--python-version 3.12" in recipe and "_aarch64" in recipe
     for function in FUNCTIONS:
         props = _props(template, function)
         name = function.removesuffix("Function").lower()

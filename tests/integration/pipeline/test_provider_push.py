@@ -330,3 +330,23 @@ def test_with_push_on_the_poller_leaves_tasks_alone_until_their_event_is_overdue
     # Then one query finds the task and the video is stored: the lost event cost latency, not the video
     assert final["status"] == "STORED"
     assert queries(pushing, item["task_id"]) == 1
+
+
+# ---------------------------------------------------------------- a freed slot is used at once
+
+
+def test_an_event_that_frees_a_slot_gets_the_next_waiting_job_submitted_without_the_poller(pushing, pair):
+    # Given the two slots of the published quota busy and a third job waiting
+    running = [submitted_job(pushing, f"slot-{i}", pair) for i in range(2)]
+    pushing.drop("slot-next", pair)
+    pushing.submit_step()
+    assert pushing.job("slot-next")["status"] == "WAITING"
+    wait_task_done(pushing, running[0]["task_id"])
+
+    # When the first task's event arrives, and the submit function takes its queue (no poller tick)
+    assert authed(pushing, event_for(pushing, running[0]["task_id"]))[1]["outcome"] == "finished"
+    pushing.submit_step()
+
+    # Then the waiting job has taken the freed slot
+    assert pushing.job("slot-next")["status"] == "SUBMITTED"
+    assert pushing.emulator.stats.creates_accepted == 3
