@@ -149,17 +149,6 @@ class JobStore:
         items = resp.get("Items", [])
         return int(_deser(items[0])["due_at"]) / 1000 if items else None
 
-    def count_due(self, kind: str) -> int:
-        resp = self._call(
-            self._db.query,
-            TableName=self._table,
-            IndexName=DUE_INDEX,
-            KeyConditionExpression="due_kind = :k",
-            ExpressionAttributeValues=_ser({":k": kind}),
-            Select="COUNT",
-        )
-        return int(resp.get("Count", 0))
-
     # ---- jobs --------------------------------------------------------------------------------------------
     def create_job(self, item: dict[str, Any], *, due: tuple[str, float] | None = None) -> bool:
         """Insert a job unless a job with this id exists (a duplicate event). True if inserted."""
