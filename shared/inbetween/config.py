@@ -160,11 +160,11 @@ class Timing:
     # Webhook retry delays (s) before attempt n+1, the first (0) being the immediate attempt; None: the
     # Standard Webhooks schedule (5 s, 5 min, 30 min, ... about a day). WEBHOOK_RETRY_DELAYS_SECONDS.
     webhook_retry_delays_s: tuple[float, ...] | None = None
-    # With push on, a task is checked only once its event is overdue: the model's typical generation time
+    # With push on, a task is checked only once its event is overdue: the model's longest usual generation time
     # (or expected_generation_s) plus push_grace_s after submission, then every push_recheck_s.
     push_grace_s: float = 60.0
     push_recheck_s: float = 60.0
-    expected_generation_s: float | None = None  # None: the model's typical generation time
+    expected_generation_s: float | None = None  # None: the model's longest usual generation time (5 min)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Timing:

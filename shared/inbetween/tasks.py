@@ -10,8 +10,8 @@ When checks happen (``first_check_at`` / ``next_check_at``):
   rounded up to a grid of ``poll_interval_s`` so that every active task of a model comes due at the same
   instant and one task-list call answers for all of them (see ``inbetween.polling``);
 - push on: the task-finished event is expected, so the first check waits until the event is *overdue*
-  (the model's typical generation time plus ``push_grace_s`` after submission), then every
-  ``push_recheck_s``. A lost event costs that latency, never a video.
+  (the model's longest usual generation time plus ``push_grace_s`` after submission), then every
+  ``push_recheck_s``, on a grid of ``push_recheck_s``. A lost event costs that latency, never a video.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def first_check_at(deps: Deps, model: str | None, now: float) -> float:
     if deps.settings.push_enabled:
         expected = timing.expected_generation_s
         if expected is None:
-            expected = float(spec.typical_generation_s if spec else 180)
-        return now + expected + timing.push_grace_s
+            expected = float(spec.max_generation_s if spec else 300)
+        return on_poll_grid(now + expected + timing.push_grace_s, timing.push_recheck_s)
     first_delay = timing.first_poll_delay_s
     if first_delay is None:
         first_delay = float(spec.min_generation_s if spec else 60)
@@ -54,9 +54,7 @@ def first_check_at(deps: Deps, model: str | None, now: float) -> float:
 
 def next_check_at(deps: Deps, now: float) -> float:
     """When a task that was still running is queried again."""
-    if deps.settings.push_enabled:
-        return now + deps.timing.push_recheck_s
-    interval = deps.settings.poll_interval_s
+    interval = deps.timing.push_recheck_s if deps.settings.push_enabled else deps.settings.poll_interval_s
     # a quarter interval: a check that ran a little late still keeps to the next grid instant
     return on_poll_grid(now + interval * 0.25, interval)
 

@@ -112,10 +112,13 @@ def test_push_off_checks_early_and_often():
 
 def test_push_on_checks_only_once_the_event_is_overdue():
     deps = _deps(True)
-    # the model's typical generation time (120 s) plus the grace (60 s), then every minute
-    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 0.0) == 180.0
-    assert tasks.next_check_at(deps, 100.0) == 160.0
-    assert tasks.first_check_at(_deps(True, expected_generation_s=10, push_grace_s=5), "x", 0.0) == 15.0
+    # the model's longest usual generation time (300 s) plus the grace (60 s), then every minute, on a
+    # one-minute grid so that overdue tasks come due together (one list call for all of them)
+    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 0.0) == 360.0
+    assert tasks.next_check_at(deps, 100.0) == 120.0
+    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 10.0) == 420.0
+    overdue_soon = _deps(True, expected_generation_s=10, push_grace_s=5, push_recheck_s=5)
+    assert tasks.first_check_at(overdue_soon, "x", 0.0) == 15.0
 
 
 def test_the_emulator_sends_only_to_loopback_unless_told():
