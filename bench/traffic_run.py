@@ -48,6 +48,7 @@ class Scenario:
     fixed_interval_s: float = 15.0
     label: str = ""
     count_requests: bool = False
+    push: bool = False  # the emulator sends task-finished events to ProviderEventsFunction
 
 
 def _frame_png(color: tuple[int, int, int]) -> bytes:
@@ -323,16 +324,35 @@ def _sqs_event(messages: list[dict]) -> dict:
 
 
 def run_pipeline(sc: Scenario) -> dict[str, Any]:
+    """AWS is moto in this process (``mock_aws``), its calls taken one at a time: a call costs a few
+    milliseconds, as DynamoDB, S3 and SQS do, where moto_server over HTTP costs tens under load. That
+    matters here: our own code's time is multiplied by the scale when it falls inside provider time."""
     import boto3
+    from moto import mock_aws
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with MotoProcess() as moto_url:
-        os.environ["AWS_ENDPOINT_URL"] = moto_url
-        os.environ.update(fake_aws_env())
-        return _run_pipeline(sc, boto3.session.Session(region_name=REGION), moto_url)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.update(fake_aws_env())
+    with mock_aws():
+        _one_call_at_a_time()
+        return _run_pipeline(sc, boto3.session.Session(region_name=REGION))
 
 
-def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
+def _one_call_at_a_time() -> None:
+    """moto's in-process backends are not made for concurrent callers (DynamoDB's conditional writes must
+    be atomic, as they are in AWS): serialize every AWS call of the process."""
+    from botocore.client import BaseClient
+
+    lock = threading.RLock()
+    original = BaseClient._make_api_call
+
+    def serialized(self, operation_name, api_params):
+        with lock:
+            return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = serialized
+
+
+def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
     import boto3
     from inbetween.config import Timing, load_settings
     from inbetween.wiring import build_deps
@@ -340,7 +360,20 @@ def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
     clock = ProviderClock(sc.scale)
     emulator, refusals = _emulator(sc, clock)
     names = create_resources(harness, uuid.uuid4().hex[:10], api_key=API_KEY)
-    env = dict(names, PROVIDER_BASE_URL=emulator.base_url, SETTLE_SECONDS="0", DEFAULT_RESOLUTION="480P")
+    # frames inline (base64): with moto in this process there is no HTTP endpoint for presigned S3 URLs
+    env = dict(
+        names,
+        PROVIDER_BASE_URL=emulator.base_url,
+        SETTLE_SECONDS="0",
+        DEFAULT_RESOLUTION="480P",
+        FRAME_TRANSPORT="base64",
+    )
+    push_secret = "push-" + uuid.uuid4().hex
+    if sc.push:
+        arn = harness.client("secretsmanager").create_secret(
+            Name=f"push-{uuid.uuid4().hex[:10]}", SecretString=push_secret
+        )["ARN"]
+        env.update(PUSH_ENABLED="true", PUSH_SECRET_NAME=arn)
     if sc.quota != 2:
         env["PROVIDER_CONCURRENCY"] = str(sc.quota)
     env.update(sc.env)
@@ -354,19 +387,26 @@ def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
     make_provider = deps.provider_factory
     deps.provider_factory = lambda: _RecordingProvider(make_provider(), clock, learned)
     deps.sns = _RecordingSns(deps.sns, clock, done)
-    handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion")}
+    handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion", "provider_events")}
     for module in handlers.values():
         module.get_deps = lambda: deps
+    push = (
+        _start_push(handlers["provider_events"], emulator, clock, push_secret, settings.provider_region)
+        if sc.push
+        else None
+    )
     invocations: Counter[str] = Counter()
     stop = threading.Event()
 
     def pump(function: str, queue_url: str, batch: int) -> None:
         sqs = harness.client("sqs")
         while not stop.is_set():
+            # no long polling: it would hold the one-call-at-a-time lock; Lambda's pollers ask this often
             msgs = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=1, VisibilityTimeout=5
+                QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=0, VisibilityTimeout=5
             ).get("Messages", [])
             if not msgs:
+                stop.wait(0.02)
                 continue
             invocations[function] += 1
             try:
@@ -384,7 +424,7 @@ def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
     def poller_tick() -> None:
         invocations["poller"] += 1
         try:
-            handlers["poller"].lambda_handler({"source": "aws.events"}, _Context(clock, 70.0))
+            handlers["poller"].lambda_handler({"source": "aws.events"}, _Context(clock, 75.0))
         except Exception:  # noqa: BLE001 - the next tick does the same work
             logging.getLogger("bench").exception("poller tick failed")
 
@@ -422,6 +462,10 @@ def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
         summary = _summary(emulator, refusals, learned, done, started)
     finally:
         stop.set()
+        if push is not None:
+            summary_push = {"events": push[1].stats.finished, "sent": push[1].stats.sent}
+            push[1].stop()
+            push[0].stop()
         emulator.stop()
         if deps._http is not None:
             deps._http.close()
@@ -432,9 +476,33 @@ def _run_pipeline(sc: Scenario, harness, moto_url: str) -> dict[str, Any]:
         if str(item["pk"]).startswith("job#")
     ]
     summary["invocations"] = dict(invocations)
+    if push is not None:
+        summary["push"] = summary_push
     summary["aws_requests"] = counter.snapshot() if counter else {}
     summary["settings"] = {k: v for k, v in env.items() if not k.isupper() or k in _PRINTED}
     return summary
+
+
+class _InProcessFunction:
+    """What the local stack's function-URL server invokes: the handler, with a Lambda-like context."""
+
+    def __init__(self, module, clock: ProviderClock) -> None:
+        self._module, self._clock = module, clock
+
+    def invoke(self, event: dict) -> dict:
+        return self._module.lambda_handler(event, _Context(self._clock, 30.0))
+
+
+def _start_push(module, emulator, clock: ProviderClock, secret: str, region: str):
+    """The function URL on 127.0.0.1 and the emulator's event sender posting every task-finished event to it
+    (no drops, no delays: the figure is what push costs and saves when it works)."""
+    from inbetween_local.emulator import EventSender, PushConfig
+    from inbetween_local.stack.push import TOKEN_HEADER, FunctionUrlServer
+
+    server = FunctionUrlServer(_InProcessFunction(module, clock)).start()
+    sender = EventSender(PushConfig(url=server.url, headers={TOKEN_HEADER: secret}, region=region))
+    sender.attach(emulator).start()
+    return server, sender
 
 
 _PRINTED = {
@@ -442,8 +510,10 @@ _PRINTED = {
     "FIRST_POLL_DELAY_SECONDS",
     "POLL_BUDGET_SECONDS",
     "PROVIDER_CONCURRENCY",
+    "PUSH_ENABLED",
     "SETTLE_SECONDS",
     "DEFAULT_RESOLUTION",
+    "FRAME_TRANSPORT",
 }
 
 

@@ -53,7 +53,7 @@ class Settings:
     presign_ttl_s: int = 3600
     webhook_link_ttl_s: int = 7 * 24 * 3600
     # a tick ends just before the next one starts (EventBridge, every minute): no gap, no overlap
-    poll_budget_s: float = 57.0
+    poll_budget_s: float = 59.0
     # 12 s: p95 notification latency under 15 s at ~7 queries per job at quota 2 (see `make bench`)
     poll_interval_s: float = 12.0
     # Loopback and plain-http webhook targets are for the local stack only.

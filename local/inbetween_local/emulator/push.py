@@ -51,6 +51,8 @@ class PushConfig:
     retries: int = 2
     retry_backoff_s: float = 0.5
     timeout_s: float = 5.0
+    # events in flight at once: EventBridge delivers concurrently, not one after the other
+    senders: int = 4
     seed: int = 0
     allow_remote: bool = False
 
@@ -128,8 +130,8 @@ class EventSender:
         self._seq = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._sending = False
-        self._thread: threading.Thread | None = None
+        self._sending = 0
+        self._threads: list[threading.Thread] = []
         self._http = httpx.Client(timeout=config.timeout_s, follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -141,16 +143,18 @@ class EventSender:
         return self
 
     def start(self) -> EventSender:
-        self._thread = threading.Thread(target=self._run, name="emulator-push", daemon=True)
-        self._thread.start()
+        for n in range(max(1, self.config.senders)):
+            thread = threading.Thread(target=self._run, name=f"emulator-push-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self._http.close()
 
     def __enter__(self) -> EventSender:
@@ -162,7 +166,7 @@ class EventSender:
     def idle(self) -> bool:
         """True when no event waits to be sent."""
         with self._cond:
-            return not self._heap and not self._sending
+            return not self._heap and self._sending == 0
 
     # ---- the seam ------------------------------------------------------------------------------------
     def on_task_finished(self, snapshot: TaskSnapshot) -> None:
@@ -207,12 +211,12 @@ class EventSender:
                 if self._stopping:
                     return
                 _, _, body = heapq.heappop(self._heap)
-                self._sending = True
+                self._sending += 1
             try:
                 self._deliver(body)
             finally:
                 with self._cond:
-                    self._sending = False
+                    self._sending -= 1
 
     def _deliver(self, body: bytes) -> None:
         headers = {"content-type": "application/json;charset=utf-8", **self.config.headers}
