@@ -949,9 +949,12 @@ def task_trouble(run: FaultSuiteRun, task_ids: set[str]) -> str:
         if prompt.startswith("fault suite job "):
             name = f"fault-{int(prompt.removeprefix('fault suite job ').split(':', 1)[0]):03d}"
         item = run.items.get(name or "", {})
+        info = run.tasks.get(task_id)
         lines.append(
-            f"task {task_id}: prompt {prompt!r}, job {name} {item.get('job_id')} "
-            f"status {item.get('status')} recorded task {item.get('task_id')}"
+            f"task {task_id}: created at {getattr(info, 'created_at', None)}, prompt {prompt!r}, "
+            f"job {name} {item.get('job_id')} status {item.get('status')} recorded task "
+            f"{item.get('task_id')} (created at {getattr(run.tasks.get(item.get('task_id')), 'created_at', None)}), "
+            f"submit started at {item.get('submit_started_at')}"
         )
         needles = [n for n in (task_id, item.get("job_id"), name) if n]
         lines += [line for line in run.log_text.splitlines() if any(n in line for n in needles)][:60]
