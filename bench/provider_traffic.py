@@ -1,7 +1,11 @@
 """Provider traffic against notification latency, 50 jobs dropped at once, on one scaled provider clock;
 beside, in the same run, the SDK's ``VideoSynthesis.call`` loop and a fixed 15-second per-task poller.
 Also the makespan over 20 pairs at quota 2 against the SDK loop, and a plot of queries per job against
-p95 latency for a few poller settings. Scenarios run in parallel interpreters (each mostly waits)."""
+p95 latency for a few poller settings.
+
+Each scenario runs in its own interpreter. The pipeline's scenarios run one after the other (our own code's
+time counts in provider time, so they must not share the CPU with each other); the baselines, which only
+wait on the provider, run beside them."""
 
 from __future__ import annotations
 
@@ -16,8 +20,7 @@ from typing import Any
 from bench.common import OUT, ROOT, Figure, at_least, at_most, percentile
 from bench.traffic_run import Scenario
 
-SCALE = 60.0  # provider seconds per real second: one provider minute = one real second
-PARALLEL = 3
+SCALE = 20.0  # provider seconds per real second: one provider minute = three real seconds
 
 
 def launch(scenarios: list[Scenario]) -> list[dict[str, Any]]:
@@ -34,10 +37,14 @@ def launch(scenarios: list[Scenario]) -> list[dict[str, Any]]:
             return {"scenario": asdict(sc), "error": (out.stderr or out.stdout)[-600:]}
         return json.loads(lines[-1])
 
-    # longest first, so the parallel slots finish together
-    order = sorted(scenarios, key=lambda s: -(s.jobs / (1 if s.kind == "sdk_loop" else s.quota)))
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        results = dict(zip([id(s) for s in order], pool.map(one, order), strict=True))
+    def lane(group: list[Scenario]) -> list[tuple[int, dict[str, Any]]]:
+        return [(id(sc), one(sc)) for sc in group]
+
+    pipelines = [s for s in scenarios if s.kind == "pipeline"]
+    baselines = [s for s in scenarios if s.kind != "pipeline"]
+    with ThreadPoolExecutor(1 + len(baselines)) as pool:
+        lanes = [pool.submit(lane, pipelines)] + [pool.submit(lane, [b]) for b in baselines]
+        results = dict(pair for future in lanes for pair in future.result())
     return [results[id(s)] for s in scenarios]
 
 
@@ -91,20 +98,28 @@ def _r(value: float | None, digits: int = 1) -> float | None:
 
 
 def scenarios(quick: bool) -> dict[str, Scenario]:
-    n, n_makespan = (6, 4) if quick else (50, 20)
+    n, n_pairs = (6, 4) if quick else (50, 20)
     scale = SCALE
     s = {
         "pipeline_q2": Scenario("pipeline", n, 2, scale, label="inbetween, quota 2, push off, defaults"),
         "pipeline_q20": Scenario("pipeline", n, 20, scale, label="inbetween, quota 20, push off, defaults"),
-        "sdk_loop": Scenario("sdk_loop", n, 2, scale, label="SDK sample in a loop (VideoSynthesis.call)"),
-        "fixed_15s": Scenario("fixed_poller", n, 2, scale, label="fixed 15 s per-task poller, quota 2"),
-        "pipeline_q2_20": Scenario("pipeline", n_makespan, 2, scale, label="inbetween, 20 pairs, quota 2"),
+        "pipeline_q20_push": Scenario(
+            "pipeline", n, 20, scale, push=True, label="inbetween, quota 20, push on, defaults"
+        ),
+        "pipeline_q2_20": Scenario(
+            "pipeline", n_pairs, 2, scale, label=f"inbetween, {n_pairs} pairs, quota 2"
+        ),
+        # the baselines' figures are per job, so 20 pairs say as much as 50 in less time
+        "sdk_loop": Scenario(
+            "sdk_loop", n_pairs, 2, scale, label="SDK sample in a loop (VideoSynthesis.call)"
+        ),
+        "fixed_15s": Scenario("fixed_poller", n_pairs, 2, scale, label="fixed 15 s per-task poller, quota 2"),
     }
-    if not quick:  # the plot's other poller settings, same 50 jobs at quota 2
-        for interval, first in ((15, 45), (30, 45)):
-            s[f"pipeline_q2_i{interval}_f{first}"] = Scenario(
-                "pipeline", n, 2, scale, label=f"inbetween, quota 2, poll every {interval} s, first at {first} s",
-                env={"POLL_INTERVAL_SECONDS": str(interval), "FIRST_POLL_DELAY_SECONDS": str(first)},
+    if not quick:  # the plot's other poller settings, the same 50 jobs at quota 20
+        for interval in (6, 24):
+            s[f"pipeline_q20_i{interval}"] = Scenario(
+                "pipeline", n, 20, scale, label=f"inbetween, quota 20, poll every {interval} s",
+                env={"POLL_INTERVAL_SECONDS": str(interval)},
             )  # fmt: skip
     return s
 
@@ -172,10 +187,23 @@ def run(quick: bool = False) -> list[Figure]:
             baseline=f"SDK loop: {m['sdk_loop'].get('throttling')}, fixed 15 s poller: {m['fixed_15s'].get('throttling')}",
             settings=settings,
         ))  # fmt: skip
-    figures.append(Figure(
-        key="traffic.push_on", name="Push on: queries per job <= 1.2, p95 <= 5 s", value=None, unit="",
-        goal="<= 1.2 queries/job, p95 <= 5 s", passed=None, note="not measured (push not built yet)",
-    ))  # fmt: skip
+    x, off = m["pipeline_q20_push"], m["pipeline_q20"]
+    settings = dict(base, quota=20, push="on", **(results["pipeline_q20_push"].get("settings") or {}))
+    if "error" in x:
+        figures.append(Figure(key="traffic.push_on", name=chosen["pipeline_q20_push"].label, value=None,
+                              unit="", goal="", passed=None, note="failed: " + x["error"][-200:]))  # fmt: skip
+    else:
+        figures.append(Figure(
+            key="traffic.push_on.queries_per_job", name="Provider queries per completed job, quota 20, push on",
+            value=x["queries_per_job"], unit="queries/job", goal="<= 1.2", passed=at_most(x["queries_per_job"], 1.2),
+            baseline=f"push off, same quota: {off.get('queries_per_job')} queries/job", settings=settings, detail=x,
+        ))  # fmt: skip
+        figures.append(Figure(
+            key="traffic.push_on.latency_p95", name="p95 notification latency (detection + processing), quota 20, push on",
+            value=x["latency_p95_s"], unit="s", goal="<= 5", passed=at_most(x["latency_p95_s"], 5.0),
+            baseline=f"detection p95 {x['detection_p95_s']} s, processing p95 {x['processing_p95_s']} s; push off, "
+            f"same quota: p95 {off.get('latency_p95_s')} s", settings=settings,
+        ))  # fmt: skip
     mk = m["pipeline_q2_20"]
     if "error" not in mk and "error" not in sdk20:
         ratio = mk["makespan_s"] / sdk20["makespan_s"]
@@ -183,14 +211,17 @@ def run(quick: bool = False) -> list[Figure]:
             key="traffic.makespan_20", name=f"Makespan over {mk['jobs']} pairs at quota 2",
             value=round(ratio, 3), unit="x SDK loop", goal="<= 0.55", passed=at_most(ratio, 0.55),
             baseline=f"inbetween {mk['makespan_s']:,.0f} s (first create to last notification) vs SDK loop "
-            f"{sdk20['makespan_s']:,.0f} s (first {sdk20['jobs']} calls of its {m['sdk_loop']['jobs']}-pair run: "
-            "same seeded durations in the same order); ideal 0.5",
+            f"{sdk20['makespan_s']:,.0f} s (the same seeded durations in the same order); ideal 0.5",
             settings=dict(base, jobs=mk["jobs"], quota=2), detail={"pipeline": mk, "sdk_prefix": sdk20},
         ))  # fmt: skip
-    points = [(chosen[k].label, m[k]) for k in chosen if k != "pipeline_q2_20" and "error" not in m[k]]
+    plotted = [k for k in chosen if k.startswith("pipeline_q20")] + ["fixed_15s", "sdk_loop"]
+    points = [(chosen[k].label, m[k]) for k in plotted if k in m and "error" not in m[k]]
     from bench.plot import latency_plot
 
-    latency_plot(points, OUT / "bench-latency.png", subtitle=f"50 jobs, {base['scale']}, generation 1-5 min")
+    latency_plot(
+        points, OUT / "bench-latency.png",
+        subtitle=f"inbetween: 50 jobs at quota 20; baselines: 20 pairs at quota 2; {base['scale']}; generation 1-5 min",
+    )  # fmt: skip
     return figures
 
 

@@ -208,8 +208,11 @@ class TaskEngine:
         spec = model_spec(model) if isinstance(model, str) else None
         if spec is None:
             raise invalid_parameter("Model not exist.")
+        # the task's submit time (the list's gmt_create) is when the request arrived, not when the frames
+        # were read: the provider answers a create at once and fetches the frames in the task
+        received = self.now()
         with self._lock:
-            if not self._submit_window.admit(model, self.now(), self.faults.submit_rate_limit(model)):
+            if not self._submit_window.admit(model, received, self.faults.submit_rate_limit(model)):
                 raise ApiError("Throttling.RateQuota")
         payload = body.get("input")
         if not isinstance(payload, dict) or not payload:
@@ -296,38 +299,46 @@ class TaskEngine:
 
         width, height = output_size(first.width, first.height, resolution) if first else (0, 0)
         with self._lock:
-            now = self.now()
-            self._advance_locked(now)
+            # tasks that ended meanwhile are announced like any others (push events), after the lock
+            ended = self._advance_locked(self.now())
             limit = self.faults.concurrency_limit(model)
-            if limit is not None and self.faults.concurrency_mode == "reject":
-                in_flight = sum(
-                    1 for task in self._tasks.values() if task.model == model and task.status not in TERMINAL
-                )
-                if in_flight >= limit:
-                    raise ApiError("Throttling.AllocationQuota")
-            task = _Task(
-                task_id=str(uuid.uuid4()),
-                request_id=str(uuid.uuid4()),
-                model=model,
-                api_key_id=api_key_id,
-                orig_prompt=prompt,
-                actual_prompt=extend_prompt(prompt) if prompt_extend else None,
-                resolution=resolution,
-                watermark=watermark,
-                template=template,
-                seed=seed,
-                width=width,
-                height=height,
-                first=first,
-                last=last,
-                submit_at=now,
-                pending_for=self._draw(self.config.pending_s),
-                running_for=self._draw(self.config.running_s),
-                failure=failure,
+            refused = (
+                limit is not None
+                and self.faults.concurrency_mode == "reject"
+                and limit
+                <= sum(1 for t in self._tasks.values() if t.model == model and t.status not in TERMINAL)
             )
-            self._tasks[task.task_id] = task
-            self.counters.creates_accepted += 1
-            return task
+            task = (
+                None
+                if refused
+                else _Task(
+                    task_id=str(uuid.uuid4()),
+                    request_id=str(uuid.uuid4()),
+                    model=model,
+                    api_key_id=api_key_id,
+                    orig_prompt=prompt,
+                    actual_prompt=extend_prompt(prompt) if prompt_extend else None,
+                    resolution=resolution,
+                    watermark=watermark,
+                    template=template,
+                    seed=seed,
+                    width=width,
+                    height=height,
+                    first=first,
+                    last=last,
+                    submit_at=received,
+                    pending_for=self._draw(self.config.pending_s),
+                    running_for=self._draw(self.config.running_s),
+                    failure=failure,
+                )
+            )
+            if task is not None:
+                self._tasks[task.task_id] = task
+                self.counters.creates_accepted += 1
+        self._notify(ended)
+        if task is None:
+            raise ApiError("Throttling.AllocationQuota")
+        return task
 
     def _load(self, url: str) -> Frame:
         return load_frame(

@@ -155,3 +155,35 @@ def test_durations_drawn_from_a_range_repeat_with_the_same_seed(frames, flash_bo
 def failing_body(body: dict) -> dict:
     body["input"]["prompt"] = "[fail]"
     return body
+
+
+def test_a_task_that_ends_while_another_is_created_is_still_announced(frames, flash_body):
+    # Given an emulator whose own ticker never runs, so only requests move its tasks on
+    from inbetween_local.emulator import EmulatorConfig, EmulatorServer, Faults, ManualClock
+
+    clock = ManualClock()
+    config = EmulatorConfig(
+        api_keys=("sk-x",),
+        clock=clock,
+        pending_s=1.0,
+        running_s=2.0,
+        tick_interval_s=3600.0,
+        faults=Faults(rate_limits_enabled=False, concurrency_limits_enabled=False),
+    )
+    announced: list[str] = []
+    with EmulatorServer(config) as server:
+        server.on_task_finished.append(lambda snapshot: announced.append(snapshot.task_id))
+        api = Api(server.base_url, "sk-x")
+        first = api.submit(flash_body())
+        clock.advance(1.5)  # running (1 s pending, then 2 s running): its video is rendered now
+        server.advance()
+        assert server.wait_until_idle()
+        assert announced == []
+        clock.advance(10)  # the first task has ended, and nobody has asked yet
+
+        # When the next create is what notices it
+        api.submit(flash_body())
+        api.close()
+
+    # Then its end is announced (what push events are sent from), once
+    assert announced == [first]
