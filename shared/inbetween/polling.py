@@ -88,11 +88,10 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
         while True:
             due = deps.store.due_items(DueKind.POLL.key(), deps.clock(), limit=100)
             if due:
-                outcomes = _check_due(deps, [Job.from_item(item) for item in due], pacer, pool)
+                outcomes, admitted = _check_due(deps, [Job.from_item(item) for item in due], pacer, pool)
                 report.checked += len(due)
                 report.finished += sum(1 for o in outcomes if o == "finished")
-                if any(o == "finished" for o in outcomes):
-                    report.admitted += _admit_all(deps)
+                report.admitted += admitted
                 continue
             next_at = deps.store.next_due_at(DueKind.POLL.key())
             now = deps.clock()
@@ -119,14 +118,15 @@ def _guarded(step: str, fn, deps: Deps):
         return None
 
 
-def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecutor) -> list[str]:
+def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecutor) -> tuple[list[str], int]:
     """Check every due job's task: per model, one list call when several are due, then a query for
-    each task that ended (or that the list could not account for)."""
+    each task that ended (or that the list could not account for). Returns what each check did, and how
+    many waiting jobs took the slots that came free."""
     by_model: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_model[job.model or ""].append(job)
     to_query: list[Job] = []
-    outcomes: list[str] = []
+    still_running: list[tuple[Job, TaskStatus]] = []
     for model, group in by_model.items():
         waiting = [j for j in group if j.status is JobStatus.SUBMITTED and j.task_id]
         listed = _list_statuses(deps, model, waiting, pacer) if model and len(waiting) > 1 else None
@@ -134,10 +134,15 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
             status = listed.get(job.task_id or "") if listed is not None else None
             if status is None or status.is_terminal:
                 to_query.append(job)
-                continue
-            outcomes.append(_record_running(deps, job, status))
-    outcomes += pool.map(lambda job: _check(deps, job, pacer), to_query)
-    return outcomes
+            else:
+                still_running.append((job, status))
+    # the tasks that ended first: their videos and notifications should not wait for bookkeeping
+    outcomes = list(pool.map(lambda job: _check(deps, job, pacer), to_query))
+    admitted = 0
+    if any(o == "finished" for o in outcomes):  # a slot came free: fill it before the bookkeeping below
+        admitted = _guarded("admit", _admit_all, deps) or 0
+    outcomes += pool.map(lambda pair: _record_running(deps, *pair), still_running)
+    return outcomes, admitted
 
 
 def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> dict[str, TaskStatus] | None:
