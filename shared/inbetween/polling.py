@@ -122,6 +122,7 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
     """Check every due job's task: per model, one list call when several are due, then a query for
     each task that ended (or that the list could not account for). Returns what each check did, and how
     many waiting jobs took the slots that came free."""
+    checked_at = deps.clock()
     by_model: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_model[job.model or ""].append(job)
@@ -138,10 +139,10 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
                 still_running.append((job, status))
     # the tasks that ended first: their videos and notifications should not wait for bookkeeping
     outcomes = list(pool.map(lambda job: _check(deps, job, pacer), to_query))
+    outcomes += pool.map(lambda pair: _record_running(deps, *pair, checked_at), still_running)
     admitted = 0
-    if any(o == "finished" for o in outcomes):  # a slot came free: fill it before the bookkeeping below
+    if any(o == "finished" for o in outcomes):  # slots came free
         admitted = _guarded("admit", _admit_all, deps) or 0
-    outcomes += pool.map(lambda pair: _record_running(deps, *pair), still_running)
     return outcomes, admitted
 
 
@@ -172,9 +173,9 @@ def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> di
     return statuses
 
 
-def _record_running(deps: Deps, job: Job, status: TaskStatus) -> str:
+def _record_running(deps: Deps, job: Job, status: TaskStatus, checked_at: float) -> str:
     try:
-        tasks.note_still_running(deps, job, status)
+        tasks.note_still_running(deps, job, status, checked_at=checked_at)
     except Exception:  # noqa: BLE001 - as in _check: one job's trouble must not stall the others
         logger.exception("recording a running task failed", extra={"job_id": job.job_id})
         count("PollerStepErrors")

@@ -67,14 +67,16 @@ def on_poll_grid(at: float, interval: float) -> float:
     return math.ceil(at / interval) * interval
 
 
-def note_still_running(deps: Deps, job: Job, status: TaskStatus) -> bool:
+def note_still_running(deps: Deps, job: Job, status: TaskStatus, *, checked_at: float | None = None) -> bool:
     """Record that ``job``'s task is still pending or running (learned from a query or the task list)
-    and schedule its next check."""
+    and schedule its next check, counted from when the check began (``checked_at``): a check that
+    took a while, or was recorded after other work, keeps its place on the grid."""
+    checked_at = deps.clock() if checked_at is None else checked_at
     return deps.store.apply(
         Transition(job.job_id, JobStatus.SUBMITTED, None)
         .set(provider_status=status.value)
         .add(polls=1)
-        .schedule(DueKind.POLL.key(), next_check_at(deps, deps.clock()))
+        .schedule(DueKind.POLL.key(), next_check_at(deps, checked_at))
     )
 
 
@@ -106,6 +108,7 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
     rate limiter); it is called right before the query."""
     if job.status is not JobStatus.SUBMITTED or not job.task_id:
         return SKIPPED
+    checked_at = deps.clock()
     if pace is not None:
         pace()
     try:
@@ -124,7 +127,7 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
     count("TaskQueries")
     now = deps.clock()
     if not state.status.is_terminal:
-        note_still_running(deps, job, state.status)
+        note_still_running(deps, job, state.status, checked_at=checked_at)
         return RUNNING
     facts = provider_facts(state)
     if state.status is TaskStatus.SUCCEEDED:
