@@ -79,10 +79,10 @@ def per_job(result: dict[str, Any]) -> dict[str, Any]:
         invocations.get("submit", 0) + invocations.get("completion", 0) + invocations.get("poller", 0)
     )
     cost["lambda_requests"] = lambda_requests * PRICE["lambda_request"]
-    # duration: the poller runs (mostly waiting) up to its 59 s budget each minute while work is active;
+    # duration: the poller runs (mostly waiting) up to its 55 s budget each minute while work is active;
     # submit and completion ~1 s each at 256 MB / 512 MB (an estimate, not measured on Lambda)
     cost["lambda_duration"] = (
-        invocations.get("poller", 0) * 59 * 0.25 + invocations.get("submit", 0) * 1 * 0.25
+        invocations.get("poller", 0) * 55 * 0.25 + invocations.get("submit", 0) * 1 * 0.25
         + invocations.get("completion", 0) * 1 * 0.5
     ) * PRICE["lambda_gb_s_arm"]  # fmt: skip
     total = sum(cost.values())

@@ -132,7 +132,7 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
         waiting = [j for j in group if j.status is JobStatus.SUBMITTED and j.task_id]
         listed = _list_statuses(deps, model, waiting, pacer) if model and len(waiting) > 1 else None
         for job in group:
-            status = listed.get(job.task_id or "") if listed is not None else None
+            status = listed.get(job.task_id or "") if listed is not None and job in waiting else None
             if status is None or status.is_terminal:
                 to_query.append(job)
             else:
@@ -149,7 +149,8 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
 def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> dict[str, TaskStatus] | None:
     """The provider's status of each of ``jobs``' tasks from the task list, or None if it cannot say."""
     now = deps.clock()
-    oldest = min((j.submitted_at or j.updated_at) for j in jobs)
+    # the create began at submit_started_at; submitted_at can be much later for an adopted orphan
+    oldest = min((j.submit_started_at or j.submitted_at or j.updated_at) for j in jobs)
     end = datetime.fromtimestamp(now + LIST_MARGIN_S, UTC)
     start = max(datetime.fromtimestamp(oldest - LIST_MARGIN_S, UTC), end - timedelta(hours=23, minutes=59))
     statuses: dict[str, TaskStatus] = {}
@@ -169,18 +170,25 @@ def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> di
         )
         count("TaskListFailed")
         return None
+    except Exception:  # noqa: BLE001 - whatever went wrong, the one-by-one queries still work
+        logger.exception("task list failed; querying tasks one by one")
+        count("TaskListFailed")
+        return None
     # more pages than it is worth: what was read still counts, the rest are queried one by one
     return statuses
 
 
 def _record_running(deps: Deps, job: Job, status: TaskStatus, checked_at: float) -> str:
     try:
-        tasks.note_still_running(deps, job, status, checked_at=checked_at)
+        if tasks.note_still_running(deps, job, status, checked_at=checked_at):
+            return "running"
+        outcome = "raced"  # the job moved on meanwhile (a push event, another poller)
     except Exception:  # noqa: BLE001 - as in _check: one job's trouble must not stall the others
         logger.exception("recording a running task failed", extra={"job_id": job.job_id})
         count("PollerStepErrors")
-        return "error"
-    return "running"
+        outcome = "error"
+    _check_again_later(deps, job)
+    return outcome
 
 
 def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
@@ -191,14 +199,19 @@ def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
         count("PollerStepErrors")
         outcome = "error"
     if outcome in ("skipped", "error"):
-        # never leave a due poll item in the past: the loop below would spin on it
-        deps.store.update_item(
-            job_key(job.job_id),
-            due=(DueKind.POLL.key(), deps.clock() + 2 * deps.settings.poll_interval_s),
-            condition="due_kind = :poll",
-            values={":poll": DueKind.POLL.key()},
-        )
+        _check_again_later(deps, job)
     return outcome
+
+
+def _check_again_later(deps: Deps, job: Job) -> None:
+    """Never leave a due poll item in the past: the tick's loop would spin on it. (A job that moved on
+    no longer has a poll item, and the condition leaves it alone.)"""
+    deps.store.update_item(
+        job_key(job.job_id),
+        due=(DueKind.POLL.key(), deps.clock() + 2 * deps.settings.poll_interval_s),
+        condition="due_kind = :poll",
+        values={":poll": DueKind.POLL.key()},
+    )
 
 
 def _resend_due_notifications(deps: Deps) -> None:

@@ -488,13 +488,15 @@ class TaskEngine:
     def cancel(self, task_id: str) -> None:
         finished: list[TaskSnapshot] = []
         with self._lock:
-            self._advance_locked(self.now())
+            finished += self._advance_locked(self.now())  # announced too, like any other end
             task = self._tasks.get(task_id)
-            if task is None or task.status is not TaskStatus.PENDING:
-                raise ApiError("UnsupportedOperation")
-            self._end(task, TaskStatus.CANCELED, self.now(), finished)
-            self.counters.cancels += 1
+            cancelable = task is not None and task.status is TaskStatus.PENDING
+            if cancelable:
+                self._end(task, TaskStatus.CANCELED, self.now(), finished)
+                self.counters.cancels += 1
         self._notify(finished)
+        if not cancelable:
+            raise ApiError("UnsupportedOperation")
 
     def list_tasks(
         self,

@@ -45,3 +45,27 @@ def test_tasks_running_together_are_checked_with_list_calls_not_one_query_each(p
     assert stats.queries + stats.list_calls < checks
     # and every task that ended was queried for its result (the list has no video URL)
     assert stats.queries >= len(names)
+
+
+@pytest.mark.timeout(120)
+def test_a_running_task_whose_record_fails_is_checked_later_and_the_tick_ends(pipeline, pair, monkeypatch):
+    # Given two jobs whose tasks are running, and a table that refuses to record that (throttled, say)
+    from inbetween import tasks
+
+    names = ["stuck-0", "stuck-1"]
+    for name in names:
+        pipeline.drop(name, pair)
+    pipeline.submit_step()
+    assert {pipeline.job(n)["status"] for n in names} == {"SUBMITTED"}
+    monkeypatch.setattr(tasks, "note_still_running", lambda *a, **k: False)
+    pipeline.advance(1.0)  # both are due
+
+    # When the poller ticks
+    report = pipeline.poll_step()
+
+    # Then the tick ends (it used to spin on the due items it could not move), and each job's next
+    # check is in the future
+    assert report["checked"] >= 2
+    assert pipeline.emulator.stats.list_calls <= 2
+    now = pipeline.deps.clock()
+    assert all(int(pipeline.job(n)["due_at"]) / 1000 > now for n in names)
