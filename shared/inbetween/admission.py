@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from inbetween.catalog import model_spec
+from inbetween.catalog import model_spec, provider_model_name
 from inbetween.deps import Deps
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
 from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
@@ -103,7 +103,7 @@ def build_request(deps: Deps, job: Job) -> CreateTaskRequest:
     spec = job.spec
     assert spec is not None
     return CreateTaskRequest(
-        model=spec.model,
+        model=provider_model_name(spec.model, deps.settings.provider_region),
         first_frame_url=_frame(deps, job, "first") or "",
         last_frame_url=None if spec.template else _frame(deps, job, "last"),
         prompt=None if spec.template else spec.prompt,
@@ -242,7 +242,8 @@ def reconcile(deps: Deps, job: Job) -> str:
     window_end = datetime.fromtimestamp(ended + RECONCILE_MARGIN_AFTER_S, UTC)
     window_end = min(window_end, window_start + timedelta(hours=23))
     try:
-        tasks = list(deps.provider.iter_tasks(start=window_start, end=window_end, model=job.model))
+        model = provider_model_name(job.model or "", deps.settings.provider_region)
+        tasks = list(deps.provider.iter_tasks(start=window_start, end=window_end, model=model))
     except (ProviderError, ConfigError) as exc:
         logger.warning(
             "reconciliation deferred: task list unavailable",

@@ -92,6 +92,12 @@ def model_spec(name: str) -> ModelSpec | None:
     return MODELS.get(MODEL_ALIASES.get(name, name))
 
 
+def provider_model_name(model: str, region: str) -> str:
+    """The name ``region``'s API knows ``model`` by (Singapore spells the 2.1 model ``wan2.1-...``)."""
+    spec = model_spec(model)
+    return spec.regional_names.get(region, spec.name) if spec else model
+
+
 REGION_BASE_URLS: dict[str, str] = {
     "cn-beijing": "https://dashscope.aliyuncs.com/api/v1",
     "ap-southeast-1": "https://dashscope-intl.aliyuncs.com/api/v1",

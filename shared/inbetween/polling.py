@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from inbetween import admission, intake, push, tasks
-from inbetween.catalog import MODELS
+from inbetween.catalog import MODELS, provider_model_name
 from inbetween.deps import Deps
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.models import DueKind, Job, JobStatus
@@ -158,7 +158,11 @@ def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> di
         for page_no in range(1, LIST_MAX_PAGES + 1):
             pacer.wait()
             page = deps.provider.list_tasks(
-                start=start, end=end, model=model, page_no=page_no, page_size=LIST_PAGE_SIZE
+                start=start,
+                end=end,
+                model=provider_model_name(model, deps.settings.provider_region),
+                page_no=page_no,
+                page_size=LIST_PAGE_SIZE,
             )
             count("TaskListCalls")
             statuses.update((t.task_id, t.status) for t in page.tasks)
