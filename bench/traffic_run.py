@@ -397,16 +397,19 @@ def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
     )
     invocations: Counter[str] = Counter()
     stop = threading.Event()
+    wake = _wake_on_send(session, [settings.intake_queue_url, settings.completion_queue_url])
 
     def pump(function: str, queue_url: str, batch: int) -> None:
         sqs = harness.client("sqs")
         while not stop.is_set():
-            # no long polling: it would hold the one-call-at-a-time lock; Lambda's pollers ask this often
+            # no long polling (it would hold the one-call-at-a-time lock): as Lambda's long polls, a pump
+            # wakes when a message is sent, and looks anyway every 0.1 s (delayed messages, S3 events)
+            wake[queue_url].clear()
             msgs = sqs.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=0, VisibilityTimeout=5
             ).get("Messages", [])
             if not msgs:
-                stop.wait(0.02)
+                wake[queue_url].wait(0.1)
                 continue
             invocations[function] += 1
             try:
@@ -481,6 +484,24 @@ def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
     summary["aws_requests"] = counter.snapshot() if counter else {}
     summary["settings"] = {k: v for k, v in env.items() if not k.isupper() or k in _PRINTED}
     return summary
+
+
+def _wake_on_send(session, queue_urls: list[str]) -> dict[str, threading.Event]:
+    """An event per queue, set once the functions' session has sent a message to it."""
+    wake = {url: threading.Event() for url in queue_urls}
+    sending = threading.local()
+
+    def remember(params, **_kw) -> None:
+        sending.queue_url = params.get("QueueUrl")
+
+    def sent(**_kw) -> None:
+        event = wake.get(getattr(sending, "queue_url", None) or "")
+        if event is not None:
+            event.set()
+
+    session.events.register("before-parameter-build.sqs.SendMessage", remember)
+    session.events.register("after-call.sqs.SendMessage", sent)
+    return wake
 
 
 class _InProcessFunction:
