@@ -4,6 +4,13 @@ import os
 import sys
 from pathlib import Path
 
+# before anything imports Powertools (this package is imported before any of its modules): no metric
+# lines on stdout, quiet logs, as the local stack does
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Inbetween")
+
 _ROOT = Path(__file__).resolve().parents[1]
 # BENCH_CODE_ROOT: measure another checkout's shared/ and functions/ (e.g. a `git archive` of a commit)
 _CODE = Path(os.environ.get("BENCH_CODE_ROOT") or _ROOT)

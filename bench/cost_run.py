@@ -25,32 +25,26 @@ every 60 s with its 75 s timeout; ``sleep`` moves the clock forward.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import io
+import json
 import os
+import random
+import re
+import struct
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote_plus
 
-os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Inbetween")
-
-import bisect  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import struct  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter, deque  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from decimal import Decimal  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import quote_plus  # noqa: E402
-
-import bench  # noqa: E402,F401 - puts shared/ and local/ on sys.path
-from bench.common import REGION, RequestCounter, fake_aws_env  # noqa: E402
+import bench  # noqa: F401 - puts shared/ and local/ on sys.path
+from bench.common import REGION, RequestCounter, fake_aws_env
 
 MODEL = "wan2.2-kf2v-flash"
 API_KEY = "sk-bench-0123456789abcdef"

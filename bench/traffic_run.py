@@ -5,32 +5,25 @@ one scaled provider clock. Prints one JSON object of raw measurements."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json
+import logging
 import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-# before anything imports Powertools: no metric lines on stdout, quiet logs (as the local stack does)
-os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Inbetween")
-
-import importlib.util  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter, deque  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
-from typing import Any  # noqa: E402
-
-import bench  # noqa: E402,F401 - puts shared/ and local/ on sys.path
-from bench.common import CODE_ROOT, REGION, RequestCounter, create_resources, fake_aws_env  # noqa: E402
-from bench.scaled import ProviderClock, ScaledTimeModule  # noqa: E402
+import bench  # noqa: F401 - puts shared/ and local/ on sys.path
+from bench.common import CODE_ROOT, REGION, RequestCounter, create_resources, fake_aws_env
+from bench.scaled import ProviderClock, ScaledTimeModule
 
 MODEL = "wan2.2-kf2v-flash"
 API_KEY = "sk-bench-0123456789abcdef"
