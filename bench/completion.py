@@ -128,7 +128,7 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
             dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1")
         )
         deps = build_deps(settings, session=session)
-        from inbetween.completion import CHUNK
+        from inbetween.usecases.completion import CHUNK
 
         blobs, http = deps.blobs, deps.http
         _reset_peak()

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from inbetween.aws.jobs_table import _ser, due_stamp
 from inbetween.config import Timing, load_settings
 from inbetween.provider.models import TaskPage, TaskState, TaskStatus, TaskSummary
-from inbetween.store import _ser, due_stamp
 
 from bench.common import REGION, Figure, RequestCounter, at_most, create_jobs_table
 

@@ -83,7 +83,7 @@ def _emulator(sc: Scenario, clock: ProviderClock):
 def _warm_render_cache() -> None:
     """Render the one video every task of a scenario produces before the clock matters: a render takes
     real seconds, which the scaled clock would otherwise count as minutes of generation."""
-    from inbetween.catalog import output_size
+    from inbetween.domain.catalog import output_size
     from inbetween_local.emulator.render import Renderer, RenderJob
 
     for watermark in (False, True):

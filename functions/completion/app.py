@@ -2,9 +2,10 @@
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from inbetween import completion, outcomes
-from inbetween.events import CompleteJob, completion_item
+from inbetween.domain.messages import CompleteJob, completion_item
 from inbetween.observability import logger, metrics, tracer
+from inbetween.usecases import completion
+from inbetween.usecases import notify as outcomes
 from inbetween.wiring import get_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)

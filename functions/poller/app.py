@@ -2,8 +2,8 @@
 
 from dataclasses import asdict
 
-from inbetween import polling
 from inbetween.observability import logger, metrics, tracer
+from inbetween.usecases import polling
 from inbetween.wiring import get_deps
 
 SAFETY_MARGIN_S = 15.0

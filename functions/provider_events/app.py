@@ -1,7 +1,7 @@
 """ProviderEventsFunction: DashScope task-finished events (Alibaba Cloud EventBridge -> function URL)."""
 
-from inbetween import push
 from inbetween.observability import logger, metrics, tracer
+from inbetween.usecases import push
 from inbetween.wiring import get_deps
 
 

@@ -3,9 +3,9 @@ admissions when a push event freed a slot."""
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from inbetween import admission, intake
-from inbetween.events import AdmitWaiting, ObjectCreated, intake_items
+from inbetween.domain.messages import AdmitWaiting, ObjectCreated, intake_items
 from inbetween.observability import logger, metrics, tracer
+from inbetween.usecases import admission, intake
 from inbetween.wiring import get_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -71,7 +71,7 @@ class Target:
         return self.session().client(service, endpoint_url=self.endpoint_url, config=config)
 
     def store(self) -> Any:
-        from inbetween.store import JobStore
+        from inbetween.aws.jobs_table import JobStore
 
         return JobStore(self.client("dynamodb"), self.jobs_table)
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from inbetween.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, model_spec
+from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, model_spec
 from inbetween.errors import ConfigError
 
 FRAME_TRANSPORTS = ("url", "base64")

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from inbetween.aws.jobs_table import JobStore
+from inbetween.aws.s3_blobs import Blobs
+from inbetween.aws.sqs_queues import Queues
 from inbetween.config import Settings, Timing
-from inbetween.queues import Queues
-from inbetween.storage import Blobs
-from inbetween.store import JobStore
 
 
 @dataclass

@@ -10,12 +10,12 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from inbetween.aws.jobs_table import JobStore
+from inbetween.aws.s3_blobs import Blobs
+from inbetween.aws.secrets import SecretReader, webhook_secret_value
+from inbetween.aws.sqs_queues import Queues
 from inbetween.config import Settings, Timing, get_settings
 from inbetween.deps import Deps
-from inbetween.queues import Queues
-from inbetween.secrets import SecretReader, webhook_secret_value
-from inbetween.storage import Blobs
-from inbetween.store import JobStore
 
 VIDEO_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 

@@ -29,9 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from inbetween import admission, completion, outcomes, polling, push
-from inbetween.models import JobStatus
-from inbetween.mp4 import Mp4Inspector
+from inbetween.domain.models import JobStatus
+from inbetween.domain.mp4_check import Mp4Inspector
+from inbetween.usecases import admission, completion, polling, push
+from inbetween.usecases import notify as outcomes
 from inbetween.webhooks import InvalidSignature, verify
 from inbetween_local.emulator import EmulatorConfig, FaultOutcome, FaultRule, Faults, PushConfig
 from inbetween_local.stack import LocalStack
@@ -283,7 +284,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
 
 def scan_items(ddb: Any, table: str) -> list[dict[str, Any]]:
     """Every item of the jobs table (paginated Scan; the test's view, never the pipeline's)."""
-    from inbetween.store import _deser
+    from inbetween.aws.jobs_table import _deser
 
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
@@ -494,7 +495,7 @@ def install_pipeline_faults(monkeypatch, dice: FaultDice) -> dict[str, Overlap]:
 
 class PushTally:
     """What the provider events function did with each task-finished event it received: the outcome
-    of ``inbetween.push.on_task_finished`` per task id (after authentication and parsing, so every
+    of ``inbetween.usecases.push.on_task_finished`` per task id (after authentication and parsing, so every
     event of ours that arrived is here, duplicates and late ones included)."""
 
     def __init__(self) -> None:

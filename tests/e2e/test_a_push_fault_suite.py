@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from inbetween.models import JobStatus
+from inbetween.domain.models import JobStatus
 from inbetween_local.emulator import PushConfig
 
 from tests.e2e.fault_kit import SEED, assert_nothing_lost, job_count, run_fault_suite

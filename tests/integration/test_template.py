@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode_str
-from inbetween.catalog import MODELS, REGION_BASE_URLS, model_spec
 from inbetween.config import _REQUIRED, load_settings
+from inbetween.domain.catalog import MODELS, REGION_BASE_URLS, model_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from inbetween.catalog import IMAGE_LIMITS, STRICT_IMAGE_LIMITS
+from inbetween.domain.catalog import IMAGE_LIMITS, STRICT_IMAGE_LIMITS
 
 from .config import ConcurrencyMode, Duration, EmulatorConfig, ErrorTiming, Faults
 from .server import EmulatorServer

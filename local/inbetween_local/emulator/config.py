@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from inbetween.catalog import IMAGE_LIMITS, QUERY_RPS_PER_ACCOUNT, ImageLimits, model_spec
+from inbetween.domain.catalog import IMAGE_LIMITS, QUERY_RPS_PER_ACCOUNT, ImageLimits, model_spec
 
 from .errors import message_for, status_for
 

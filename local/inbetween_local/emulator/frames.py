@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from inbetween.catalog import ImageLimits
+from inbetween.domain.catalog import ImageLimits
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DOWNLOAD_FAILED_MESSAGE

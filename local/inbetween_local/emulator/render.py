@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import av
-from inbetween.catalog import FIXED_DURATION_S, VIDEO_FPS
+from inbetween.domain.catalog import FIXED_DURATION_S, VIDEO_FPS
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 FRAME_COUNT = FIXED_DURATION_S * VIDEO_FPS

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from inbetween.catalog import FIXED_DURATION_S, model_spec
+from inbetween.domain.catalog import FIXED_DURATION_S, model_spec
 
 from .config import EmulatorConfig, Faults
 from .errors import ApiError, status_for

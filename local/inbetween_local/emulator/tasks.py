@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from inbetween.catalog import (
+from inbetween.domain.catalog import (
     FIXED_DURATION_S,
     NEGATIVE_PROMPT_MAX_CHARS,
     PROMPT_MAX_CHARS,

@@ -384,7 +384,7 @@ class LocalStack:
         return out
 
     def job_store(self) -> Any:
-        from inbetween.store import JobStore
+        from inbetween.aws.jobs_table import JobStore
 
         return JobStore(self.client("dynamodb"), self.table_name)
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from inbetween import catalog
+from inbetween.domain import catalog
 from inbetween.errors import (
     ConfigError,
     ProviderError,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from inbetween import catalog
+from inbetween.domain import catalog
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 

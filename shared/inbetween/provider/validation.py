@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from inbetween import catalog
-from inbetween.catalog import IMAGE_LIMITS, ImageLimits
+from inbetween.domain import catalog
+from inbetween.domain.catalog import IMAGE_LIMITS, ImageLimits
 from inbetween.errors import InvalidImage, InvalidJob
 from inbetween.provider.models import CreateTaskRequest
 

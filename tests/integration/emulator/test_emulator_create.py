@@ -6,7 +6,7 @@ import base64
 
 import pytest
 from emulator_helpers import BLUE, RED, image_bytes
-from inbetween.catalog import STRICT_IMAGE_LIMITS
+from inbetween.domain.catalog import STRICT_IMAGE_LIMITS
 from inbetween_local.emulator import EmulatorConfig, EmulatorServer, ErrorTiming, Faults
 
 

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 from emulator_helpers import RED, Api, image_bytes, probe
-from inbetween.catalog import output_size
+from inbetween.domain.catalog import output_size
 
 
 @pytest.fixture

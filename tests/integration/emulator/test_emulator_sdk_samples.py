@@ -15,7 +15,7 @@ import pytest
 from dashscope import VideoSynthesis
 from dashscope.client import base_api
 from emulator_helpers import API_KEY, BLUE, GREEN, RED, Api, centre_colour, close_to, image_bytes, probe
-from inbetween.catalog import output_size
+from inbetween.domain.catalog import output_size
 from inbetween_local.emulator import EmulatorConfig, EmulatorServer, Faults
 
 

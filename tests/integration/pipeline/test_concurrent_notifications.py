@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from inbetween import outcomes
+from inbetween.usecases import notify as outcomes
 
 
 class SnsThatLetsAnotherInvocationIn:

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from inbetween import admission
+from inbetween.usecases import admission
 
 
 def test_every_s3_event_delivered_twice_creates_one_task_and_one_notification(pipeline, pair):

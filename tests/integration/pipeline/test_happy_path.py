@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import av
-from inbetween.catalog import output_size
+from inbetween.domain.catalog import output_size
 
 
 def test_a_dropped_pair_becomes_a_stored_video_with_metadata_and_one_notification(pipeline, pair, tmp_path):

@@ -11,7 +11,7 @@ import uuid
 
 import boto3
 import pytest
-from inbetween import push
+from inbetween.usecases import push
 from inbetween_local.emulator import EmulatorConfig
 from inbetween_local.emulator.push import task_finished_event
 from inbetween_local.stack.push import function_url_event

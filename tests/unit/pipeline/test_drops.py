@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from inbetween.drops import build_spec, check_job_name, parse_job_json, parse_key, run_digest
+from inbetween.domain.drops import build_spec, check_job_name, parse_job_json, parse_key, run_digest
 from inbetween.errors import InvalidJob
 
 

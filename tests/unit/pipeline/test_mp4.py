@@ -8,7 +8,7 @@ import struct
 import av
 import numpy as np
 import pytest
-from inbetween.mp4 import Mp4Inspector
+from inbetween.domain.mp4_check import Mp4Inspector
 
 
 @pytest.fixture(scope="module")

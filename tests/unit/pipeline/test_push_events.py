@@ -8,8 +8,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from inbetween import push, tasks
 from inbetween.config import Settings, Timing
+from inbetween.usecases import push
+from inbetween.usecases import task_checks as tasks
 from inbetween_local.emulator import TaskStatus
 from inbetween_local.emulator.push import EventSender, PushConfig, task_finished_event
 from inbetween_local.emulator.tasks import TaskSnapshot

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from inbetween import catalog
+from inbetween.domain import catalog
 from inbetween.errors import (
     ConfigError,
     ProviderError,

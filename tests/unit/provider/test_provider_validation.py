@@ -6,8 +6,8 @@ import base64
 import dataclasses
 
 import pytest
-from inbetween import catalog
-from inbetween.catalog import IMAGE_LIMITS
+from inbetween.domain import catalog
+from inbetween.domain.catalog import IMAGE_LIMITS
 from inbetween.errors import InvalidImage, InvalidJob
 from inbetween.provider import CreateTaskRequest, ImageInfo, data_uri, inspect_image, validate_request
 from PIL import Image

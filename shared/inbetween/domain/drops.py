@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inbetween.catalog import FIXED_DURATION_S, MODELS, model_spec
+from inbetween.domain.catalog import FIXED_DURATION_S, MODELS, model_spec
+from inbetween.domain.models import JobSpec
 from inbetween.errors import InvalidJob
-from inbetween.models import JobSpec
 
 FRAME_NAMES = ("first", "last")
 JOB_JSON = "job.json"

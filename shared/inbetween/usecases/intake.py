@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from inbetween import admission
-from inbetween.catalog import IMAGE_LIMITS, output_size
+from inbetween.aws.s3_blobs import ObjectInfo
 from inbetween.deps import Deps
-from inbetween.drops import (
+from inbetween.domain.catalog import IMAGE_LIMITS, output_size
+from inbetween.domain.drops import (
     JOB_JSON,
     PROMPT_TXT,
     build_spec,
@@ -18,13 +18,13 @@ from inbetween.drops import (
     parse_key,
     run_digest,
 )
+from inbetween.domain.models import DueKind, ErrorInfo, InputObject, JobSpec, JobStatus
 from inbetween.errors import InvalidJob
-from inbetween.models import DueKind, ErrorInfo, InputObject, JobSpec, JobStatus
 from inbetween.observability import count, logger
-from inbetween.outcomes import check_webhook_url_syntax, report_and_notify
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import inspect_image, validate_request
-from inbetween.storage import ObjectInfo
+from inbetween.usecases import admission
+from inbetween.usecases.notify import check_webhook_url_syntax, report_and_notify
 
 
 @dataclass(frozen=True, slots=True)

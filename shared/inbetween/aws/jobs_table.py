@@ -21,8 +21,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import InbetweenError
-from inbetween.models import DueKind, Job, JobStatus
 
 DUE_INDEX = "due-index"
 _serializer = TypeSerializer()

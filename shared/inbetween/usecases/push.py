@@ -2,7 +2,7 @@
 
 The event (CloudEvents 1.0, ``source`` ``acs.dashscope``, ``type`` ``dashscope:System:AsyncTaskFinish``)
 carries a task id and its final status but no video link, so an event only says *look now*: the job goes
-down the poller's own path (``inbetween.tasks.observe_task``: one task query, then the completion queue
+down the poller's own path (``inbetween.usecases.task_checks.observe_task``: one task query, then the completion queue
 or the final state). The poller stays as the safety net: with push on it checks only tasks whose event
 is overdue.
 
@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from inbetween import tasks
-from inbetween.catalog import model_spec
+from inbetween.aws.jobs_table import Transition, due_stamp
 from inbetween.deps import Deps
+from inbetween.domain.catalog import model_spec
+from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import ConfigError
-from inbetween.models import DueKind, Job, JobStatus
 from inbetween.observability import count, logger
-from inbetween.store import Transition, due_stamp
+from inbetween.usecases import task_checks as tasks
 
 EVENT_SOURCE = "acs.dashscope"
 EVENT_TYPE = "dashscope:System:AsyncTaskFinish"
@@ -281,7 +281,7 @@ def _secret_reader(endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    from inbetween.secrets import SecretReader
+    from inbetween.aws.secrets import SecretReader
 
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=5)
     return SecretReader(boto3.client("secretsmanager", endpoint_url=endpoint_url, config=config))

@@ -8,7 +8,7 @@ an overlapping poller) finds the job moved on and changes nothing.
 When checks happen (``first_check_at`` / ``next_check_at``):
 - push off: first near the model's shortest generation time, then every ``poll_interval_s``; both
   rounded up to a grid of ``poll_interval_s`` so that every active task of a model comes due at the same
-  instant and one task-list call answers for all of them (see ``inbetween.polling``);
+  instant and one task-list call answers for all of them (see ``inbetween.usecases.polling``);
 - push on: the task-finished event is expected, so the first check waits until the event is *overdue*
   (the model's longest usual generation time plus ``push_grace_s`` after submission), then every
   ``push_recheck_s``, on a grid of ``push_recheck_s``. A lost event costs that latency, never a video.
@@ -20,14 +20,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from inbetween.catalog import model_spec
+from inbetween.aws.jobs_table import Transition
 from inbetween.deps import Deps
+from inbetween.domain.catalog import model_spec
+from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError
-from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.observability import count, logger, seconds
-from inbetween.outcomes import finish
 from inbetween.provider.models import TaskState, TaskStatus
-from inbetween.store import Transition
+from inbetween.usecases.notify import finish
 
 # what observe_task did
 SKIPPED = "skipped"  # the job is not waiting on a task (already handed over, final, or no task yet)

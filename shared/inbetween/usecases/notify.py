@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inbetween import webhooks
+from inbetween.aws.jobs_table import Transition, job_key
 from inbetween.deps import Deps
+from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.errors import InvalidJob
-from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.observability import count, logger, seconds
-from inbetween.store import Transition, job_key
 
 SUCCEEDED_EVENT = "video.generation.succeeded"
 FAILED_EVENT = "video.generation.failed"

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.errors import InbetweenError
-from inbetween.mp4 import Mp4Inspector
 
 PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 3  # concurrent part uploads; memory is about (this + 2) parts

@@ -16,15 +16,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from inbetween.catalog import model_spec, provider_model_name
+from inbetween.aws.jobs_table import Transition
 from inbetween.deps import Deps
+from inbetween.domain.catalog import model_spec, provider_model_name
+from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
-from inbetween.models import DueKind, ErrorInfo, Job, JobStatus
 from inbetween.observability import count, logger, seconds
-from inbetween.outcomes import finish
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import data_uri, inspect_image
-from inbetween.store import Transition
+from inbetween.usecases.notify import finish
 
 # Clock margins around a create call's window when matching it to the provider's task list. Submits are
 # serialized by the submit lease, so the next job's create starts after this window ends: keep the margin
@@ -167,7 +167,7 @@ def submit(deps: Deps, job: Job) -> str:
 
 
 def _record_task(deps: Deps, job: Job, task_id: str) -> bool:
-    from inbetween.tasks import first_check_at  # tasks uses this module's error hints
+    from inbetween.usecases.task_checks import first_check_at  # tasks uses this module's error hints
 
     deps.store.record_task(task_id, job.job_id)
     now = deps.clock()

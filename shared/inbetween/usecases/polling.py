@@ -4,7 +4,7 @@ Each tick reads only due items from the sparse ``due-index`` (never a Scan): exp
 overdue incomplete drops, unconfirmed notifications, stalled completions, webhook retries, waiting jobs,
 and provider tasks whose next check has come. Tasks are checked when they are likely to have changed
 (first near the model's shortest generation time, then every ``poll_interval_s`` on a shared grid; with
-provider push on, only once a task's finished event is overdue, see ``inbetween.tasks``), under the
+provider push on, only once a task's finished event is overdue, see ``inbetween.usecases.task_checks``), under the
 account's query-rate quota, and the tick keeps going while something is due within its time budget, so
 a finished task is noticed in seconds, not at the next minute. Two pollers at once are harmless: every
 hand-off is a conditional transition.
@@ -23,16 +23,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from inbetween import admission, intake, push, tasks
-from inbetween.catalog import MODELS, provider_model_name
+from inbetween.aws.jobs_table import job_key
 from inbetween.deps import Deps
+from inbetween.domain.catalog import MODELS, provider_model_name
+from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError
-from inbetween.models import DueKind, Job, JobStatus
 from inbetween.observability import count, logger
-from inbetween.outcomes import attempt_webhook, report_and_notify
 from inbetween.provider.models import TaskStatus
-from inbetween.store import job_key
-from inbetween.tasks import provider_facts
+from inbetween.usecases import admission, intake, push
+from inbetween.usecases import task_checks as tasks
+from inbetween.usecases.notify import attempt_webhook, report_and_notify
+from inbetween.usecases.task_checks import provider_facts
 
 HANDOFF_LEASE_S = 300.0
 # the task list: its window starts a little before the oldest due task's submission (clock skew), and

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 
+from inbetween.aws.s3_blobs import StoredVideo
 from inbetween.deps import Deps
+from inbetween.domain.models import ErrorInfo, Job, JobStatus
 from inbetween.errors import InbetweenError
-from inbetween.models import ErrorInfo, Job, JobStatus
 from inbetween.observability import count, logger, seconds
-from inbetween.outcomes import finish, iso, report_and_notify, results_prefix
-from inbetween.storage import StoredVideo
+from inbetween.usecases.notify import finish, iso, report_and_notify, results_prefix
 
 CHUNK = 1024 * 1024
 
