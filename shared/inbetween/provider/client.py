@@ -124,8 +124,8 @@ class DashScopeClient:
         self._time_left_s = time_left_s
         self._sleep = sleep
         self._owns_http = http is None
-        # No redirects: a redirect of a POST that costs money is never something we want to follow.
-        self._http = http or httpx.Client(timeout=self._timeout, follow_redirects=False)
+        # Built on first use: a function that never calls the provider pays nothing for it at cold start.
+        self._http_client = http
 
     @classmethod
     def for_region(cls, region: str, api_key: str | Callable[[], str], **kw: Any) -> DashScopeClient:
@@ -228,14 +228,21 @@ class DashScopeClient:
         self._send("POST", path, operation="cancel task", task_id=task_id, attempts=1)
 
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
+        if self._owns_http and self._http_client is not None:
+            self._http_client.close()
+            self._http_client = None
 
     def __enter__(self) -> DashScopeClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _http(self) -> httpx.Client:
+        if self._http_client is None:
+            # No redirects: a redirect of a POST that costs money is never something we want to follow.
+            self._http_client = httpx.Client(timeout=self._timeout, follow_redirects=False)
+        return self._http_client
 
     # -- transport, retries, error mapping --------------------------------------------------------------
 
@@ -302,7 +309,7 @@ class DashScopeClient:
         is_create = path == CREATE_PATH
         error: ProviderError | None = None
         try:
-            response = self._http.request(
+            response = self._http().request(
                 method,
                 self._base_url + path,
                 params=params,

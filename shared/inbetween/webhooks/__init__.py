@@ -16,11 +16,11 @@ from inbetween.webhooks.guard import (
     blocked_reason,
     check_webhook_url,
 )
+from inbetween.webhooks.outcome import DeliveryResult
 from inbetween.webhooks.schedule import RETRY_DELAYS_S, next_retry_delay
 from inbetween.webhooks.sender import (
     DEFAULT_TIMEOUT,
     MAX_RESPONSE_BYTES,
-    DeliveryResult,
     WebhookSender,
     parse_retry_after,
     retry_delay_after,

@@ -10,7 +10,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -25,6 +24,7 @@ from inbetween.webhooks.guard import (
     WebhookHostUnresolvable,
     check_webhook_url,
 )
+from inbetween.webhooks.outcome import DeliveryResult
 from inbetween.webhooks.schedule import MAX_RETRY_AFTER_S, next_retry_delay
 from inbetween.webhooks.signing import (
     HEADER_ID,
@@ -44,24 +44,6 @@ MAX_RESPONSE_BYTES = 4096
 ERROR_SNIPPET_CHARS = 200
 
 SecretSource = str | Sequence[str] | Callable[[], str | Sequence[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """The outcome of one attempt.
-
-    delivered: 2xx. gone: 410, the receiver asks us to stop (disable the endpoint). retry: worth another
-    attempt later (bounded by the caller's schedule). retry_after_s: the receiver's Retry-After, if any.
-    error: human-readable, never a secret, never the URL's path or query (they may carry tokens).
-    A URL refused by the SSRF guard is not a result: ``deliver`` raises ``UnsafeWebhookUrl``.
-    """
-
-    delivered: bool
-    status_code: int | None
-    retry: bool
-    retry_after_s: float | None
-    gone: bool
-    error: str
 
 
 def retry_delay_after(
@@ -175,6 +157,15 @@ class WebhookSender:
         return self._checked_secrets(source() if callable(source) else source)
 
     # -- delivery ---------------------------------------------------------------------------------
+
+    def check_destination(self, url: str) -> None:
+        """At intake: refuse a URL that can never be delivered to (scheme, credentials, ports, literal
+        private addresses). A name that does not resolve right now is not refused: every delivery
+        resolves, checks and pins it again, and reports what it found."""
+        try:
+            check_webhook_url(url, self.policy, resolver=self._resolver)
+        except WebhookHostUnresolvable:
+            return
 
     def deliver(self, url: str, msg_id: str, body: bytes, *, now: float | None = None) -> DeliveryResult:
         """One attempt: check the URL, sign ``body`` with a fresh timestamp, POST it to the checked address.

@@ -96,12 +96,11 @@ def test_api_key_may_be_a_function_read_on_every_request(sleeps):
 
 
 def test_an_empty_api_key_is_a_configuration_error(sleeps):
-    client = DashScopeClient(
-        lambda: "  ", BASE_URL, http=httpx.Client(transport=httpx.MockTransport(never_called))
-    )
+    http = httpx.Client(transport=httpx.MockTransport(never_called))
+    client = DashScopeClient(lambda: "  ", BASE_URL, http=http)
     with pytest.raises(ConfigError):
         client.get_task("t-1")
-    client._http.close()
+    http.close()
 
 
 def test_cancel_posts_to_the_cancel_endpoint(make_client):
