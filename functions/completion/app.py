@@ -1,11 +1,13 @@
 """CompletionFunction: finished tasks -> stored, verified videos and notifications; webhook retries."""
 
+from typing import Any
+
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from inbetween.domain.messages import CompleteJob, completion_item
 from inbetween.observability import logger, metrics, tracer
-from inbetween.usecases import completion
-from inbetween.usecases import notify as outcomes
+from inbetween.usecases import completion, webhook_delivery
 from inbetween.wiring import get_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -16,16 +18,17 @@ def record_handler(record: SQSRecord) -> None:
     item = completion_item(record.body)
     if isinstance(item, CompleteJob):
         logger.set_correlation_id(item.job_id)
-        outcome = completion.complete(deps, item.job_id)
+        outcome: str = completion.complete(deps, item.job_id)
     else:
-        outcome = outcomes.attempt_webhook(deps, item.delivery_id)
+        outcome = webhook_delivery.attempt(deps, item.delivery_id)
     logger.info("completion", extra={"item": str(item), "outcome": outcome})
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict, context) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    get_deps(context)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

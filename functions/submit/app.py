@@ -1,8 +1,11 @@
 """SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot; and
 admissions when a push event freed a slot."""
 
+from typing import Any
+
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from inbetween.domain.messages import AdmitWaiting, ObjectCreated, intake_items
 from inbetween.observability import logger, metrics, tracer
 from inbetween.usecases import admission, intake
@@ -15,7 +18,7 @@ def record_handler(record: SQSRecord) -> None:
     deps = get_deps()
     for item in intake_items(record.body):
         if isinstance(item, ObjectCreated):
-            outcome = intake.on_object_created(deps, item.bucket, item.key)
+            outcome: str = intake.on_object_created(deps, item.bucket, item.key)
         elif isinstance(item, AdmitWaiting):
             outcome = f"admitted {admission.admit(deps, item.model)}"
         else:
@@ -26,7 +29,8 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict, context) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    get_deps(context)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, model_spec
 from inbetween.errors import ConfigError
@@ -87,7 +88,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     missing = [name for name in _REQUIRED.values() if not env.get(name)]
     if missing:
         raise ConfigError("missing environment variables: " + ", ".join(sorted(missing)))
-    values: dict = {attr: env[name] for attr, name in _REQUIRED.items()}
+    values: dict[str, Any] = {attr: env[name] for attr, name in _REQUIRED.items()}
 
     region = env.get("PROVIDER_REGION", "cn-beijing")
     base_url = env.get("PROVIDER_BASE_URL", "").rstrip("/")
@@ -170,7 +171,7 @@ class Timing:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Timing:
         env = dict(os.environ if env is None else env)
-        values: dict = {}
+        values: dict[str, Any] = {}
         for attr, name, cast in (
             ("first_poll_delay_s", "FIRST_POLL_DELAY_SECONDS", float),
             ("submit_lease_s", "SUBMIT_LEASE_SECONDS", float),

@@ -9,6 +9,8 @@ InbetweenError
  |    |    +-- ProviderThrottled   429: no slot or over the rate; never fails a job
  |    +-- ProviderRejected     permanent: InvalidParameter, InvalidApiKey, DataInspectionFailed, Arrearage...
  +-- AlreadyClaimed            another worker owns this step: acknowledge silently
+ +-- VideoDownloadFailed       retryable: the finished video could not be fetched just now
+ +-- VideoLinkExpired          the provider's video link is dead (24 hours): the job expires
 
 Each class carries ``retryable``. Messages never contain secrets: the provider client builds them from
 the provider's code/message and our own text only.
@@ -45,6 +47,8 @@ class ProviderError(InbetweenError):
     # True when a create call failed after its body may have reached the provider (read timeout, dropped
     # connection, 5xx): the task may exist, so reconcile with the task list instead of resubmitting.
     maybe_created: bool = False
+    # The provider's Retry-After (seconds), set by the client on retryable errors that carried one.
+    retry_after_s: float | None = None
 
     def __init__(
         self,
@@ -89,3 +93,13 @@ class ProviderRejected(ProviderError):
 
 class AlreadyClaimed(InbetweenError):
     pass
+
+
+class VideoDownloadFailed(InbetweenError):
+    """The finished video could not be fetched just now (network, 5xx): the completion retries."""
+
+    retryable = True
+
+
+class VideoLinkExpired(InbetweenError):
+    """The provider's video link no longer answers (its links last 24 hours): the job expires."""

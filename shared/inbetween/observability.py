@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,19 +18,32 @@ from aws_lambda_powertools.metrics import MetricUnit
 logger = Logger(service="inbetween")
 metrics = Metrics(namespace="Inbetween", service="inbetween")
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class TracerLike(Protocol):
+    """What the handlers use of a tracer: decorators that keep the decorated function's signature."""
+
+    def capture_lambda_handler(self, handler: _F, /) -> _F: ...
+
+    def capture_method(self, method: _F, /) -> _F: ...
+
 
 class _PassThroughTracer:
-    def capture_lambda_handler(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def capture_lambda_handler(self, handler: _F, /) -> _F:
         return handler
 
-    def capture_method(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def capture_method(self, method: _F, /) -> _F:
         return method
 
 
+tracer: TracerLike
 if importlib.util.find_spec("aws_xray_sdk") is not None:
     from aws_lambda_powertools import Tracer
 
-    tracer: Any = Tracer(service="inbetween", patch_modules=["botocore", "httpx"])
+    # Powertools types capture_lambda_handler as returning Callable[..., Any]; its wrapper (functools.wraps)
+    # takes and returns what the handler does, so the narrower protocol holds.
+    tracer = cast(TracerLike, Tracer(service="inbetween", patch_modules=["botocore", "httpx"]))
 else:  # pragma: no cover - the layer's case
     tracer = _PassThroughTracer()
 

@@ -1,76 +1,150 @@
-"""The only place clients are built: once per container, lazily (so moto can be active first)."""
+"""The only place clients and secret readers are built: once per container, lazily (so moto can be
+active first, and a function pays at cold start only for the clients it builds).
+
+Handlers call ``get_deps(context)``: the first call builds everything from the environment, every call
+binds the invocation's remaining time, which bounds the provider client's retries. ``use_deps`` puts
+other deps in place (the local stack's fault injection wraps adapters this way; tests hand in their own).
+"""
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import httpx
 from botocore.config import Config
 
-from inbetween.aws.jobs_table import JobStore
-from inbetween.aws.s3_blobs import Blobs
+from inbetween.aws.jobs_table import DynamoJobStore
+from inbetween.aws.s3_blobs import S3Blobs
 from inbetween.aws.secrets import SecretReader, webhook_secret_value
-from inbetween.aws.sqs_queues import Queues
+from inbetween.aws.sns_notifier import SnsNotifier
+from inbetween.aws.sqs_queues import SqsQueues
+from inbetween.clock import FunctionClock, SystemClock
 from inbetween.config import Settings, Timing, get_settings
 from inbetween.deps import Deps
+from inbetween.errors import ConfigError
+from inbetween.ports import Clock
+from inbetween.provider.client import DashScopeClient
+from inbetween.provider.video_download import HttpVideoSource
+from inbetween.webhooks.guard import AddressPolicy
+from inbetween.webhooks.sender import WebhookSender
 
-VIDEO_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+AWS_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"})
+# The provider events function answers an HTTP request: its one secret read must fail fast.
+PUSH_SECRET_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=5
+)
+
+
+class LambdaContext(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class InvocationDeadline:
+    """Seconds left in the current invocation, for the provider client's retry budget.
+
+    One invocation runs at a time in a Lambda container; the local stack may run several containers of
+    a function in one process, where the latest invocation's deadline counts (it only bounds retries)."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+
+    def bind(self, context: LambdaContext | None) -> None:
+        if context is not None:
+            self._deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+
+    def __call__(self) -> float:
+        return math.inf if self._deadline is None else self._deadline - time.monotonic()
 
 
 def build_deps(
     settings: Settings,
     *,
-    session: Any = None,
+    session: boto3.session.Session | None = None,
     timing: Timing | None = None,
-    clock=time.time,
-    sleep=time.sleep,
+    clock: Clock | None = None,
     provider_transport: httpx.BaseTransport | None = None,
+    video_transport: httpx.BaseTransport | None = None,
+    time_left_s: InvocationDeadline | None = None,
 ) -> Deps:
-    from inbetween.provider.client import DashScopeClient
-    from inbetween.webhooks import AddressPolicy, WebhookSender
-
     session = session or boto3.session.Session()
-    retries = Config(retries={"max_attempts": 5, "mode": "standard"})
-    s3 = session.client("s3", config=retries.merge(Config(signature_version="s3v4")))
-    secrets = SecretReader(session.client("secretsmanager", config=retries))
+    clock = clock or SystemClock()
+    s3 = session.client("s3", config=AWS_RETRIES.merge(Config(signature_version="s3v4")))
+    secrets = SecretReader(session.client("secretsmanager", config=AWS_RETRIES))
+    local = settings.allow_local_webhooks
 
-    def provider():
-        http = httpx.Client(transport=provider_transport) if provider_transport else None
-        return DashScopeClient(
-            api_key=lambda: secrets.get(settings.api_key_secret),
-            base_url=settings.provider_base_url,
-            http=http,
-        )
-
-    def webhook_sender():
-        local = settings.allow_local_webhooks
-        return WebhookSender(
-            secret=lambda: webhook_secret_value(secrets.get(settings.webhook_secret_name)),
-            policy=AddressPolicy(allow_loopback=local, allow_http=local),
-        )
+    def push_secret() -> str:
+        if not settings.push_secret_name:
+            raise ConfigError("PUSH_SECRET_NAME is not set; the provider events function needs it")
+        return _push_secret_reader(session).get(settings.push_secret_name)
 
     return Deps(
         settings=settings,
-        store=JobStore(session.client("dynamodb", config=retries), settings.jobs_table, clock=clock),
-        blobs=Blobs(s3),
-        queues=Queues(
-            session.client("sqs", config=retries),
+        timing=timing or Timing.from_env(),
+        store=DynamoJobStore(
+            session.client("dynamodb", config=AWS_RETRIES), settings.jobs_table, clock=clock.now
+        ),
+        blobs=S3Blobs(s3),
+        queues=SqsQueues(
+            session.client("sqs", config=AWS_RETRIES),
             intake_url=settings.intake_queue_url,
             completion_url=settings.completion_queue_url,
         ),
-        sns=session.client("sns", config=retries),
-        provider_factory=provider,
-        webhook_sender_factory=webhook_sender,
-        http_factory=lambda: httpx.Client(timeout=VIDEO_TIMEOUT, follow_redirects=False),
-        timing=timing or Timing.from_env(),
+        notifier=SnsNotifier(session.client("sns", config=AWS_RETRIES), settings.topic_arn),
+        provider=DashScopeClient(
+            api_key=lambda: secrets.get(settings.api_key_secret),
+            base_url=settings.provider_base_url,
+            http=httpx.Client(transport=provider_transport) if provider_transport else None,
+            time_left_s=time_left_s,
+            sleep=clock.sleep,
+        ),
+        videos=HttpVideoSource(
+            httpx.Client(transport=video_transport, follow_redirects=False) if video_transport else None
+        ),
+        webhooks=WebhookSender(
+            secret=lambda: webhook_secret_value(secrets.get(settings.webhook_secret_name)),
+            policy=AddressPolicy(allow_loopback=local, allow_http=local),
+        ),
         clock=clock,
-        sleep=sleep,
+        push_secret=push_secret,
     )
 
 
-@lru_cache(maxsize=1)
-def get_deps() -> Deps:
-    return build_deps(get_settings())
+_push_readers: dict[int, SecretReader] = {}
+
+
+def _push_secret_reader(session: Any) -> SecretReader:
+    reader = _push_readers.get(id(session))
+    if reader is None:
+        reader = SecretReader(session.client("secretsmanager", config=PUSH_SECRET_CONFIG))
+        _push_readers[id(session)] = reader
+    return reader
+
+
+_lock = threading.Lock()
+_deps: Deps | None = None
+_deadline = InvocationDeadline()
+
+
+def get_deps(context: LambdaContext | None = None) -> Deps:
+    """This container's deps, built from the environment on first use; binds ``context``'s deadline."""
+    global _deps
+    _deadline.bind(context)
+    if _deps is None:
+        with _lock:
+            if _deps is None:
+                _deps = build_deps(get_settings(), time_left_s=_deadline)
+    return _deps
+
+
+def use_deps(deps: Deps | None) -> None:
+    """Put ``deps`` in place of the built ones (None: build again from the environment on next use)."""
+    global _deps
+    with _lock:
+        _deps = deps
+
+
+__all__ = ["Deps", "FunctionClock", "InvocationDeadline", "build_deps", "get_deps", "use_deps"]

@@ -1,12 +1,13 @@
 """The jobs table (DynamoDB): job records, provider slots, the submit lease, and the due index.
 
-One table, key ``pk``. Item kinds, by key prefix:
+One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     job#<job_id>      a job (one run of a drop folder)
     drop#<job_name>   an incomplete drop folder waiting to be completed or rejected
     slot#<model>      provider slots in use for a model (admission control)
     lock#submit       the one open submit lease per provider account (makes orphan reconciliation exact)
     task#<task_id>    which job owns a provider task (tells our tasks from foreign ones)
     hook#<event_id>   a webhook delivery and its attempts
+    early#<task_id>   a push event for a task not (yet) in the table
 
 Everything the poller must act on later carries ``due_kind`` / ``due_at``: the sparse ``due-index``
 holds only those items, so a poll cycle reads what is due and nothing else (no Scan, ever).
@@ -15,18 +16,35 @@ holds only those items, so a poll cycle reads what is due and nothing else (no S
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from inbetween.domain.models import DueKind, Job, JobStatus
+from inbetween.domain.models import (
+    DueKind,
+    EarlyEvent,
+    Job,
+    SubmitLease,
+    Transition,
+    WebhookAttempt,
+    WebhookDelivery,
+    plain,
+)
 from inbetween.errors import InbetweenError
 
 DUE_INDEX = "due-index"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+_LOST_RACE = ("ConditionalCheckFailedException", "TransactionCanceledException")
+_UNAVAILABLE = (
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+)
 
 
 class StoreUnavailable(InbetweenError):
@@ -36,6 +54,10 @@ class StoreUnavailable(InbetweenError):
 def due_stamp(at: float) -> str:
     """Sortable string form of a due time (epoch milliseconds, zero padded)."""
     return f"{max(0, int(at * 1000)):015d}"
+
+
+def _due_time(stamp: Any) -> float:
+    return int(stamp) / 1000
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -60,116 +82,104 @@ def job_key(job_id: str) -> str:
     return f"job#{job_id}"
 
 
-class Transition:
-    """A conditional update of one job, optionally with a slot taken or given back in the same transaction."""
-
-    def __init__(
-        self, job_id: str, expected: JobStatus | tuple[JobStatus, ...], new_status: JobStatus | None
-    ):
-        self.job_id = job_id
-        self.expected = expected if isinstance(expected, tuple) else (expected,)
-        self.new_status = new_status
-        self.sets: dict[str, Any] = {}
-        self.removes: list[str] = []
-        self.due: tuple[str, float] | None = None
-        self.clear_due = False
-        self.slot_model: str | None = None
-        self.slot_delta = 0
-        self.slot_limit = 0
-        self.extra_condition: tuple[str, dict[str, Any]] | None = None
-        self.adds: dict[str, int] = {}
-
-    def set(self, **values: Any) -> Transition:
-        self.sets.update(values)
-        return self
-
-    def remove(self, *names: str) -> Transition:
-        self.removes.extend(names)
-        return self
-
-    def add(self, **values: int) -> Transition:
-        self.adds.update(values)
-        return self
-
-    def schedule(self, kind: str, at: float) -> Transition:
-        self.due = (kind, at)
-        return self
-
-    def unschedule(self) -> Transition:
-        self.clear_due = True
-        return self
-
-    def take_slot(self, model: str, limit: int) -> Transition:
-        self.slot_model, self.slot_delta, self.slot_limit = model, 1, limit
-        return self
-
-    def release_slot(self, model: str) -> Transition:
-        self.slot_model, self.slot_delta = model, -1
-        return self
+_SUBMIT_LOCK = "lock#submit"
 
 
-class JobStore:
-    def __init__(self, client: Any, table_name: str, *, clock=time.time):
+class DynamoJobStore:
+    """``inbetween.ports.JobStore`` on one DynamoDB table."""
+
+    def __init__(self, client: Any, table_name: str, *, clock: Callable[[], float] = time.time):
         self._db = client
         self._table = table_name
         self._clock = clock
 
-    # ---- reads -------------------------------------------------------------------------------------------
-    def get_item(self, pk: str, *, consistent: bool = True) -> dict[str, Any] | None:
-        resp = self._call(
-            self._db.get_item, TableName=self._table, Key=_ser({"pk": pk}), ConsistentRead=consistent
-        )
-        return _deser(resp["Item"]) if "Item" in resp else None
-
+    # ---- jobs --------------------------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job | None:
-        item = self.get_item(job_key(job_id))
+        item = self._get(job_key(job_id))
         return Job.from_item(item) if item else None
 
-    def due_items(self, kind: str, now: float, limit: int = 100) -> list[dict[str, Any]]:
-        """Items of one kind whose due time has passed, oldest first; reads only what it returns."""
-        resp = self._call(
-            self._db.query,
-            TableName=self._table,
-            IndexName=DUE_INDEX,
-            KeyConditionExpression="due_kind = :k AND due_at <= :now",
-            ExpressionAttributeValues=_ser({":k": kind, ":now": due_stamp(now)}),
-            Limit=limit,
-        )
-        return [_deser(i) for i in resp.get("Items", [])]
+    def add_job(self, job: Job, *, due: tuple[DueKind, float] | None = None) -> bool:
+        item = dict(job.to_item(), pk=job_key(job.job_id))
+        if due:
+            kind, at = due
+            item["due_kind"], item["due_at"] = kind.key(job.model), due_stamp(at)
+        return self._put(item, only_if_absent=True)
 
-    def next_due_at(self, kind: str) -> float | None:
+    def due_jobs(self, kind: DueKind, now: float, *, model: str | None = None, limit: int = 100) -> list[Job]:
+        return [
+            Job.from_item(item)
+            for item in self._due(kind.key(model), now, limit)
+            if str(item.get("pk", "")).startswith("job#")
+        ]
+
+    def next_due_at(self, kind: DueKind) -> float | None:
         resp = self._call(
             self._db.query,
             TableName=self._table,
             IndexName=DUE_INDEX,
             KeyConditionExpression="due_kind = :k",
-            ExpressionAttributeValues=_ser({":k": kind}),
+            ExpressionAttributeValues=_ser({":k": kind.key()}),
             Limit=1,
         )
         items = resp.get("Items", [])
-        return int(_deser(items[0])["due_at"]) / 1000 if items else None
+        return _due_time(_deser(items[0])["due_at"]) if items else None
 
-    # ---- jobs --------------------------------------------------------------------------------------------
-    def create_job(self, item: dict[str, Any], *, due: tuple[str, float] | None = None) -> bool:
-        """Insert a job unless a job with this id exists (a duplicate event). True if inserted."""
-        item = dict(item, pk=job_key(item["job_id"]))
-        if due:
-            item["due_kind"], item["due_at"] = due[0], due_stamp(due[1])
+    def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
         return self._conditional(
-            self._db.put_item,
+            self._db.update_item,
             TableName=self._table,
-            Item=_ser(item),
-            ConditionExpression="attribute_not_exists(pk)",
+            Key=_ser({"pk": job_key(job_id)}),
+            UpdateExpression="SET due_at = :at",
+            ConditionExpression="due_kind = :kind",
+            ExpressionAttributeValues=_ser({":at": due_stamp(at), ":kind": kind.value}),
         )
 
-    def apply(self, tr: Transition) -> bool:
-        """Apply a transition; False when its condition no longer holds (someone else moved the job,
-        or no slot is free). Slot changes and the job change commit together or not at all."""
+    def clear_due(self, job_id: str) -> None:
+        self._clear_due(job_key(job_id))
+
+    def slots_in_use(self, model: str) -> int:
+        item = self._get(f"slot#{model}")
+        return int(item.get("in_flight", 0)) if item else 0
+
+    def claim_notification(self, job_id: str, *, now: float, until: float) -> bool:
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": job_key(job_id)}),
+            UpdateExpression="SET notify_claimed_until = :until",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at) AND "
+            "(attribute_not_exists(notify_claimed_until) OR notify_claimed_until < :now)",
+            ExpressionAttributeValues=_ser({":until": until, ":now": now}),
+        )
+
+    def mark_notified(self, job_id: str, at: float) -> None:
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": job_key(job_id)}),
+            UpdateExpression="SET notified_at = :at REMOVE due_kind, due_at",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at)",
+            ExpressionAttributeValues=_ser({":at": at}),
+        )
+
+    def recent_jobs(self, limit: int = 50) -> list[Job]:
+        resp = self._call(
+            self._db.scan,
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues=_ser({":p": "job#"}),
+        )
+        jobs = [Job.from_item(_deser(i)) for i in resp.get("Items", [])]
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit]
+
+    def apply(self, transition: Transition) -> bool:
+        tr = transition
         now = self._clock()
         names: dict[str, str] = {"#status": "status"}
         values: dict[str, Any] = {":now": now}
         sets = ["updated_at = :now"]
-        removes = list(tr.removes)
+        removes: list[str] = []
         if tr.new_status is not None:
             sets.append("#status = :new")
             values[":new"] = tr.new_status.value
@@ -189,9 +199,9 @@ class JobStore:
         for placeholder, status in zip(expected, tr.expected, strict=True):
             values[placeholder] = status.value
         condition = f"#status IN ({', '.join(expected)})"
-        if tr.extra_condition:
-            condition += f" AND ({tr.extra_condition[0]})"
-            values.update(tr.extra_condition[1])
+        if tr.push_unclaimed_at is not None:
+            condition += " AND (attribute_not_exists(push_claim_until) OR push_claim_until < :claim_now)"
+            values[":claim_now"] = tr.push_unclaimed_at
         expression = "SET " + ", ".join(sets)
         if tr.adds:
             expression += " ADD " + ", ".join(f"{k} :a_{k}" for k in tr.adds)
@@ -228,35 +238,42 @@ class JobStore:
             "ExpressionAttributeValues": _ser(values),
         }
 
-    def slots_in_use(self, model: str) -> int:
-        item = self.get_item(f"slot#{model}")
-        return int(item.get("in_flight", 0)) if item else 0
+    # ---- provider tasks ----------------------------------------------------------------------------------
+    def record_task(self, task_id: str, job_id: str) -> None:
+        self._put({"pk": f"task#{task_id}", "job_id": job_id, "created_at": self._clock()})
+
+    def job_for_task(self, task_id: str) -> str | None:
+        item = self._get(f"task#{task_id}", consistent=False)
+        return str(item["job_id"]) if item else None
 
     # ---- submit lease ------------------------------------------------------------------------------------
-    def acquire_submit_lease(self, holder: str, lease_s: float) -> dict[str, Any] | None:
-        """Take the one submit lease of the account, or None while someone else holds it."""
+    def acquire_submit_lease(self, holder: str, lease_s: float) -> SubmitLease | None:
         now = self._clock()
         try:
             resp = self._call(
                 self._db.update_item,
                 TableName=self._table,
-                Key=_ser({"pk": "lock#submit"}),
+                Key=_ser({"pk": _SUBMIT_LOCK}),
                 UpdateExpression="SET holder = :h, lease_until = :until, acquired_at = :now",
                 ConditionExpression="attribute_not_exists(holder) OR lease_until < :now",
                 ExpressionAttributeValues=_ser({":h": holder, ":until": now + lease_s, ":now": now}),
                 ReturnValues="ALL_NEW",
             )
-            return _deser(resp["Attributes"])
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
+        item = plain(_deser(resp["Attributes"]))
+        return SubmitLease(
+            holder=holder,
+            lease_until=float(item["lease_until"]),
+            next_submit_at=float(item.get("next_submit_at", 0) or 0),
+        )
 
     def extend_submit_lease(
         self, holder: str, lease_s: float, *, next_submit_at: float | None = None
     ) -> bool:
-        now = self._clock()
-        values: dict[str, Any] = {":h": holder, ":until": now + lease_s}
+        values: dict[str, Any] = {":h": holder, ":until": self._clock() + lease_s}
         expression = "SET lease_until = :until"
         if next_submit_at is not None:
             expression += ", next_submit_at = :nsa"
@@ -264,7 +281,7 @@ class JobStore:
         return self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": "lock#submit"}),
+            Key=_ser({"pk": _SUBMIT_LOCK}),
             UpdateExpression=expression,
             ConditionExpression="holder = :h",
             ExpressionAttributeValues=_ser(values),
@@ -274,109 +291,180 @@ class JobStore:
         self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": "lock#submit"}),
+            Key=_ser({"pk": _SUBMIT_LOCK}),
             UpdateExpression="REMOVE holder, lease_until, acquired_at",
             ConditionExpression="holder = :h",
             ExpressionAttributeValues=_ser({":h": holder}),
         )
 
-    # ---- small items -------------------------------------------------------------------------------------
-    def put_item(self, item: dict[str, Any], *, only_if_absent: bool = False) -> bool:
+    # ---- incomplete drop folders -------------------------------------------------------------------------
+    def note_incomplete_drop(self, job_name: str, *, first_seen: float, settle_by: float) -> bool:
+        item = {
+            "pk": f"drop#{job_name}",
+            "job_name": job_name,
+            "first_seen": first_seen,
+            "due_kind": DueKind.SETTLE.key(),
+            "due_at": due_stamp(settle_by),
+        }
+        return self._put(item, only_if_absent=True)
+
+    def forget_drop(self, job_name: str) -> None:
+        self._delete(f"drop#{job_name}")
+
+    def overdue_drops(self, now: float, limit: int = 50) -> list[str]:
+        return [str(item["job_name"]) for item in self._due(DueKind.SETTLE.key(), now, limit)]
+
+    # ---- webhook deliveries ------------------------------------------------------------------------------
+    def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool:
+        item = dict(delivery.to_item(), pk=f"hook#{delivery.delivery_id}")
+        if delivery.next_attempt_at is not None:
+            item["due_kind"], item["due_at"] = DueKind.WEBHOOK.key(), due_stamp(delivery.next_attempt_at)
+        return self._put(item, only_if_absent=True)
+
+    def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        item = self._get(f"hook#{delivery_id}")
+        if item is None:
+            return None
+        item.setdefault("delivery_id", delivery_id)
+        due = _due_time(item["due_at"]) if item.get("due_kind") == DueKind.WEBHOOK.key() else None
+        return WebhookDelivery.from_item(item, next_attempt_at=due)
+
+    def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None:
+        names = {"#state": "state"}
+        values: dict[str, Any] = {":state": attempt.state.value}
+        sets = ["#state = :state"]
+        for attr, value in (
+            ("last_status", attempt.status),
+            ("last_error", attempt.error),
+            ("delivered_at", attempt.at if attempt.state == "delivered" else None),
+        ):
+            if value is not None:
+                sets.append(f"{attr} = :{attr}")
+                values[f":{attr}"] = value
+        if attempt.next_attempt_at is not None:
+            sets += ["due_kind = :dk", "due_at = :da"]
+            values[":dk"], values[":da"] = DueKind.WEBHOOK.key(), due_stamp(attempt.next_attempt_at)
+        expression = "SET " + ", ".join(sets)
+        if attempt.counted:
+            expression += " ADD attempts :one"
+            values[":one"] = 1
+        if attempt.next_attempt_at is None:
+            expression += " REMOVE due_kind, due_at"
+        self._call(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"hook#{delivery_id}"}),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_ser(values),
+        )
+
+    def due_webhook_deliveries(self, now: float, limit: int = 50) -> list[str]:
+        return [
+            str(item["pk"]).removeprefix("hook#") for item in self._due(DueKind.WEBHOOK.key(), now, limit)
+        ]
+
+    def postpone_webhook_delivery(self, delivery_id: str, at: float) -> None:
+        self._set_due(f"hook#{delivery_id}", DueKind.WEBHOOK.key(), at)
+
+    # ---- push events for tasks not (yet) known ------------------------------------------------------------
+    def note_early_event(self, event: EarlyEvent) -> bool:
+        item = {
+            "pk": f"early#{event.task_id}",
+            "task_id": event.task_id,
+            "received_at": event.received_at,
+            "due_kind": DueKind.EARLY.key(),
+            "due_at": due_stamp(event.recheck_at),
+            "expires_at": int(event.expires_at),  # the table's TTL attribute
+        }
+        return self._put(item, only_if_absent=True)
+
+    def due_early_events(self, now: float, limit: int = 20) -> list[EarlyEvent]:
+        events = []
+        for item in self._due(DueKind.EARLY.key(), now, limit):
+            item = plain(item)
+            events.append(
+                EarlyEvent(
+                    task_id=str(item.get("task_id") or str(item["pk"]).removeprefix("early#")),
+                    received_at=float(item.get("received_at", 0)),
+                    recheck_at=_due_time(item["due_at"]),
+                    expires_at=float(item.get("expires_at", 0)),
+                )
+            )
+        return events
+
+    def recheck_early_event(self, task_id: str, at: float) -> None:
+        self._set_due(f"early#{task_id}", DueKind.EARLY.key(), at)
+
+    def forget_early_event(self, task_id: str) -> None:
+        self._delete(f"early#{task_id}")
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+    def _get(self, pk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        resp = self._call(
+            self._db.get_item, TableName=self._table, Key=_ser({"pk": pk}), ConsistentRead=consistent
+        )
+        return _deser(resp["Item"]) if "Item" in resp else None
+
+    def _put(self, item: dict[str, Any], *, only_if_absent: bool = False) -> bool:
         kwargs: dict[str, Any] = {"TableName": self._table, "Item": _ser(item)}
         if only_if_absent:
             kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
         return self._conditional(self._db.put_item, **kwargs)
 
-    def update_item(
-        self,
-        pk: str,
-        *,
-        sets: dict[str, Any] | None = None,
-        due: tuple[str, float] | None = None,
-        clear_due: bool = False,
-        condition: str | None = None,
-        values: dict[str, Any] | None = None,
-        adds: dict[str, int] | None = None,
-    ) -> bool:
-        names: dict[str, str] = {}
-        vals: dict[str, Any] = dict(values or {})
-        parts: list[str] = []
-        for i, (name, value) in enumerate((sets or {}).items()):
-            names[f"#u{i}"] = name
-            vals[f":u{i}"] = value
-            parts.append(f"#u{i} = :u{i}")
-        if due:
-            parts += ["due_kind = :dk", "due_at = :da"]
-            vals[":dk"], vals[":da"] = due[0], due_stamp(due[1])
-        expression = ("SET " + ", ".join(parts)) if parts else ""
-        if adds:
-            expression += " ADD " + ", ".join(f"{k} :add_{k}" for k in adds)
-            vals.update({f":add_{k}": v for k, v in adds.items()})
-        if clear_due:
-            expression += " REMOVE due_kind, due_at"
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": _ser({"pk": pk}),
-            "UpdateExpression": expression.strip(),
-        }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if vals:
-            kwargs["ExpressionAttributeValues"] = _ser(vals)
-        if condition:
-            kwargs["ConditionExpression"] = condition
-        return self._conditional(self._db.update_item, **kwargs)
-
-    def delete_item(self, pk: str) -> None:
+    def _delete(self, pk: str) -> None:
         self._call(self._db.delete_item, TableName=self._table, Key=_ser({"pk": pk}))
 
-    def record_task(self, task_id: str, job_id: str) -> None:
-        self.put_item({"pk": f"task#{task_id}", "job_id": job_id, "created_at": self._clock()})
-
-    def job_for_task(self, task_id: str) -> str | None:
-        item = self.get_item(f"task#{task_id}", consistent=False)
-        return item["job_id"] if item else None
-
-    def recent_jobs(self, limit: int = 50) -> list[Job]:
-        """For the CLI only: a bounded Scan of job items (never used by the pipeline itself)."""
+    def _due(self, kind_key: str, now: float, limit: int) -> list[dict[str, Any]]:
+        """Items of one due partition whose time has passed, oldest first; reads only what it returns."""
         resp = self._call(
-            self._db.scan,
+            self._db.query,
             TableName=self._table,
-            FilterExpression="begins_with(pk, :p)",
-            ExpressionAttributeValues=_ser({":p": "job#"}),
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="due_kind = :k AND due_at <= :now",
+            ExpressionAttributeValues=_ser({":k": kind_key, ":now": due_stamp(now)}),
+            Limit=limit,
         )
-        jobs = [Job.from_item(_deser(i)) for i in resp.get("Items", [])]
-        jobs.sort(key=lambda j: j.created_at, reverse=True)
-        return jobs[:limit]
+        return [_deser(i) for i in resp.get("Items", [])]
 
-    # ---- plumbing ----------------------------------------------------------------------------------------
-    def _conditional(self, fn, *args, **kwargs) -> bool:
+    def _set_due(self, pk: str, kind_key: str, at: float) -> None:
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": pk}),
+            UpdateExpression="SET due_kind = :k, due_at = :at",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=_ser({":k": kind_key, ":at": due_stamp(at)}),
+        )
+
+    def _clear_due(self, pk: str) -> None:
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": pk}),
+            UpdateExpression="REMOVE due_kind, due_at",
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+    def _conditional(self, fn: Callable[..., Any], **kwargs: Any) -> bool:
         """A write that may lose to a concurrent one: False when its condition (or transaction) failed."""
         try:
-            self._call(fn, *args, **kwargs)
+            self._call(fn, **kwargs)
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in (
-                "ConditionalCheckFailedException",
-                "TransactionCanceledException",
-            ):
+            if exc.response["Error"]["Code"] in _LOST_RACE:
                 return False
             raise
 
     @staticmethod
-    def _call(fn, *args, **kwargs):
+    def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return fn(**kwargs)
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
-            if code in (
-                "ProvisionedThroughputExceededException",
-                "ThrottlingException",
-                "RequestLimitExceeded",
-                "InternalServerError",
-            ):
+            if code in _UNAVAILABLE:
                 raise StoreUnavailable(f"DynamoDB is throttling or unavailable: {code}") from exc
             raise
 
 
-__all__ = ["DUE_INDEX", "DueKind", "JobStore", "StoreUnavailable", "Transition", "due_stamp", "job_key"]
+__all__ = ["DUE_INDEX", "DynamoJobStore", "StoreUnavailable", "due_stamp", "job_key"]

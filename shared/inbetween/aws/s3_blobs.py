@@ -8,12 +8,12 @@ import json
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from inbetween.domain.models import ObjectHead, ObjectInfo, StoredVideo
 from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.errors import InbetweenError
 
@@ -31,24 +31,9 @@ class VideoRejected(InbetweenError):
     retryable = True
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    key: str
-    etag: str
-    size: int
-    last_modified: float
+class S3Blobs:
+    """``inbetween.ports.Blobs`` on S3."""
 
-
-@dataclass(frozen=True, slots=True)
-class StoredVideo:
-    bucket: str
-    key: str
-    size: int
-    sha256: str
-    version_id: str | None
-
-
-class Blobs:
     def __init__(self, client: Any):
         self._s3 = client
 
@@ -92,22 +77,14 @@ class Blobs:
         body = json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()
         self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
-    def exists(self, bucket: str, key: str) -> bool:
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
         try:
-            self._s3.head_object(Bucket=bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-
-    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
-        try:
-            return self._s3.head_object(Bucket=bucket, Key=key)
+            resp = self._s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+        return ObjectHead(metadata=dict(resp.get("Metadata") or {}), version_id=resp.get("VersionId"))
 
     def digest_video(
         self, bucket: str, key: str, *, version_id: str | None = None

@@ -9,7 +9,9 @@ from typing import Any
 MAX_DELAY_S = 900  # SQS's own cap
 
 
-class Queues:
+class SqsQueues:
+    """``inbetween.ports.Queues`` on the intake and completion queues."""
+
     def __init__(self, client: Any, *, intake_url: str, completion_url: str):
         self._sqs = client
         self._intake = intake_url

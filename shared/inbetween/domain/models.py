@@ -1,9 +1,14 @@
-"""Typed models of the pipeline: job states, the job spec a user drops, and the job record."""
+"""Typed models of the pipeline: job states, the job spec a user drops, the job record and its state
+changes, webhook deliveries, and the small records the jobs table keeps beside jobs.
+
+Every attribute the pipeline writes on a job is a field of ``Job``; ``Job.to_item``/``Job.from_item`` are
+the two directions of its mapping to a table item, and ``Transition.set`` accepts only those fields.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -28,17 +33,19 @@ FINAL_STATUSES = frozenset({JobStatus.STORED, JobStatus.REJECTED, JobStatus.FAIL
 
 
 class DueKind(StrEnum):
-    """What the poller must do with an item whose ``due_at`` has passed (one sparse index for all)."""
+    """What the poller must do with an item whose due time has passed (one sparse index for all)."""
 
-    ADMIT = "admit"  # WAITING job, ordered by arrival; the key is per model: admit#<model>
+    ADMIT = "admit"  # WAITING job, ordered by arrival; one queue per model
     LEASE = "lease"  # SUBMITTING job whose lease ran out: reconcile with the provider's task list
     POLL = "poll"  # SUBMITTED job: query its task
     COMPLETE = "complete"  # COMPLETING job whose completion did not finish: hand it over again
     NOTIFY = "notify"  # final job whose notification is not confirmed
     SETTLE = "settle"  # incomplete drop folder: reject it if still incomplete
     WEBHOOK = "webhook"  # webhook delivery attempt due
+    EARLY = "early"  # push event for a task not (yet) known: look the task up again
 
     def key(self, model: str | None = None) -> str:
+        """The index partition: waiting jobs queue per model, everything else shares its kind's."""
         return f"{self.value}#{model}" if self is DueKind.ADMIT else self.value
 
 
@@ -113,19 +120,25 @@ class JobSpec:
         )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """DynamoDB returns numbers as Decimal; turn them back into int/float."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """One run of a drop folder, as the jobs table holds it."""
+
     job_id: str
     job_name: str
     run_id: str
@@ -134,28 +147,64 @@ class Job:
     inputs: dict[str, InputObject]
     created_at: float
     updated_at: float
-    task_id: str | None = None
-    provider_status: str | None = None
-    submit_started_at: float | None = None
-    submitted_at: float | None = None
+    expected_size: tuple[int, int] | None = None
+    error: ErrorInfo | None = None
     finished_at: float | None = None
+    # submission
+    submit_started_at: float | None = None
+    lease_holder: str | None = None  # the submit lease holder that moved the job to SUBMITTING
+    uncertain_at: float | None = None  # when a create call ended with an unknown outcome
+    task_id: str | None = None
+    submitted_at: float | None = None
+    provider_status: str | None = None
+    polls: int = 0
+    # completion
     video_url: str | None = None
     video_key: str | None = None
     video_bytes: int | None = None
-    expected_size: tuple[int, int] | None = None
     provider: dict[str, Any] = field(default_factory=dict)  # times, prompts, usage as the provider gave them
-    error: ErrorInfo | None = None
+    # notification
     notified_at: float | None = None
-    polls: int = 0
+    notify_claimed_until: float | None = None
+    # provider push
+    push_claim_until: float | None = None
+    push_event_id: str | None = None
+    push_received_at: float | None = None
 
     @property
     def model(self) -> str | None:
         return self.spec.model if self.spec else None
 
+    def to_item(self) -> dict[str, Any]:
+        """The table item's attributes (no key, no due fields: the store adds those). None is left out."""
+        item: dict[str, Any] = {
+            "job_id": self.job_id,
+            "job_name": self.job_name,
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "spec": self.spec.to_dict() if self.spec else None,
+            "inputs": {role: obj.to_dict() for role, obj in self.inputs.items()},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expected_size": list(self.expected_size) if self.expected_size else None,
+            "error": self.error.to_dict() if self.error else None,
+            "provider": self.provider or None,
+            "polls": self.polls or None,
+        }
+        for name in _SCALAR_FIELDS:
+            item[name] = getattr(self, name)
+        return {k: v for k, v in item.items() if v is not None}
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
-        item = _plain(item)
+        item = plain(item)
         size = item.get("expected_size")
+        scalars: dict[str, Any] = {}
+        for name in _SCALAR_FIELDS:
+            value = item.get(name)
+            scalars[name] = _float_or_none(value) if name in _TIME_FIELDS else value
+        if scalars["video_bytes"] is not None:
+            scalars["video_bytes"] = int(scalars["video_bytes"])
         return cls(
             job_id=item["job_id"],
             job_name=item["job_name"],
@@ -165,20 +214,248 @@ class Job:
             inputs={k: InputObject.from_dict(v) for k, v in (item.get("inputs") or {}).items()},
             created_at=float(item["created_at"]),
             updated_at=float(item["updated_at"]),
-            task_id=item.get("task_id"),
-            provider_status=item.get("provider_status"),
-            submit_started_at=item.get("submit_started_at"),
-            submitted_at=item.get("submitted_at"),
-            finished_at=item.get("finished_at"),
-            video_url=item.get("video_url"),
-            video_key=item.get("video_key"),
-            video_bytes=item.get("video_bytes"),
             expected_size=(int(size[0]), int(size[1])) if size else None,
-            provider=item.get("provider") or {},
             error=ErrorInfo.from_dict(item.get("error")),
-            notified_at=item.get("notified_at"),
+            provider=item.get("provider") or {},
             polls=int(item.get("polls", 0)),
+            **scalars,
         )
+
+
+_TIME_FIELDS = frozenset(
+    {
+        "finished_at",
+        "submit_started_at",
+        "uncertain_at",
+        "submitted_at",
+        "notified_at",
+        "notify_claimed_until",
+        "push_claim_until",
+        "push_received_at",
+    }
+)
+_SCALAR_FIELDS = (
+    "finished_at",
+    "submit_started_at",
+    "lease_holder",
+    "uncertain_at",
+    "task_id",
+    "submitted_at",
+    "provider_status",
+    "video_url",
+    "video_key",
+    "video_bytes",
+    "notified_at",
+    "notify_claimed_until",
+    "push_claim_until",
+    "push_event_id",
+    "push_received_at",
+)
+# what a state change may set: every field but the identity and the bookkeeping the store does itself
+SETTABLE_FIELDS = frozenset(f.name for f in fields(Job)) - {
+    "job_id",
+    "job_name",
+    "run_id",
+    "status",
+    "updated_at",
+}
+
+
+def item_value(value: Any) -> Any:
+    """A model value as the table stores it (ErrorInfo and JobSpec as maps, tuples as lists)."""
+    if isinstance(value, ErrorInfo | JobSpec):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(slots=True)
+class Transition:
+    """A conditional change of one job: from one of ``expected`` to ``new_status`` (None: same status),
+    with attributes set (None removes), counters added, its due item moved, a provider slot taken or
+    given back in the same transaction, and optionally only while no push claim is held."""
+
+    job_id: str
+    expected: tuple[JobStatus, ...]
+    new_status: JobStatus | None
+    sets: dict[str, Any] = field(default_factory=dict)
+    adds: dict[str, int] = field(default_factory=dict)
+    due: tuple[str, float] | None = None
+    clear_due: bool = False
+    slot_model: str | None = None
+    slot_delta: int = 0
+    slot_limit: int = 0
+    push_unclaimed_at: float | None = None
+
+    @classmethod
+    def of(
+        cls, job_id: str, expected: JobStatus | tuple[JobStatus, ...], new_status: JobStatus | None = None
+    ) -> Transition:
+        return cls(job_id, expected if isinstance(expected, tuple) else (expected,), new_status)
+
+    def set(self, **values: Any) -> Transition:
+        unknown = set(values) - SETTABLE_FIELDS
+        if unknown:
+            raise TypeError(f"not a settable job field: {', '.join(sorted(unknown))}")
+        self.sets.update({k: item_value(v) for k, v in values.items()})
+        return self
+
+    def add(self, **values: int) -> Transition:
+        unknown = set(values) - {"polls"}
+        if unknown:
+            raise TypeError(f"not a job counter: {', '.join(sorted(unknown))}")
+        self.adds.update(values)
+        return self
+
+    def schedule(self, kind: DueKind, at: float, *, model: str | None = None) -> Transition:
+        self.due = (kind.key(model), at)
+        self.clear_due = False
+        return self
+
+    def unschedule(self) -> Transition:
+        self.due = None
+        self.clear_due = True
+        return self
+
+    def take_slot(self, model: str, limit: int) -> Transition:
+        self.slot_model, self.slot_delta, self.slot_limit = model, 1, limit
+        return self
+
+    def release_slot(self, model: str) -> Transition:
+        self.slot_model, self.slot_delta = model, -1
+        return self
+
+    def unless_push_claimed(self, now: float) -> Transition:
+        """Only while no push claim on the job is still running at ``now``."""
+        self.push_unclaimed_at = now
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitLease:
+    """The one submit lease of the provider account, and when the next create may be sent."""
+
+    holder: str
+    lease_until: float
+    next_submit_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyEvent:
+    """A push event for a task the table does not know (yet)."""
+
+    task_id: str
+    received_at: float
+    recheck_at: float
+    expires_at: float
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # attempts remain
+    DELIVERED = "delivered"  # a 2xx answer
+    GONE = "gone"  # 410: the receiver asked us to stop
+    EXHAUSTED = "exhausted"  # every attempt of the schedule failed
+    REFUSED = "refused"  # the SSRF guard refused the destination; never retried
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One webhook event to one URL, and its attempts so far."""
+
+    delivery_id: str  # the Standard Webhooks message id, the same on every attempt
+    job_id: str
+    url: str
+    body: str
+    created_at: float
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+    next_attempt_at: float | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = {
+            "delivery_id": self.delivery_id,
+            "job_id": self.job_id,
+            "url": self.url,
+            "body": self.body,
+            "created_at": self.created_at,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "delivered_at": self.delivered_at,
+        }
+        return {k: v for k, v in item.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any], *, next_attempt_at: float | None = None) -> WebhookDelivery:
+        item = plain(item)
+        return cls(
+            delivery_id=str(item["delivery_id"]),
+            job_id=str(item["job_id"]),
+            url=str(item["url"]),
+            body=str(item["body"]),
+            created_at=float(item["created_at"]),
+            state=DeliveryState(item.get("state", DeliveryState.PENDING.value)),
+            attempts=int(item.get("attempts", 0)),
+            last_status=item.get("last_status"),
+            last_error=item.get("last_error"),
+            delivered_at=_float_or_none(item.get("delivered_at")),
+            next_attempt_at=next_attempt_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    """What one attempt changed: the new state, what the receiver said, and when to try next
+    (``next_attempt_at`` None: no further attempt). ``counted``: False when nothing was sent."""
+
+    state: DeliveryState
+    at: float
+    counted: bool = True
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One event for the deployment's topic: what happened to which job, with the event's data."""
+
+    event_type: str
+    job_name: str
+    status: JobStatus
+    model: str | None
+    timestamp: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    size: int
+    last_modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHead:
+    """What the output bucket says of a stored object without reading it."""
+
+    metadata: dict[str, str]
+    version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVideo:
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    version_id: str | None
 
 
 def canonical_json(data: Any) -> bytes:

@@ -384,13 +384,13 @@ class DashScopeClient:
         )
         retry_after = _retry_after_s(response) if retryable else None
         if retry_after is not None:
-            error.retry_after_s = retry_after  # type: ignore[attr-defined]
+            error.retry_after_s = retry_after
         logger.info("DashScope %s: %s", operation, error)
         return error
 
     def _retry_delay(self, error: ProviderUnavailable, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""
-        retry_after = getattr(error, "retry_after_s", None)
+        retry_after = error.retry_after_s
         if retry_after is not None:
             if retry_after > self._max_backoff_s:
                 return None  # the provider asks for longer than we wait inside one invocation

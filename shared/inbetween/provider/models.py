@@ -219,7 +219,8 @@ class TaskPage:
     @classmethod
     def from_api(cls, body: Mapping[str, Any]) -> TaskPage:
         # the raw API puts the page at the top level; tolerate the SDK's "output" wrapping too
-        page = body.get("output") if isinstance(body.get("output"), Mapping) else body
+        output = body.get("output")
+        page: Mapping[str, Any] = output if isinstance(output, Mapping) else body
         items = page.get("data") or []
         if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
             raise ValueError("task list 'data' is not a list of objects")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
-from inbetween.aws.s3_blobs import ObjectInfo
 from inbetween.deps import Deps
 from inbetween.domain.catalog import IMAGE_LIMITS, output_size
 from inbetween.domain.drops import (
     JOB_JSON,
+    MAX_JOB_JSON_BYTES,
+    MAX_PROMPT_TXT_BYTES,
     PROMPT_TXT,
     build_spec,
     check_job_name,
@@ -18,13 +20,29 @@ from inbetween.domain.drops import (
     parse_key,
     run_digest,
 )
-from inbetween.domain.models import DueKind, ErrorInfo, InputObject, JobSpec, JobStatus
+from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpec, JobStatus, ObjectInfo
 from inbetween.errors import InvalidJob
 from inbetween.observability import count, logger
-from inbetween.provider.models import CreateTaskRequest
-from inbetween.provider.validation import inspect_image, validate_request
+from inbetween.provider.requests import task_request
+from inbetween.provider.validation import ImageInfo, inspect_image, validate_request
 from inbetween.usecases import admission
-from inbetween.usecases.notify import check_webhook_url_syntax, report_and_notify
+from inbetween.usecases.notify import report_and_notify
+
+# S3's LastModified has one-second resolution: an object may be up to a second younger than it says
+LAST_MODIFIED_RESOLUTION_S = 1.0
+# validation never sends a frame: this stands in for the URL the provider would fetch
+PLACEHOLDER_FRAME_URL = "https://frames.invalid/frame.png"
+
+
+class IntakeOutcome(StrEnum):
+    IGNORED_BUCKET = "ignored: not the inbox bucket"
+    IGNORED_KEY = "ignored: outside the drop-folder convention"
+    IGNORED_EMPTY = "ignored: empty folder"
+    SETTLING = "settling"
+    DUPLICATE = "duplicate"
+    INCOMPLETE = "incomplete"
+    REJECTED = "rejected"
+    ACCEPTED = "accepted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +52,14 @@ class Folder:
     newest: float
 
 
-def on_object_created(deps: Deps, bucket: str, key: str) -> str:
-    """One S3 notification. Returns what happened (for logs and tests)."""
+def on_object_created(deps: Deps, bucket: str, key: str) -> IntakeOutcome:
+    """One S3 notification."""
     settings = deps.settings
     if bucket != settings.inbox_bucket:
-        return "ignored: not the inbox bucket"
+        return IntakeOutcome.IGNORED_BUCKET
     drop = parse_key(key, settings.inbox_prefix)
     if drop is None or drop.role is None:
-        return "ignored: outside the drop-folder convention"
+        return IntakeOutcome.IGNORED_KEY
     return examine(deps, drop.job_name)
 
 
@@ -64,19 +82,18 @@ def _read_folder(deps: Deps, job_name: str) -> tuple[Folder, list[str]]:
     return Folder(job_name=job_name, files=files, newest=newest), problems
 
 
-def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
+def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
     """Look at a job folder as it is now. ``final``: the folder had its time; incomplete means rejected."""
     settings = deps.settings
     folder, problems = _read_folder(deps, job_name)
     if not folder.files:
-        deps.store.delete_item(f"drop#{job_name}")
-        return "ignored: empty folder"
-    now = deps.clock()
-    # S3's LastModified has one-second resolution: an object may be up to a second younger than it says
-    age = now - (folder.newest + 1.0)
+        deps.store.forget_drop(job_name)
+        return IntakeOutcome.IGNORED_EMPTY
+    now = deps.clock.now()
+    age = now - (folder.newest + LAST_MODIFIED_RESOLUTION_S)
     if not final and settings.settle_seconds > 0 and age < settings.settle_seconds:
         deps.queues.recheck_drop_later(job_name, math.ceil(settings.settle_seconds - age) + 1)
-        return "settling"
+        return IntakeOutcome.SETTLING
     digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
     job_id = f"{job_name}/{digest}"
     logger.set_correlation_id(job_id)
@@ -84,7 +101,7 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
     if existing is not None:
         if existing.status.is_final and existing.notified_at is None:
             report_and_notify(deps, existing)
-        return "duplicate"
+        return IntakeOutcome.DUPLICATE
     inputs = {role: InputObject(key=o.key, etag=o.etag, size=o.size) for role, o in folder.files.items()}
     try:
         check_job_name(job_name)
@@ -98,8 +115,10 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
         missing = _missing(folder, spec)
         if missing:
             if not final:
-                _wait_for_rest(deps, job_name, now)
-                return "incomplete"
+                deps.store.note_incomplete_drop(
+                    job_name, first_seen=now, settle_by=now + settings.incomplete_drop_timeout_s
+                )
+                return IntakeOutcome.INCOMPLETE
             raise InvalidJob(
                 f"the job folder has no {' and no '.join(missing)} after "
                 f"{settings.incomplete_drop_timeout_s} seconds",
@@ -110,40 +129,35 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> str:
         expected = _validate(deps, folder, spec)
     except InvalidJob as exc:
         error = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint)
-        _reject(deps, job_id, job_name, digest, inputs, error)
-        deps.store.delete_item(f"drop#{job_name}")
-        return "rejected"
-    item = {
-        "job_id": job_id,
-        "job_name": job_name,
-        "run_id": digest,
-        "status": JobStatus.WAITING.value,
-        "spec": spec.to_dict(),
-        "inputs": {role: obj.to_dict() for role, obj in inputs.items()},
-        "expected_size": list(expected),
-        "created_at": now,
-        "updated_at": now,
-    }
-    if not deps.store.create_job(item, due=(DueKind.ADMIT.key(spec.model), now)):
-        return "duplicate"
-    deps.store.delete_item(f"drop#{job_name}")
+        rejected = Job(
+            job_id, job_name, digest, JobStatus.REJECTED, None, inputs, now, now, error=error, finished_at=now
+        )
+        _reject(deps, rejected)
+        deps.store.forget_drop(job_name)
+        return IntakeOutcome.REJECTED
+    job = Job(job_id, job_name, digest, JobStatus.WAITING, spec, inputs, now, now, expected_size=expected)
+    if not deps.store.add_job(job, due=(DueKind.ADMIT, now)):
+        return IntakeOutcome.DUPLICATE
+    deps.store.forget_drop(job_name)
     count("JobsAccepted")
     logger.info("job accepted", extra={"job_id": job_id, "model": spec.model})
     admission.admit(deps, spec.model)
-    return "accepted"
+    return IntakeOutcome.ACCEPTED
 
 
 def _spec(deps: Deps, folder: Folder) -> JobSpec:
     settings = deps.settings
-    fields: dict = {}
+    fields: dict[str, object] = {}
     prompt_txt = None
     if JOB_JSON in folder.files:
         obj = folder.files[JOB_JSON]
-        fields = parse_job_json(deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=64 * 1024 + 1))
+        fields = parse_job_json(
+            deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=MAX_JOB_JSON_BYTES + 1)
+        )
     if PROMPT_TXT in folder.files:
         obj = folder.files[PROMPT_TXT]
         prompt_txt = decode_prompt_txt(
-            deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=64 * 1024 + 1)
+            deps.blobs.read(settings.inbox_bucket, obj.key, max_bytes=MAX_PROMPT_TXT_BYTES + 1)
         )
     spec = build_spec(
         fields,
@@ -155,7 +169,7 @@ def _spec(deps: Deps, folder: Folder) -> JobSpec:
         default_webhook_url=settings.default_webhook_url,
     )
     if spec.webhook_url:
-        check_webhook_url_syntax(deps, spec.webhook_url)
+        deps.webhooks.check_destination(spec.webhook_url)
     return spec
 
 
@@ -170,21 +184,14 @@ def _missing(folder: Folder, spec: JobSpec) -> list[str]:
 
 def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
     """Parameters, then the images; nothing here reaches the provider."""
-    placeholder = "https://frames.invalid/frame.png"
-    request = CreateTaskRequest(
-        model=spec.model,
-        first_frame_url=placeholder,
-        last_frame_url=placeholder if "last" in folder.files else None,
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt,
-        template=spec.template,
-        resolution=spec.resolution,
-        prompt_extend=spec.prompt_extend,
-        watermark=spec.watermark,
-        seed=spec.seed,
+    request = task_request(
+        spec,
+        region=deps.settings.provider_region,
+        first_frame_url=PLACEHOLDER_FRAME_URL,
+        last_frame_url=PLACEHOLDER_FRAME_URL if "last" in folder.files else None,
     )
     validate_request(request)
-    infos = {}
+    infos: dict[str, ImageInfo] = {}
     for role in ("first", "last"):
         obj = folder.files.get(role)
         if obj is None:
@@ -207,52 +214,23 @@ def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
     return output_size(first.width, first.height, spec.resolution)
 
 
-def _wait_for_rest(deps: Deps, job_name: str, now: float) -> None:
-    deps.store.put_item(
-        {
-            "pk": f"drop#{job_name}",
-            "job_name": job_name,
-            "first_seen": now,
-            "due_kind": DueKind.SETTLE.key(),
-            "due_at": f"{int((now + deps.settings.incomplete_drop_timeout_s) * 1000):015d}",
-        },
-        only_if_absent=True,
-    )
-
-
-def _reject(
-    deps: Deps,
-    job_id: str,
-    job_name: str,
-    digest: str,
-    inputs: dict[str, InputObject],
-    error: ErrorInfo,
-) -> None:
-    now = deps.clock()
-    item = {
-        "job_id": job_id,
-        "job_name": job_name,
-        "run_id": digest,
-        "status": JobStatus.REJECTED.value,
-        "inputs": {role: obj.to_dict() for role, obj in inputs.items()},
-        "error": error.to_dict(),
-        "created_at": now,
-        "updated_at": now,
-        "finished_at": now,
-    }
-    if deps.store.create_job(item, due=(DueKind.NOTIFY.key(), now + deps.timing.notify_grace_s)):
+def _reject(deps: Deps, job: Job) -> None:
+    """Record the refused drop as a final job (so a duplicate event finds it) and tell the user."""
+    if deps.store.add_job(job, due=(DueKind.NOTIFY, job.created_at + deps.timing.notify_grace_s)):
         count("JobsRejected")
-        logger.info("job rejected", extra={"job_id": job_id, "code": error.code})
-        job = deps.store.get_job(job_id)
-        if job is not None:
-            report_and_notify(deps, job)
+        logger.info(
+            "job rejected", extra={"job_id": job.job_id, "code": job.error.code if job.error else None}
+        )
+        stored = deps.store.get_job(job.job_id)
+        if stored is not None:
+            report_and_notify(deps, stored)
 
 
 def settle_overdue_drops(deps: Deps, limit: int = 50) -> int:
     """Poller: folders that stayed incomplete past the timeout get their final answer."""
     handled = 0
-    for item in deps.store.due_items(DueKind.SETTLE.key(), deps.clock(), limit):
-        examine(deps, item["job_name"], final=True)
-        deps.store.delete_item(item["pk"])
+    for job_name in deps.store.overdue_drops(deps.clock.now(), limit):
+        examine(deps, job_name, final=True)
+        deps.store.forget_drop(job_name)
         handled += 1
     return handled

@@ -19,23 +19,23 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from inbetween.aws.jobs_table import job_key
 from inbetween.deps import Deps
 from inbetween.domain.catalog import MODELS, provider_model_name
 from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger
 from inbetween.provider.models import TaskStatus
-from inbetween.usecases import admission, intake, push
-from inbetween.usecases import task_checks as tasks
-from inbetween.usecases.notify import attempt_webhook, report_and_notify
-from inbetween.usecases.task_checks import provider_facts
+from inbetween.usecases import admission, intake, push, webhook_delivery
+from inbetween.usecases.notify import report_and_notify
+from inbetween.usecases.task_checks import CheckOutcome, note_still_running, observe_task
 
-HANDOFF_LEASE_S = 300.0
+T = TypeVar("T")
 # the task list: its window starts a little before the oldest due task's submission (clock skew), and
 # a model's list longer than this many pages is not worth it: the due tasks are queried one by one
 LIST_MARGIN_S = 60.0
@@ -56,7 +56,7 @@ class PollReport:
 class _Pacer:
     """Spaces calls at ``rate`` per second across threads."""
 
-    def __init__(self, deps: Deps, rate: float):
+    def __init__(self, deps: Deps, rate: float) -> None:
         self._deps = deps
         self._gap = 1.0 / rate if rate > 0 else 0.0
         self._next = 0.0
@@ -64,53 +64,53 @@ class _Pacer:
 
     def wait(self) -> None:
         with self._lock:
-            now = self._deps.clock()
+            now = self._deps.clock.now()
             at = max(now, self._next)
             self._next = at + self._gap
         if at > now:
-            self._deps.sleep(at - now)
+            self._deps.clock.sleep(at - now)
 
 
 def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
     report = PollReport()
     budget = deps.settings.poll_budget_s if budget_s is None else budget_s
-    deadline = deps.clock() + budget
+    deadline = deps.clock.now() + budget
     # each safety net on its own: one failing step must not stop the others, nor the task checks
     report.reconciled = _guarded("reconcile", admission.reconcile_expired_leases, deps) or 0
     _guarded("settle", intake.settle_overdue_drops, deps)
     _guarded("notify", _resend_due_notifications, deps)
     report.handed_over += _guarded("complete", _rehand_due_completions, deps) or 0
-    report.handed_over += _guarded("webhook", _hand_due_webhooks, deps) or 0
+    report.handed_over += _guarded("webhook", webhook_delivery.hand_over_due, deps) or 0
     report.admitted += _guarded("admit", _admit_all, deps) or 0
     if deps.settings.push_enabled:
         _guarded("early-events", push.follow_up_early_events, deps)
     pacer = _Pacer(deps, deps.timing.query_rps)
     with ThreadPoolExecutor(max_workers=max(1, deps.timing.poll_concurrency)) as pool:
         while True:
-            due = deps.store.due_items(DueKind.POLL.key(), deps.clock(), limit=100)
+            due = deps.store.due_jobs(DueKind.POLL, deps.clock.now(), limit=100)
             if due:
-                outcomes, admitted = _check_due(deps, [Job.from_item(item) for item in due], pacer, pool)
+                outcomes, admitted = _check_due(deps, due, pacer, pool)
                 report.checked += len(due)
-                report.finished += sum(1 for o in outcomes if o == "finished")
+                report.finished += sum(1 for o in outcomes if o is CheckOutcome.FINISHED)
                 report.admitted += admitted
                 continue
-            next_at = deps.store.next_due_at(DueKind.POLL.key())
-            now = deps.clock()
+            next_at = deps.store.next_due_at(DueKind.POLL)
+            now = deps.clock.now()
             if next_at is None or next_at > deadline:
                 break
-            deps.sleep(max(0.0, next_at - now))
+            deps.clock.sleep(max(0.0, next_at - now))
     return report
 
 
 def _admit_all(deps: Deps) -> int:
     admitted = 0
     for model in MODELS:
-        if deps.store.due_items(DueKind.ADMIT.key(model), deps.clock(), limit=1):
+        if deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1):
             admitted += admission.admit(deps, model)
     return admitted
 
 
-def _guarded(step: str, fn, deps: Deps):
+def _guarded(step: str, fn: Callable[[Deps], T], deps: Deps) -> T | None:
     try:
         return fn(deps)
     except Exception:  # noqa: BLE001 - logged and counted; the next tick tries again
@@ -119,11 +119,13 @@ def _guarded(step: str, fn, deps: Deps):
         return None
 
 
-def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecutor) -> tuple[list[str], int]:
+def _check_due(
+    deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecutor
+) -> tuple[list[CheckOutcome], int]:
     """Check every due job's task: per model, one list call when several are due, then a query for
     each task that ended (or that the list could not account for). Returns what each check did, and how
     many waiting jobs took the slots that came free."""
-    checked_at = deps.clock()
+    checked_at = deps.clock.now()
     by_model: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_model[job.model or ""].append(job)
@@ -142,14 +144,14 @@ def _check_due(deps: Deps, jobs: list[Job], pacer: _Pacer, pool: ThreadPoolExecu
     outcomes = list(pool.map(lambda job: _check(deps, job, pacer), to_query))
     outcomes += pool.map(lambda pair: _record_running(deps, *pair, checked_at), still_running)
     admitted = 0
-    if any(o == "finished" for o in outcomes):  # slots came free
+    if CheckOutcome.FINISHED in outcomes:  # slots came free
         admitted = _guarded("admit", _admit_all, deps) or 0
     return outcomes, admitted
 
 
 def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> dict[str, TaskStatus] | None:
     """The provider's status of each of ``jobs``' tasks from the task list, or None if it cannot say."""
-    now = deps.clock()
+    now = deps.clock.now()
     # the create began at submit_started_at; submitted_at can be much later for an adopted orphan
     oldest = min((j.submit_started_at or j.submitted_at or j.updated_at) for j in jobs)
     end = datetime.fromtimestamp(now + LIST_MARGIN_S, UTC)
@@ -183,77 +185,55 @@ def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> di
     return statuses
 
 
-def _record_running(deps: Deps, job: Job, status: TaskStatus, checked_at: float) -> str:
+def _record_running(deps: Deps, job: Job, status: TaskStatus, checked_at: float) -> CheckOutcome:
     try:
-        if tasks.note_still_running(deps, job, status, checked_at=checked_at):
-            return "running"
-        outcome = "raced"  # the job moved on meanwhile (a push event, another poller)
+        if note_still_running(deps, job, status, checked_at=checked_at):
+            return CheckOutcome.RUNNING
+        outcome = CheckOutcome.RACED  # the job moved on meanwhile (a push event, another poller)
     except Exception:  # noqa: BLE001 - as in _check: one job's trouble must not stall the others
         logger.exception("recording a running task failed", extra={"job_id": job.job_id})
         count("PollerStepErrors")
-        outcome = "error"
+        outcome = CheckOutcome.ERROR
     _check_again_later(deps, job)
     return outcome
 
 
-def _check(deps: Deps, job: Job, pacer: _Pacer) -> str:
+def _check(deps: Deps, job: Job, pacer: _Pacer) -> CheckOutcome:
     try:
-        outcome = tasks.observe_task(deps, job, pace=pacer.wait)
+        outcome = observe_task(deps, job, pace=pacer.wait)
     except Exception:  # noqa: BLE001 - one job's trouble must not stall the others' checks
         logger.exception("task check failed; will retry", extra={"job_id": job.job_id})
         count("PollerStepErrors")
-        outcome = "error"
-    if outcome in ("skipped", "error"):
+        outcome = CheckOutcome.ERROR
+    if outcome in (CheckOutcome.SKIPPED, CheckOutcome.ERROR):
         _check_again_later(deps, job)
     return outcome
 
 
 def _check_again_later(deps: Deps, job: Job) -> None:
-    """Never leave a due poll item in the past: the tick's loop would spin on it. (A job that moved on
-    no longer has a poll item, and the condition leaves it alone.)"""
-    deps.store.update_item(
-        job_key(job.job_id),
-        due=(DueKind.POLL.key(), deps.clock() + 2 * deps.settings.poll_interval_s),
-        condition="due_kind = :poll",
-        values={":poll": DueKind.POLL.key()},
-    )
+    """A check that could not finish is retried later, if the job still waits on its task (a job that
+    moved on no longer has a poll item, and is left alone)."""
+    deps.store.postpone(job.job_id, DueKind.POLL, deps.clock.now() + 2 * deps.settings.poll_interval_s)
 
 
 def _resend_due_notifications(deps: Deps) -> None:
-    for item in deps.store.due_items(DueKind.NOTIFY.key(), deps.clock(), limit=50):
-        if not str(item.get("pk", "")).startswith("job#"):
-            continue
-        job = Job.from_item(item)
+    for job in deps.store.due_jobs(DueKind.NOTIFY, deps.clock.now(), limit=50):
         if job.notified_at is None and job.status.is_final:
             report_and_notify(deps, job)
         else:
-            deps.store.update_item(item["pk"], clear_due=True)
+            deps.store.clear_due(job.job_id)
 
 
 def _rehand_due_completions(deps: Deps) -> int:
     handed = 0
-    for item in deps.store.due_items(DueKind.COMPLETE.key(), deps.clock(), limit=50):
-        job = Job.from_item(item)
+    for job in deps.store.due_jobs(DueKind.COMPLETE, deps.clock.now(), limit=50):
         if job.status is not JobStatus.COMPLETING:
-            deps.store.update_item(job_key(job.job_id), clear_due=True)
+            deps.store.clear_due(job.job_id)
             continue
-        deps.store.update_item(
-            job_key(job.job_id), due=(DueKind.COMPLETE.key(), deps.clock() + deps.timing.completion_grace_s)
-        )
+        deps.store.postpone(job.job_id, DueKind.COMPLETE, deps.clock.now() + deps.timing.completion_grace_s)
         deps.queues.complete_job(job.job_id)
         handed += 1
     return handed
 
 
-def _hand_due_webhooks(deps: Deps) -> int:
-    handed = 0
-    for item in deps.store.due_items(DueKind.WEBHOOK.key(), deps.clock(), limit=50):
-        msg_id = str(item["pk"]).removeprefix("hook#")
-        # push the due time forward first: the completion function sets the real next attempt
-        deps.store.update_item(item["pk"], due=(DueKind.WEBHOOK.key(), deps.clock() + HANDOFF_LEASE_S))
-        deps.queues.deliver_webhook(msg_id)
-        handed += 1
-    return handed
-
-
-__all__ = ["PollReport", "attempt_webhook", "provider_facts", "tick"]
+__all__ = ["PollReport", "tick"]

@@ -32,30 +32,28 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from enum import StrEnum
 from typing import Any
 
-from inbetween.aws.jobs_table import Transition, due_stamp
 from inbetween.deps import Deps
 from inbetween.domain.catalog import model_spec
-from inbetween.domain.models import DueKind, Job, JobStatus
+from inbetween.domain.models import DueKind, EarlyEvent, Job, JobStatus, Transition
 from inbetween.errors import ConfigError
 from inbetween.observability import count, logger
-from inbetween.usecases import task_checks as tasks
+from inbetween.ports import SecretSource
+from inbetween.usecases.task_checks import CheckOutcome, observe_task
 
 EVENT_SOURCE = "acs.dashscope"
 EVENT_TYPE = "dashscope:System:AsyncTaskFinish"
-TOKEN_HEADER = "x-inbetween-token"
-TOKEN_QUERY = "token"
+TOKEN_HEADER = "x-inbetween-token"  # noqa: S105 - the name of the header, not its value
+TOKEN_QUERY = "token"  # noqa: S105 - the name of the parameter, not its value
 MAX_BODY_BYTES = 64 * 1024
 # duplicates delivered together: the first takes the job for this long, the others answer "duplicate"
 CLAIM_S = 30.0
 # hints for task ids not (yet) in the table: looked up again every EARLY_RECHECK_S for EARLY_MAX_AGE_S,
 # which covers the submit lease and the reconciliation of an orphan task
-EARLY_KIND = "early"
 EARLY_RECHECK_S = 5.0
 EARLY_MAX_AGE_S = 900.0
 
@@ -151,8 +149,19 @@ def parse_event(body: bytes) -> TaskFinished | None:
     )
 
 
+class PushOutcome(StrEnum):
+    """What one event of ours led to, besides a task check's own outcome."""
+
+    OTHER_REGION = "ignored: another region"
+    OTHER_MODEL = "ignored: a model this pipeline does not use"
+    UNKNOWN_TASK = "unknown task: the poller follows up"
+    NO_JOB = "ignored: no job waits on this task"
+    ALREADY_HANDLED = "already handled"
+    DUPLICATE = "duplicate"
+
+
 # ---------------------------------------------------------------------------------------------- handling
-def authenticate(request: HttpRequest, secret: Callable[[], str]) -> str | None:
+def authenticate(request: HttpRequest, secret: SecretSource) -> str | None:
     """None when the request carries the secret; otherwise why not ("missing" or "wrong")."""
     presented = request.headers.get(TOKEN_HEADER) or request.query.get(TOKEN_QUERY) or ""
     if not presented:
@@ -163,9 +172,9 @@ def authenticate(request: HttpRequest, secret: Callable[[], str]) -> str | None:
     return None
 
 
-def handle_request(deps: Deps, request: HttpRequest, *, secret: Callable[[], str]) -> HttpResponse:
+def handle_request(deps: Deps, request: HttpRequest) -> HttpResponse:
     try:
-        refused = authenticate(request, secret)
+        refused = authenticate(request, deps.push_secret)
     except ConfigError:
         logger.error("push secret unreadable: every event is refused until it is fixed")
         count("PushRejected")
@@ -196,107 +205,68 @@ def handle_request(deps: Deps, request: HttpRequest, *, secret: Callable[[], str
     return HttpResponse(200, outcome)
 
 
-def on_task_finished(deps: Deps, event: TaskFinished) -> str:
+def on_task_finished(deps: Deps, event: TaskFinished) -> PushOutcome | CheckOutcome:
     """What one task-finished event leads to; safe to repeat and to receive out of order."""
     settings = deps.settings
     if event.region and event.region != settings.provider_region:
         count("PushIgnored")
-        return "ignored: another region"
+        return PushOutcome.OTHER_REGION
     if event.model is not None and model_spec(event.model) is None:
         count("PushIgnored")
-        return "ignored: a model this pipeline does not use"
+        return PushOutcome.OTHER_MODEL
     job_id = deps.store.job_for_task(event.task_id)
     if job_id is None:
-        _leave_hint(deps, event)
-        return "unknown task: the poller follows up"
+        now = deps.clock.now()
+        hint = EarlyEvent(
+            task_id=event.task_id,
+            received_at=now,
+            recheck_at=now + EARLY_RECHECK_S,
+            expires_at=now + 2 * EARLY_MAX_AGE_S,
+        )
+        if deps.store.note_early_event(hint):
+            count("PushUnknownTasks")
+        return PushOutcome.UNKNOWN_TASK
     job = deps.store.get_job(job_id)
     if job is None or job.task_id != event.task_id:
-        return "ignored: no job waits on this task"
+        return PushOutcome.NO_JOB
     if job.status is not JobStatus.SUBMITTED:
         count("PushStale")
-        return "already handled"
+        return PushOutcome.ALREADY_HANDLED
     if not _claim(deps, job, event):
         count("PushDuplicates")
-        return "duplicate"
-    outcome = tasks.observe_task(deps, job)
-    if outcome == tasks.FINISHED and job.model:
+        return PushOutcome.DUPLICATE
+    outcome = observe_task(deps, job)
+    if outcome is CheckOutcome.FINISHED and job.model:
         # the task's slot is free: the next waiting job should not wait for the poller's next tick
         deps.queues.admit_waiting(job.model)
     return outcome
 
 
 def _claim(deps: Deps, job: Job, event: TaskFinished) -> bool:
-    now = deps.clock()
-    tr = Transition(job.job_id, JobStatus.SUBMITTED, None).set(
-        push_claim_until=now + CLAIM_S, push_event_id=event.event_id or None, push_received_at=now
+    now = deps.clock.now()
+    return deps.store.apply(
+        Transition.of(job.job_id, JobStatus.SUBMITTED)
+        .set(push_claim_until=now + CLAIM_S, push_event_id=event.event_id or None, push_received_at=now)
+        .unless_push_claimed(now)
     )
-    tr.extra_condition = (
-        "attribute_not_exists(push_claim_until) OR push_claim_until < :claim_now",
-        {":claim_now": now},
-    )
-    return deps.store.apply(tr)
-
-
-def _leave_hint(deps: Deps, event: TaskFinished) -> None:
-    now = deps.clock()
-    created = deps.store.put_item(
-        {
-            "pk": f"early#{event.task_id}",
-            "task_id": event.task_id,
-            "received_at": now,
-            "due_kind": EARLY_KIND,
-            "due_at": due_stamp(now + EARLY_RECHECK_S),
-            "expires_at": int(now + 2 * EARLY_MAX_AGE_S),
-        },
-        only_if_absent=True,
-    )
-    if created:
-        count("PushUnknownTasks")
 
 
 def follow_up_early_events(deps: Deps, limit: int = 20) -> int:
     """Poller: hints whose task became ours get checked now; old hints (foreign tasks) are dropped."""
     moved = 0
-    for item in deps.store.due_items(EARLY_KIND, deps.clock(), limit=limit):
-        task_id = str(item.get("task_id") or str(item["pk"]).removeprefix("early#"))
-        now = deps.clock()
-        job_id = deps.store.job_for_task(task_id)
+    for hint in deps.store.due_early_events(deps.clock.now(), limit=limit):
+        now = deps.clock.now()
+        job_id = deps.store.job_for_task(hint.task_id)
         if job_id is not None:
             job = deps.store.get_job(job_id)
-            if job is not None and job.status is JobStatus.SUBMITTED and job.task_id == task_id:
-                moved += deps.store.apply(
-                    Transition(job_id, JobStatus.SUBMITTED, None).schedule(DueKind.POLL.key(), now)
-                )
-            deps.store.delete_item(item["pk"])
-        elif now - float(item.get("received_at", 0)) > EARLY_MAX_AGE_S:
-            deps.store.delete_item(item["pk"])  # not ours after all (another program on the account)
+            if job is not None and job.status is JobStatus.SUBMITTED and job.task_id == hint.task_id:
+                moved += deps.store.postpone(job_id, DueKind.POLL, now)
+            deps.store.forget_early_event(hint.task_id)
+        elif now - hint.received_at > EARLY_MAX_AGE_S:
+            deps.store.forget_early_event(hint.task_id)  # not ours after all (another program on the account)
         else:
-            deps.store.update_item(item["pk"], due=(EARLY_KIND, now + EARLY_RECHECK_S))
+            deps.store.recheck_early_event(hint.task_id, now + EARLY_RECHECK_S)
     return moved
-
-
-# ---------------------------------------------------------------------------------------------- secret
-@lru_cache(maxsize=4)
-def _secret_reader(endpoint_url: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    from inbetween.aws.secrets import SecretReader
-
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=5)
-    return SecretReader(boto3.client("secretsmanager", endpoint_url=endpoint_url, config=config))
-
-
-def push_secret(deps: Deps) -> Callable[[], str]:
-    """The shared secret, read (and cached for a few minutes) on first use."""
-    name = deps.settings.push_secret_name
-
-    def read() -> str:
-        if not name:
-            raise ConfigError("PUSH_SECRET_NAME is not set; the provider events function needs it")
-        return _secret_reader(os.environ.get("AWS_ENDPOINT_URL") or None).get(name)
-
-    return read
 
 
 __all__ = [
@@ -307,11 +277,11 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MalformedEvent",
+    "PushOutcome",
     "TaskFinished",
     "follow_up_early_events",
     "handle_request",
     "on_task_finished",
     "parse_event",
-    "push_secret",
     "request_from_function_url",
 ]

@@ -1,82 +1,45 @@
 """One look at a job's provider task, and what follows from it: the path both the poller and push take.
 
 ``observe_task`` queries the task once and acts on the answer with conditional transitions only: still
-running -> the next check is scheduled; succeeded -> SUBMITTED -> COMPLETING and the completion queue;
-failed, cancelled or unknown -> a final state and its notification. A second observer (a duplicate event,
-an overlapping poller) finds the job moved on and changes nothing.
-
-When checks happen (``first_check_at`` / ``next_check_at``):
-- push off: first near the model's shortest generation time, then every ``poll_interval_s``; both
-  rounded up to a grid of ``poll_interval_s`` so that every active task of a model comes due at the same
-  instant and one task-list call answers for all of them (see ``inbetween.usecases.polling``);
-- push on: the task-finished event is expected, so the first check waits until the event is *overdue*
-  (the model's longest usual generation time plus ``push_grace_s`` after submission), then every
-  ``push_recheck_s``, on a grid of ``push_recheck_s``. A lost event costs that latency, never a video.
+running -> the next check is scheduled (``inbetween.domain.schedule``); succeeded -> SUBMITTED ->
+COMPLETING and the completion queue; failed, cancelled or unknown -> a final state and its notification.
+A second observer (a duplicate event, an overlapping poller) finds the job moved on and changes nothing.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
-from inbetween.aws.jobs_table import Transition
 from inbetween.deps import Deps
-from inbetween.domain.catalog import model_spec
-from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus
+from inbetween.domain.hints import provider_hint
+from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, Transition
+from inbetween.domain.schedule import next_check_at
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import TaskState, TaskStatus
-from inbetween.usecases.notify import finish
-
-# what observe_task did
-SKIPPED = "skipped"  # the job is not waiting on a task (already handed over, final, or no task yet)
-ERROR = "error"  # the query failed; a re-check is scheduled
-RUNNING = "running"  # the task is still pending or running; the next check is scheduled
-FINISHED = "finished"  # this call moved the job out of SUBMITTED
-RACED = "raced"  # someone else moved the job first
+from inbetween.usecases.finishing import finish
 
 
-def first_check_at(deps: Deps, model: str | None, now: float) -> float:
-    """When a just-submitted task is first queried."""
-    spec = model_spec(model or "")
-    timing = deps.timing
-    if deps.settings.push_enabled:
-        expected = timing.expected_generation_s
-        if expected is None:
-            expected = float(spec.max_generation_s if spec else 300)
-        return on_poll_grid(now + expected + timing.push_grace_s, timing.push_recheck_s)
-    first_delay = timing.first_poll_delay_s
-    if first_delay is None:
-        first_delay = float(spec.min_generation_s if spec else 60)
-    return on_poll_grid(now + first_delay, deps.settings.poll_interval_s)
-
-
-def next_check_at(deps: Deps, now: float) -> float:
-    """When a task that was still running is queried again."""
-    interval = deps.timing.push_recheck_s if deps.settings.push_enabled else deps.settings.poll_interval_s
-    # a quarter interval: a check that ran a little late still keeps to the next grid instant
-    return on_poll_grid(now + interval * 0.25, interval)
-
-
-def on_poll_grid(at: float, interval: float) -> float:
-    """The first grid instant at or after ``at``: tasks checked on one grid are due together, so the
-    poller can ask about all of a model's tasks with one list call instead of one query each."""
-    if interval <= 0:
-        return at
-    return math.ceil(at / interval) * interval
+class CheckOutcome(StrEnum):
+    SKIPPED = "skipped"  # the job is not waiting on a task (already handed over, final, or no task yet)
+    ERROR = "error"  # the query failed; a re-check is scheduled
+    RUNNING = "running"  # the task is still pending or running; the next check is scheduled
+    FINISHED = "finished"  # this call moved the job out of SUBMITTED
+    RACED = "raced"  # someone else moved the job first
 
 
 def note_still_running(deps: Deps, job: Job, status: TaskStatus, *, checked_at: float | None = None) -> bool:
     """Record that ``job``'s task is still pending or running (learned from a query or the task list)
     and schedule its next check, counted from when the check began (``checked_at``): a check that
     took a while, or was recorded after other work, keeps its place on the grid."""
-    checked_at = deps.clock() if checked_at is None else checked_at
+    checked_at = deps.clock.now() if checked_at is None else checked_at
     return deps.store.apply(
-        Transition(job.job_id, JobStatus.SUBMITTED, None)
+        Transition.of(job.job_id, JobStatus.SUBMITTED)
         .set(provider_status=status.value)
         .add(polls=1)
-        .schedule(DueKind.POLL.key(), next_check_at(deps, checked_at))
+        .schedule(DueKind.POLL, next_check_at(deps.settings, deps.timing, checked_at))
     )
 
 
@@ -103,12 +66,12 @@ def provider_facts(state: TaskState) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v is not None}
 
 
-def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None) -> str:
+def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None) -> CheckOutcome:
     """Query ``job``'s task once and hand the job on if it ended. ``pace`` spaces queries (the poller's
     rate limiter); it is called right before the query."""
     if job.status is not JobStatus.SUBMITTED or not job.task_id:
-        return SKIPPED
-    checked_at = deps.clock()
+        return CheckOutcome.SKIPPED
+    checked_at = deps.clock.now()
     if pace is not None:
         pace()
     try:
@@ -118,35 +81,35 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
             "task query failed; will retry", extra={"job_id": job.job_id, "code": getattr(exc, "code", None)}
         )
         deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, None)
+            Transition.of(job.job_id, JobStatus.SUBMITTED)
             .add(polls=1)
-            .schedule(DueKind.POLL.key(), deps.clock() + 2 * deps.settings.poll_interval_s)
+            .schedule(DueKind.POLL, deps.clock.now() + 2 * deps.settings.poll_interval_s)
         )
         count("TaskQueriesFailed")
-        return ERROR
+        return CheckOutcome.ERROR
     count("TaskQueries")
-    now = deps.clock()
+    now = deps.clock.now()
     if not state.status.is_terminal:
         note_still_running(deps, job, state.status, checked_at=checked_at)
-        return RUNNING
+        return CheckOutcome.RUNNING
     facts = provider_facts(state)
     if state.status is TaskStatus.SUCCEEDED:
         moved = deps.store.apply(
-            Transition(job.job_id, JobStatus.SUBMITTED, JobStatus.COMPLETING)
+            Transition.of(job.job_id, JobStatus.SUBMITTED, JobStatus.COMPLETING)
             .set(provider_status=state.status.value, video_url=state.video_url, provider=facts)
             .add(polls=1)
-            .schedule(DueKind.COMPLETE.key(), now + deps.timing.completion_grace_s)
+            .schedule(DueKind.COMPLETE, now + deps.timing.completion_grace_s)
             .release_slot(job.model or "")
         )
-        if moved:
-            if state.end_time is not None:
-                seconds("DetectionDelay", now - state.end_time.timestamp())
-                if state.submit_time is not None:
-                    seconds("ProviderTime", state.end_time.timestamp() - state.submit_time.timestamp())
-            deps.queues.complete_job(job.job_id)
-            return FINISHED
-        return RACED
-    status, error = _final_status(state)
+        if not moved:
+            return CheckOutcome.RACED
+        if state.end_time is not None:
+            seconds("DetectionDelay", now - state.end_time.timestamp())
+            if state.submit_time is not None:
+                seconds("ProviderTime", state.end_time.timestamp() - state.submit_time.timestamp())
+        deps.queues.complete_job(job.job_id)
+        return CheckOutcome.FINISHED
+    status, error = final_status(state)
     done = finish(
         deps,
         job,
@@ -154,14 +117,14 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
         expected=JobStatus.SUBMITTED,
         error=error,
         release_slot=True,
-        extra={"provider_status": state.status.value, "provider": facts},
+        provider_status=state.status.value,
+        provider=facts,
     )
-    return FINISHED if done else RACED
+    return CheckOutcome.FINISHED if done else CheckOutcome.RACED
 
 
-def _final_status(state: TaskState) -> tuple[JobStatus, ErrorInfo]:
-    from inbetween import admission  # admission schedules first checks through this module
-
+def final_status(state: TaskState) -> tuple[JobStatus, ErrorInfo]:
+    """The job's final state and error for a task that ended without a video."""
     if state.status is TaskStatus.UNKNOWN:
         return JobStatus.EXPIRED, ErrorInfo(
             code="TaskExpired",
@@ -172,18 +135,11 @@ def _final_status(state: TaskState) -> tuple[JobStatus, ErrorInfo]:
     return JobStatus.FAILED, ErrorInfo(
         code=state.code or ("TaskCanceled" if canceled else "TaskFailed"),
         message=state.message or ("the task was cancelled" if canceled else "the provider gave no reason"),
-        hint=admission._hint_for(state.code)
+        hint=provider_hint(state.code)
         if state.code
         else "the provider did not say why; upload the job folder again to retry",
         provider_request_id=state.request_id,
     )
 
 
-__all__ = [
-    "first_check_at",
-    "next_check_at",
-    "note_still_running",
-    "observe_task",
-    "on_poll_grid",
-    "provider_facts",
-]
+__all__ = ["CheckOutcome", "note_still_running", "observe_task", "provider_facts"]

@@ -7,6 +7,7 @@ One ``deliver`` call = one HTTP attempt. The caller owns the schedule (``next_re
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +48,11 @@ SecretSource = str | Sequence[str] | Callable[[], str | Sequence[str]]
 
 
 def retry_delay_after(
-    result: DeliveryResult, failed_attempts: int, *, rng=None, max_retry_after_s: float = MAX_RETRY_AFTER_S
+    result: DeliveryResult,
+    failed_attempts: int,
+    *,
+    rng: random.Random | None = None,
+    max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> float | None:
     """Seconds until the next attempt after ``result`` (``failed_attempts`` counts it), or None to stop.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from inbetween.errors import InbetweenError
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks key prefix, not a secret
 SECRET_BYTES = 32
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_S = 300

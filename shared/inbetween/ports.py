@@ -1,0 +1,232 @@
+"""What the use cases need from the outside world, as ``typing.Protocol``s.
+
+The use cases (``inbetween.usecases``) speak only to these. The AWS adapters (``inbetween.aws``), the
+provider client (``inbetween.provider``) and the webhook sender (``inbetween.webhooks``) implement them
+for the cloud; ``inbetween_local.memory`` implements them in memory for unit tests. Nothing here knows
+DynamoDB expressions, boto3 call shapes or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from inbetween.domain.models import (
+    DueKind,
+    EarlyEvent,
+    Job,
+    Notification,
+    ObjectHead,
+    ObjectInfo,
+    StoredVideo,
+    SubmitLease,
+    Transition,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from inbetween.provider.models import CreateTaskRequest, TaskPage, TaskRef, TaskState, TaskSummary
+from inbetween.webhooks.outcome import DeliveryResult
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class JobStore(Protocol):
+    """The jobs table, one method per thing the pipeline means to do with it."""
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def add_job(self, job: Job, *, due: tuple[DueKind, float] | None = None) -> bool:
+        """Insert ``job`` unless one with its id exists (a duplicate event). True if inserted."""
+        ...
+
+    def apply(self, transition: Transition) -> bool:
+        """Apply a state change; False when its condition no longer holds (someone else moved the job,
+        no slot is free, a claim is held). A slot change commits together with the job's or not at all."""
+        ...
+
+    def due_jobs(self, kind: DueKind, now: float, *, model: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs whose ``kind`` item is due at ``now``, oldest due first; reads only what it returns."""
+        ...
+
+    def next_due_at(self, kind: DueKind) -> float | None: ...
+
+    def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
+        """Move the job's due time of ``kind`` to ``at``, only if that is still what it is due for."""
+        ...
+
+    def clear_due(self, job_id: str) -> None: ...
+
+    def slots_in_use(self, model: str) -> int: ...
+
+    def claim_notification(self, job_id: str, *, now: float, until: float) -> bool:
+        """A short claim on notifying a final job: False if notified or someone else holds the claim."""
+        ...
+
+    def mark_notified(self, job_id: str, at: float) -> None: ...
+
+    def recent_jobs(self, limit: int = 50) -> list[Job]:
+        """For the CLI only (a bounded scan); the pipeline never lists jobs."""
+        ...
+
+    # -- provider tasks ------------------------------------------------------------------------------
+    def record_task(self, task_id: str, job_id: str) -> None: ...
+
+    def job_for_task(self, task_id: str) -> str | None: ...
+
+    # -- the submit lease (one per provider account) -------------------------------------------------
+    def acquire_submit_lease(self, holder: str, lease_s: float) -> SubmitLease | None: ...
+
+    def extend_submit_lease(
+        self, holder: str, lease_s: float, *, next_submit_at: float | None = None
+    ) -> bool: ...
+
+    def release_submit_lease(self, holder: str) -> None: ...
+
+    # -- incomplete drop folders ---------------------------------------------------------------------
+    def note_incomplete_drop(self, job_name: str, *, first_seen: float, settle_by: float) -> bool: ...
+
+    def forget_drop(self, job_name: str) -> None: ...
+
+    def overdue_drops(self, now: float, limit: int = 50) -> list[str]:
+        """Names of incomplete drop folders whose time is up."""
+        ...
+
+    # -- webhook deliveries --------------------------------------------------------------------------
+    def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool: ...
+
+    def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None: ...
+
+    def due_webhook_deliveries(self, now: float, limit: int = 50) -> list[str]: ...
+
+    def postpone_webhook_delivery(self, delivery_id: str, at: float) -> None: ...
+
+    # -- push events for tasks not (yet) known -------------------------------------------------------
+    def note_early_event(self, event: EarlyEvent) -> bool: ...
+
+    def due_early_events(self, now: float, limit: int = 20) -> list[EarlyEvent]: ...
+
+    def recheck_early_event(self, task_id: str, at: float) -> None: ...
+
+    def forget_early_event(self, task_id: str) -> None: ...
+
+
+class Blobs(Protocol):
+    """S3: the inbox (inputs, error reports) and the output bucket (videos, metadata)."""
+
+    def list_folder(self, bucket: str, prefix: str) -> list[ObjectInfo]: ...
+
+    def read(
+        self, bucket: str, key: str, *, etag: str | None = None, max_bytes: int | None = None
+    ) -> bytes: ...
+
+    def presign_get(self, bucket: str, key: str, ttl_s: int) -> str: ...
+
+    def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None: ...
+
+    def head(self, bucket: str, key: str) -> ObjectHead | None: ...
+
+    def digest_video(
+        self, bucket: str, key: str, *, version_id: str | None = None
+    ) -> tuple[str, int, str | None]:
+        """sha256, size and what is wrong (None: a whole MP4 with a video track) of a stored video."""
+        ...
+
+    def store_video(
+        self,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        expected_bytes: int | None,
+        metadata: dict[str, str] | None = None,
+    ) -> StoredVideo: ...
+
+
+class Queues(Protocol):
+    """Hand-offs between the functions (SQS)."""
+
+    def recheck_drop_later(self, job_name: str, delay_s: int) -> None: ...
+
+    def admit_waiting(self, model: str) -> None: ...
+
+    def complete_job(self, job_id: str) -> None: ...
+
+    def deliver_webhook(self, delivery_id: str) -> None: ...
+
+
+class Notifier(Protocol):
+    """The deployment's notification topic (SNS)."""
+
+    def publish(self, notification: Notification) -> None: ...
+
+
+class Provider(Protocol):
+    """The video provider's task API (DashScope)."""
+
+    def create_task(self, request: CreateTaskRequest) -> TaskRef: ...
+
+    def get_task(self, task_id: str) -> TaskState: ...
+
+    def list_tasks(
+        self, *, start: datetime, end: datetime, model: str, page_no: int = 1, page_size: int = 10
+    ) -> TaskPage: ...
+
+    def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VideoDownload:
+    """An open download: its declared length (if any) and its bytes, read as they are iterated."""
+
+    length: int | None
+    chunks: Iterable[bytes]
+
+
+class VideoSource(Protocol):
+    """The provider's short-lived video links.
+
+    ``open`` raises ``VideoLinkExpired`` when the link no longer answers (403/404/410) and
+    ``VideoDownloadFailed`` (retryable) for anything else, while opening or while reading."""
+
+    def open(self, url: str) -> AbstractContextManager[VideoDownload]: ...
+
+    def close(self) -> None: ...
+
+
+class WebhookSender(Protocol):
+    """Signed webhook delivery behind the SSRF guard."""
+
+    def check_destination(self, url: str) -> None:
+        """Refuse (``UnsafeWebhookUrl``) a URL that can never be delivered to; a name that does not
+        resolve now is not refused (delivery resolves, checks and pins it again)."""
+        ...
+
+    def deliver(self, url: str, msg_id: str, body: bytes, *, now: float) -> DeliveryResult:
+        """One attempt. Raises ``UnsafeWebhookUrl`` when the guard refuses the destination."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SecretSource(Protocol):
+    def __call__(self) -> str: ...
+
+
+class RemainingTime(Protocol):
+    def __call__(self) -> float:
+        """Seconds left in the current invocation (infinite outside one)."""
+        ...
