@@ -11,7 +11,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint unit integration e2e demo bench audit local-up fmt clean
+.PHONY: install test lint unit integration e2e demo bench audit local-up fmt clean typecheck contracts gates coverage
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -30,6 +30,20 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+
+# mypy --strict on shared/inbetween and functions/ ([tool.mypy] in pyproject.toml)
+typecheck: install
+	$(VENV)/bin/mypy
+
+# import contracts ([tool.importlinter]); the three roots live in shared/, local/ and the repo root
+contracts: install
+	PYTHONPATH=shared:local:. $(VENV)/bin/lint-imports --no-cache
+
+gates: typecheck contracts
+
+# the whole suite as `make test` runs it, with branch coverage of shared/inbetween (fail_under in pyproject)
+coverage: install
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --cov --cov-branch --cov-report=term-missing:skip-covered
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit
@@ -57,4 +71,4 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .coverage .coverage.* demo-output

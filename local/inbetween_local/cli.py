@@ -57,7 +57,7 @@ class Target:
         if self.local:
             return boto3.session.Session(
                 aws_access_key_id="testing",
-                aws_secret_access_key="testing",
+                aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials for the local stack
                 region_name=self.region or "us-east-1",
             )
         return boto3.session.Session(region_name=self.region) if self.region else boto3.session.Session()
@@ -71,9 +71,9 @@ class Target:
         return self.session().client(service, endpoint_url=self.endpoint_url, config=config)
 
     def store(self) -> Any:
-        from inbetween.aws.jobs_table import JobStore
+        from inbetween.aws.jobs_table import DynamoJobStore
 
-        return JobStore(self.client("dynamodb"), self.jobs_table)
+        return DynamoJobStore(self.client("dynamodb"), self.jobs_table)
 
 
 def state_file_path(explicit: str | None = None) -> Path:

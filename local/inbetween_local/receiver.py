@@ -91,7 +91,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 if length > MAX_BODY_BYTES:
                     self._answer(413, {"error": "body too large"})
@@ -121,7 +121,7 @@ class WebhookReceiver:
                 if data:
                     self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._httpd = ThreadingHTTPServer((self._host, self._port), Handler)

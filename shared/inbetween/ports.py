@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,6 +23,7 @@ from inbetween.domain.models import (
     StoredVideo,
     SubmitLease,
     Transition,
+    VideoDownload,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -186,14 +186,6 @@ class Provider(Protocol):
     def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class VideoDownload:
-    """An open download: its declared length (if any) and its bytes, read as they are iterated."""
-
-    length: int | None
-    chunks: Iterable[bytes]
 
 
 class VideoSource(Protocol):

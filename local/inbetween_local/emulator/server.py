@@ -228,7 +228,7 @@ class EmulatorServer:
         if task.end_at is not None and task.status in TERMINAL:
             body["end_time"] = china_time(task.end_at)
         if task.status is TaskStatus.SUCCEEDED:
-            assert task.end_at is not None
+            assert task.end_at is not None  # noqa: S101 - a succeeded task has ended; narrows the type
             body["video_url"] = self.video_url(task.task_id, self._engine.link_expiry(task.end_at))
         body["orig_prompt"] = task.orig_prompt
         if task.actual_prompt is not None:
@@ -282,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "DashScopeEmulator/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests run hundreds of requests
 
     # --- envelopes ----------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     # --- routing ------------------------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
         body = self._read_body()
         if path == CREATE_PATH:
@@ -325,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._not_found()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith(RESULTS_PREFIX):
             self._download()
@@ -336,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._not_found()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         if urlsplit(self.path).path.startswith(RESULTS_PREFIX):
             self._download()
         else:

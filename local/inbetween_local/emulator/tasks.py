@@ -428,7 +428,7 @@ class TaskEngine:
         self.advance()
 
     def _try_finish(self, task: _Task, now: float, finished: list[TaskSnapshot]) -> bool:
-        assert task.scheduled_at is not None
+        assert task.scheduled_at is not None  # noqa: S101 - only scheduled tasks get here; narrows the type
         due = task.scheduled_at + task.running_for
         if now < due:
             return False

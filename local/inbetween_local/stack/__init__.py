@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class StackOptions:
     # Provider push (stack/push.py): PushEnabled=true, the function URL on 127.0.0.1, emulator events.
     push: bool = False
     push_faults: Any = None  # an emulator PushConfig (drops, duplicates, delays, reordering)
+    # Adapters wrapped around the functions' own (fault injection: a store that dies after a write, a
+    # slow blob store): called once with the deps built from the stack's environment.
+    wrap_deps: Callable[[Any], Any] | None = None
 
 
 class LocalStack:
@@ -224,7 +228,7 @@ class LocalStack:
 
     def _apply_environment(self) -> None:
         from inbetween.config import get_settings
-        from inbetween.wiring import get_deps
+        from inbetween.wiring import get_deps, use_deps
 
         self.environment = self._function_environment()
         removed = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -234,9 +238,11 @@ class LocalStack:
             os.environ.pop(name, None)
         os.environ.update(self.environment)
         get_settings.cache_clear()
-        get_deps.cache_clear()
+        use_deps(None)
         # Build the clients now, while the environment is ours (tests may change it between calls).
-        get_deps()
+        deps = get_deps()
+        if self.options.wrap_deps is not None:
+            use_deps(self.options.wrap_deps(deps))
 
     def _restore_environment(self) -> None:
         if not self._saved_env:
@@ -249,10 +255,10 @@ class LocalStack:
         self._saved_env.clear()
         with contextlib.suppress(ImportError):
             from inbetween.config import get_settings
-            from inbetween.wiring import get_deps
+            from inbetween.wiring import use_deps
 
             get_settings.cache_clear()
-            get_deps.cache_clear()
+            use_deps(None)
 
     def _start_functions(self) -> None:
         # Powertools warns on every invocation that emits no metric; locally that is only noise.
@@ -384,9 +390,9 @@ class LocalStack:
         return out
 
     def job_store(self) -> Any:
-        from inbetween.aws.jobs_table import JobStore
+        from inbetween.aws.jobs_table import DynamoJobStore
 
-        return JobStore(self.client("dynamodb"), self.table_name)
+        return DynamoJobStore(self.client("dynamodb"), self.table_name)
 
     def latest_job(self, job_name: str) -> Any:
         runs = [job for job in self.job_store().recent_jobs(limit=1000) if job.job_name == job_name]

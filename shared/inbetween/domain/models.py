@@ -8,6 +8,7 @@ the two directions of its mapping to a table item, and ``Transition.set`` accept
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -456,6 +457,15 @@ class StoredVideo:
     size: int
     sha256: str
     version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoDownload:
+    """An open download of a finished video: its declared length (if any) and its bytes, read as they
+    are iterated."""
+
+    length: int | None
+    chunks: Iterable[bytes]
 
 
 def canonical_json(data: Any) -> bytes:

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import httpx
 
+from inbetween.domain.models import VideoDownload
 from inbetween.errors import VideoDownloadFailed, VideoLinkExpired
-from inbetween.ports import VideoDownload
 
 CHUNK = 1024 * 1024
 VIDEO_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)

@@ -21,12 +21,12 @@ from inbetween.deps import Deps
 from inbetween.domain.catalog import model_spec, provider_model_name
 from inbetween.domain.hints import provider_hint
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, SubmitLease, Transition
-from inbetween.domain.schedule import first_check_at
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.requests import task_request
 from inbetween.provider.validation import data_uri, inspect_image
+from inbetween.usecases.check_schedule import first_check_at
 from inbetween.usecases.finishing import finish
 
 # Clock margins around a create call's window when matching it to the provider's task list. Submits are

@@ -1,7 +1,7 @@
 """One look at a job's provider task, and what follows from it: the path both the poller and push take.
 
 ``observe_task`` queries the task once and acts on the answer with conditional transitions only: still
-running -> the next check is scheduled (``inbetween.domain.schedule``); succeeded -> SUBMITTED ->
+running -> the next check is scheduled (``inbetween.usecases.check_schedule``); succeeded -> SUBMITTED ->
 COMPLETING and the completion queue; failed, cancelled or unknown -> a final state and its notification.
 A second observer (a duplicate event, an overlapping poller) finds the job moved on and changes nothing.
 """
@@ -15,10 +15,10 @@ from typing import Any
 from inbetween.deps import Deps
 from inbetween.domain.hints import provider_hint
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, Transition
-from inbetween.domain.schedule import next_check_at
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import TaskState, TaskStatus
+from inbetween.usecases.check_schedule import next_check_at
 from inbetween.usecases.finishing import finish
 
 

@@ -8,57 +8,45 @@
 Runtime dependencies: httpx and the standard library only.
 """
 
-from inbetween.webhooks.guard import (
-    AddressPolicy,
-    ResolvedTarget,
-    UnsafeWebhookUrl,
-    WebhookHostUnresolvable,
-    blocked_reason,
-    check_webhook_url,
-)
-from inbetween.webhooks.outcome import DeliveryResult
-from inbetween.webhooks.schedule import RETRY_DELAYS_S, next_retry_delay
-from inbetween.webhooks.sender import (
-    DEFAULT_TIMEOUT,
-    MAX_RESPONSE_BYTES,
-    WebhookSender,
-    parse_retry_after,
-    retry_delay_after,
-)
-from inbetween.webhooks.signing import (
-    HEADER_ID,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    InvalidSignature,
-    build_event,
-    new_secret,
-    sign,
-    signature_header,
-    verify,
-)
+# Names are imported from their modules on first use (PEP 562), so that importing a pure module of
+# this package (its models, its schedule) does not load the HTTP client, and with it httpx.
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "HEADER_ID",
-    "HEADER_SIGNATURE",
-    "HEADER_TIMESTAMP",
-    "MAX_RESPONSE_BYTES",
-    "RETRY_DELAYS_S",
-    "AddressPolicy",
-    "DeliveryResult",
-    "InvalidSignature",
-    "ResolvedTarget",
-    "UnsafeWebhookUrl",
-    "WebhookHostUnresolvable",
-    "WebhookSender",
-    "blocked_reason",
-    "build_event",
-    "check_webhook_url",
-    "new_secret",
-    "next_retry_delay",
-    "parse_retry_after",
-    "retry_delay_after",
-    "sign",
-    "signature_header",
-    "verify",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AddressPolicy": "inbetween.webhooks.guard",
+    "DEFAULT_TIMEOUT": "inbetween.webhooks.sender",
+    "DeliveryResult": "inbetween.webhooks.outcome",
+    "HEADER_ID": "inbetween.webhooks.signing",
+    "HEADER_SIGNATURE": "inbetween.webhooks.signing",
+    "HEADER_TIMESTAMP": "inbetween.webhooks.signing",
+    "InvalidSignature": "inbetween.webhooks.signing",
+    "MAX_RESPONSE_BYTES": "inbetween.webhooks.sender",
+    "RETRY_DELAYS_S": "inbetween.webhooks.schedule",
+    "ResolvedTarget": "inbetween.webhooks.guard",
+    "UnsafeWebhookUrl": "inbetween.webhooks.guard",
+    "WebhookHostUnresolvable": "inbetween.webhooks.guard",
+    "WebhookSender": "inbetween.webhooks.sender",
+    "blocked_reason": "inbetween.webhooks.guard",
+    "build_event": "inbetween.webhooks.signing",
+    "check_webhook_url": "inbetween.webhooks.guard",
+    "new_secret": "inbetween.webhooks.signing",
+    "next_retry_delay": "inbetween.webhooks.schedule",
+    "parse_retry_after": "inbetween.webhooks.sender",
+    "retry_delay_after": "inbetween.webhooks.sender",
+    "sign": "inbetween.webhooks.signing",
+    "signature_header": "inbetween.webhooks.signing",
+    "verify": "inbetween.webhooks.signing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -33,7 +33,7 @@ class FrameHost:
         files = self.files
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 data = files.get(self.path.lstrip("/"))
                 if data is None:
                     self.send_response(404)

@@ -1,4 +1,5 @@
-"""When a provider task is checked: pure arithmetic over the settings, shared by submit, poller and push.
+"""When a provider task is checked: pure arithmetic over the settings, shared by submit, poller and push
+(a use-case module only because it reads the settings; it does no I/O).
 
 - push off: first near the model's shortest generation time, then every ``poll_interval_s``; both
   rounded up to a grid of ``poll_interval_s`` so that every active task of a model comes due at the same

@@ -1,0 +1,646 @@
+"""In-memory adapters of every port (``inbetween.ports``), for unit tests and quick experiments.
+
+``InMemoryJobStore`` keeps the same promises as the DynamoDB table (conditional transitions, a slot
+change in the same transaction as its job's, the sparse due index ordered by due time, claims that
+expire); ``tests/integration/test_job_store_contract.py`` holds both to the same tests. The others
+record what they were asked to do, and can be told to fail. ``memory_deps`` bundles them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from inbetween.config import Settings, Timing
+from inbetween.deps import Deps
+from inbetween.domain.models import (
+    DeliveryState,
+    DueKind,
+    EarlyEvent,
+    Job,
+    JobStatus,
+    Notification,
+    ObjectHead,
+    ObjectInfo,
+    StoredVideo,
+    SubmitLease,
+    Transition,
+    VideoDownload,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from inbetween.domain.mp4_check import Mp4Inspector
+from inbetween.errors import ProviderUnavailable, StorageError, VideoDownloadFailed, VideoLinkExpired
+from inbetween.provider.models import CreateTaskRequest, TaskPage, TaskRef, TaskState, TaskStatus, TaskSummary
+from inbetween.webhooks.outcome import DeliveryResult
+
+
+class ManualClock:
+    """Time that moves only when told to (``advance``) or when someone sleeps."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self._now += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+@dataclass
+class _Due:
+    key: str
+    at: float
+
+
+class InMemoryJobStore:
+    """``inbetween.ports.JobStore`` in dictionaries, under one lock."""
+
+    def __init__(self, clock: ManualClock | Any) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.jobs: dict[str, dict[str, Any]] = {}  # job_id -> Job.to_item()
+        self.due: dict[str, _Due] = {}  # "job#id", "drop#name", "hook#id", "early#task" -> due
+        self.slots: dict[str, int] = {}
+        self.tasks: dict[str, str] = {}
+        self.lease: dict[str, Any] = {}
+        self.drops: dict[str, float] = {}
+        self.deliveries: dict[str, WebhookDelivery] = {}
+        self.early: dict[str, EarlyEvent] = {}
+        self._order = itertools.count()
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job | None:
+        with self._lock:
+            item = self.jobs.get(job_id)
+            return Job.from_item(copy.deepcopy(item)) if item else None
+
+    def add_job(self, job: Job, *, due: tuple[DueKind, float] | None = None) -> bool:
+        with self._lock:
+            if job.job_id in self.jobs:
+                return False
+            self.jobs[job.job_id] = job.to_item()
+            if due:
+                self.due[f"job#{job.job_id}"] = _Due(due[0].key(job.model), due[1])
+            return True
+
+    def apply(self, transition: Transition) -> bool:
+        tr = transition
+        with self._lock:
+            item = self.jobs.get(tr.job_id)
+            if item is None or JobStatus(item["status"]) not in tr.expected:
+                return False
+            if tr.push_unclaimed_at is not None:
+                claim = item.get("push_claim_until")
+                if claim is not None and not claim < tr.push_unclaimed_at:
+                    return False
+            if tr.slot_model:
+                in_use = self.slots.get(tr.slot_model, 0)
+                if tr.slot_delta > 0 and in_use >= tr.slot_limit:
+                    return False
+                if tr.slot_delta < 0 and in_use <= 0:
+                    return False
+                self.slots[tr.slot_model] = in_use + tr.slot_delta
+            item["updated_at"] = self._clock.now()
+            if tr.new_status is not None:
+                item["status"] = tr.new_status.value
+            for name, value in tr.sets.items():
+                if value is None:
+                    item.pop(name, None)
+                else:
+                    item[name] = copy.deepcopy(value)
+            for name, delta in tr.adds.items():
+                item[name] = int(item.get(name, 0)) + delta
+            if tr.due:
+                self.due[f"job#{tr.job_id}"] = _Due(tr.due[0], tr.due[1])
+            elif tr.clear_due:
+                self.due.pop(f"job#{tr.job_id}", None)
+            return True
+
+    def _due_keys(self, kind_key: str, now: float | None, prefix: str) -> list[str]:
+        hits = [
+            (d.at, key)
+            for key, d in self.due.items()
+            if d.key == kind_key and key.startswith(prefix) and (now is None or d.at <= now)
+        ]
+        return [key for _, key in sorted(hits)]
+
+    def due_jobs(self, kind: DueKind, now: float, *, model: str | None = None, limit: int = 100) -> list[Job]:
+        with self._lock:
+            keys = self._due_keys(kind.key(model), now, "job#")[:limit]
+            return [Job.from_item(copy.deepcopy(self.jobs[k.removeprefix("job#")])) for k in keys]
+
+    def next_due_at(self, kind: DueKind) -> float | None:
+        with self._lock:
+            times = [d.at for d in self.due.values() if d.key == kind.key()]
+            return min(times) if times else None
+
+    def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
+        with self._lock:
+            due = self.due.get(f"job#{job_id}")
+            if due is None or due.key != kind.value:
+                return False
+            due.at = at
+            return True
+
+    def clear_due(self, job_id: str) -> None:
+        with self._lock:
+            self.due.pop(f"job#{job_id}", None)
+
+    def slots_in_use(self, model: str) -> int:
+        with self._lock:
+            return self.slots.get(model, 0)
+
+    def claim_notification(self, job_id: str, *, now: float, until: float) -> bool:
+        with self._lock:
+            item = self.jobs.get(job_id)
+            if item is None or item.get("notified_at") is not None:
+                return False
+            claimed = item.get("notify_claimed_until")
+            if claimed is not None and not claimed < now:
+                return False
+            item["notify_claimed_until"] = until
+            return True
+
+    def mark_notified(self, job_id: str, at: float) -> None:
+        with self._lock:
+            item = self.jobs.get(job_id)
+            if item is None or item.get("notified_at") is not None:
+                return
+            item["notified_at"] = at
+            self.due.pop(f"job#{job_id}", None)
+
+    def recent_jobs(self, limit: int = 50) -> list[Job]:
+        with self._lock:
+            jobs = [Job.from_item(copy.deepcopy(i)) for i in self.jobs.values()]
+        jobs.sort(key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit]
+
+    # -- provider tasks ------------------------------------------------------------------------------
+    def record_task(self, task_id: str, job_id: str) -> None:
+        with self._lock:
+            self.tasks[task_id] = job_id
+
+    def job_for_task(self, task_id: str) -> str | None:
+        with self._lock:
+            return self.tasks.get(task_id)
+
+    # -- the submit lease ----------------------------------------------------------------------------
+    def acquire_submit_lease(self, holder: str, lease_s: float) -> SubmitLease | None:
+        with self._lock:
+            now = self._clock.now()
+            if self.lease.get("holder") is not None and not self.lease["lease_until"] < now:
+                return None
+            self.lease.update(holder=holder, lease_until=now + lease_s)
+            return SubmitLease(
+                holder, self.lease["lease_until"], float(self.lease.get("next_submit_at", 0.0))
+            )
+
+    def extend_submit_lease(
+        self, holder: str, lease_s: float, *, next_submit_at: float | None = None
+    ) -> bool:
+        with self._lock:
+            if self.lease.get("holder") != holder:
+                return False
+            self.lease["lease_until"] = self._clock.now() + lease_s
+            if next_submit_at is not None:
+                self.lease["next_submit_at"] = next_submit_at
+            return True
+
+    def release_submit_lease(self, holder: str) -> None:
+        with self._lock:
+            if self.lease.get("holder") == holder:
+                self.lease.pop("holder", None)
+                self.lease.pop("lease_until", None)
+
+    # -- incomplete drops ----------------------------------------------------------------------------
+    def note_incomplete_drop(self, job_name: str, *, first_seen: float, settle_by: float) -> bool:
+        with self._lock:
+            if job_name in self.drops:
+                return False
+            self.drops[job_name] = first_seen
+            self.due[f"drop#{job_name}"] = _Due(DueKind.SETTLE.key(), settle_by)
+            return True
+
+    def forget_drop(self, job_name: str) -> None:
+        with self._lock:
+            self.drops.pop(job_name, None)
+            self.due.pop(f"drop#{job_name}", None)
+
+    def overdue_drops(self, now: float, limit: int = 50) -> list[str]:
+        with self._lock:
+            return [
+                k.removeprefix("drop#") for k in self._due_keys(DueKind.SETTLE.key(), now, "drop#")[:limit]
+            ]
+
+    # -- webhook deliveries --------------------------------------------------------------------------
+    def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool:
+        with self._lock:
+            if delivery.delivery_id in self.deliveries:
+                return False
+            self.deliveries[delivery.delivery_id] = replace(delivery, next_attempt_at=None)
+            if delivery.next_attempt_at is not None:
+                self.due[f"hook#{delivery.delivery_id}"] = _Due(
+                    DueKind.WEBHOOK.key(), delivery.next_attempt_at
+                )
+            return True
+
+    def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        with self._lock:
+            delivery = self.deliveries.get(delivery_id)
+            if delivery is None:
+                return None
+            due = self.due.get(f"hook#{delivery_id}")
+            return replace(delivery, next_attempt_at=due.at if due else None)
+
+    def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None:
+        with self._lock:
+            delivery = self.deliveries[delivery_id]
+            self.deliveries[delivery_id] = replace(
+                delivery,
+                state=attempt.state,
+                attempts=delivery.attempts + (1 if attempt.counted else 0),
+                last_status=attempt.status if attempt.status is not None else delivery.last_status,
+                last_error=attempt.error if attempt.error is not None else delivery.last_error,
+                delivered_at=attempt.at
+                if attempt.state is DeliveryState.DELIVERED
+                else delivery.delivered_at,
+            )
+            if attempt.next_attempt_at is None:
+                self.due.pop(f"hook#{delivery_id}", None)
+            else:
+                self.due[f"hook#{delivery_id}"] = _Due(DueKind.WEBHOOK.key(), attempt.next_attempt_at)
+
+    def due_webhook_deliveries(self, now: float, limit: int = 50) -> list[str]:
+        with self._lock:
+            return [
+                k.removeprefix("hook#") for k in self._due_keys(DueKind.WEBHOOK.key(), now, "hook#")[:limit]
+            ]
+
+    def postpone_webhook_delivery(self, delivery_id: str, at: float) -> None:
+        with self._lock:
+            if delivery_id in self.deliveries:
+                self.due[f"hook#{delivery_id}"] = _Due(DueKind.WEBHOOK.key(), at)
+
+    # -- early push events ---------------------------------------------------------------------------
+    def note_early_event(self, event: EarlyEvent) -> bool:
+        with self._lock:
+            if event.task_id in self.early:
+                return False
+            self.early[event.task_id] = event
+            self.due[f"early#{event.task_id}"] = _Due(DueKind.EARLY.key(), event.recheck_at)
+            return True
+
+    def due_early_events(self, now: float, limit: int = 20) -> list[EarlyEvent]:
+        with self._lock:
+            keys = self._due_keys(DueKind.EARLY.key(), now, "early#")[:limit]
+            return [replace(self.early[k.removeprefix("early#")], recheck_at=self.due[k].at) for k in keys]
+
+    def recheck_early_event(self, task_id: str, at: float) -> None:
+        with self._lock:
+            if task_id in self.early:
+                self.due[f"early#{task_id}"] = _Due(DueKind.EARLY.key(), at)
+
+    def forget_early_event(self, task_id: str) -> None:
+        with self._lock:
+            self.early.pop(task_id, None)
+            self.due.pop(f"early#{task_id}", None)
+
+
+class InMemoryBlobs:
+    """``inbetween.ports.Blobs``: buckets as dictionaries of key -> bytes (and metadata)."""
+
+    def __init__(self, clock: ManualClock | Any) -> None:
+        self._clock = clock
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.metadata: dict[tuple[str, str], dict[str, str]] = {}
+        self.modified: dict[tuple[str, str], float] = {}
+        self.json: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fail_reads = False
+
+    def put(self, bucket: str, key: str, data: bytes, *, modified: float | None = None) -> None:
+        self.objects[(bucket, key)] = data
+        self.modified[(bucket, key)] = self._clock.now() if modified is None else modified
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
+
+    @staticmethod
+    def etag(data: bytes) -> str:
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def list_folder(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        out = []
+        for (b, key), data in sorted(self.objects.items()):
+            if b == bucket and key.startswith(prefix) and "/" not in key[len(prefix) :]:
+                out.append(ObjectInfo(key, self.etag(data), len(data), self.modified[(b, key)]))
+        return out
+
+    def read(self, bucket: str, key: str, *, etag: str | None = None, max_bytes: int | None = None) -> bytes:
+        data = self.objects.get((bucket, key))
+        if self.fail_reads or data is None or (etag is not None and etag != self.etag(data)):
+            raise StorageError(f"could not read s3://{bucket}/{key}")
+        return data if max_bytes is None else data[: max_bytes + 1]
+
+    def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
+        return f"https://{bucket}.s3.test/{key}?expires={int(self._clock.now() + ttl_s)}"
+
+    def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None:
+        self.json[(bucket, key)] = copy.deepcopy(data)
+
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        if (bucket, key) not in self.objects:
+            return None
+        return ObjectHead(metadata=dict(self.metadata.get((bucket, key), {})), version_id=None)
+
+    def digest_video(
+        self, bucket: str, key: str, *, version_id: str | None = None
+    ) -> tuple[str, int, str | None]:
+        data = self.objects[(bucket, key)]
+        inspector = Mp4Inspector()
+        inspector.feed(data)
+        return hashlib.sha256(data).hexdigest(), len(data), inspector.verdict()
+
+    def store_video(
+        self,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        *,
+        expected_bytes: int | None,
+        metadata: dict[str, str] | None = None,
+    ) -> StoredVideo:
+        from inbetween.aws.s3_blobs import VideoRejected
+
+        data = b"".join(chunks)
+        inspector = Mp4Inspector()
+        inspector.feed(data)
+        if expected_bytes is not None and len(data) != expected_bytes:
+            raise VideoRejected(f"video download incomplete: got {len(data)} of {expected_bytes} bytes")
+        problem = inspector.verdict()
+        if problem:
+            raise VideoRejected(problem)
+        self.put(bucket, key, data)
+        self.metadata[(bucket, key)] = dict(metadata or {})
+        return StoredVideo(bucket, key, len(data), hashlib.sha256(data).hexdigest(), None)
+
+
+@dataclass
+class RecordingQueues:
+    """``inbetween.ports.Queues``: what was handed over, in order."""
+
+    rechecks: list[tuple[str, int]] = field(default_factory=list)
+    admissions: list[str] = field(default_factory=list)
+    completions: list[str] = field(default_factory=list)
+    webhooks: list[str] = field(default_factory=list)
+
+    def recheck_drop_later(self, job_name: str, delay_s: int) -> None:
+        self.rechecks.append((job_name, delay_s))
+
+    def admit_waiting(self, model: str) -> None:
+        self.admissions.append(model)
+
+    def complete_job(self, job_id: str) -> None:
+        self.completions.append(job_id)
+
+    def deliver_webhook(self, delivery_id: str) -> None:
+        self.webhooks.append(delivery_id)
+
+
+@dataclass
+class RecordingNotifier:
+    """``inbetween.ports.Notifier``: the notifications published."""
+
+    published: list[Notification] = field(default_factory=list)
+    fail: bool = False
+
+    def publish(self, notification: Notification) -> None:
+        if self.fail:
+            raise ConnectionError("SNS is unreachable (injected)")
+        self.published.append(notification)
+
+
+class ScriptedProvider:
+    """``inbetween.ports.Provider``: tasks that move when told to (``finish``), and errors on demand.
+
+    ``create_errors``/``get_errors``: exceptions raised by the next calls, in order."""
+
+    def __init__(self, clock: ManualClock | Any) -> None:
+        self._clock = clock
+        self.created: list[CreateTaskRequest] = []
+        self.states: dict[str, TaskState] = {}
+        self.created_at: dict[str, float] = {}
+        self.models: dict[str, str] = {}
+        self.create_errors: list[Exception] = []
+        self.get_errors: list[Exception] = []
+        self.list_errors: list[Exception] = []
+        self.queries: list[str] = []
+        self.list_calls = 0
+        self._ids = itertools.count(1)
+
+    def create_task(self, request: CreateTaskRequest) -> TaskRef:
+        if self.create_errors:
+            raise self.create_errors.pop(0)
+        task_id = f"task-{next(self._ids)}"
+        self.created.append(request)
+        self.created_at[task_id] = self._clock.now()
+        self.models[task_id] = request.model
+        self.states[task_id] = TaskState(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
+        return TaskRef(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
+
+    def foreign_task(self, model: str) -> str:
+        """A task created by someone else on the account (or by a create whose answer was lost)."""
+        task_id = f"task-{next(self._ids)}"
+        self.created_at[task_id] = self._clock.now()
+        self.models[task_id] = model
+        self.states[task_id] = TaskState(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
+        return task_id
+
+    def set_state(self, task_id: str, state: TaskState) -> None:
+        self.states[task_id] = state
+
+    def get_task(self, task_id: str) -> TaskState:
+        self.queries.append(task_id)
+        if self.get_errors:
+            raise self.get_errors.pop(0)
+        return self.states.get(task_id) or TaskState(
+            task_id=task_id, status=TaskStatus.UNKNOWN, request_id="req"
+        )
+
+    def list_tasks(
+        self, *, start: datetime, end: datetime, model: str, page_no: int = 1, page_size: int = 10
+    ) -> TaskPage:
+        self.list_calls += 1
+        if self.list_errors:
+            raise self.list_errors.pop(0)
+        lo, hi = start.timestamp(), end.timestamp()
+        tasks = [
+            TaskSummary(
+                task_id=task_id,
+                status=self.states[task_id].status,
+                gmt_create=datetime.fromtimestamp(at).astimezone(),
+                model=self.models[task_id],
+            )
+            for task_id, at in self.created_at.items()
+            if lo <= at <= hi and self.models[task_id] == model
+        ]
+        page = tasks[(page_no - 1) * page_size : page_no * page_size]
+        total_pages = max(1, -(-len(tasks) // page_size))
+        return TaskPage(
+            tasks=tuple(page), total=len(tasks), page_no=page_no, page_size=page_size, total_page=total_pages
+        )
+
+    def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]:
+        page_no = 1
+        while True:
+            page = self.list_tasks(start=start, end=end, model=model, page_no=page_no)
+            yield from page.tasks
+            if page_no >= page.total_page:
+                return
+            page_no += 1
+
+    def close(self) -> None:
+        pass
+
+
+class InMemoryVideos:
+    """``inbetween.ports.VideoSource``: url -> bytes; a missing URL is an expired link."""
+
+    def __init__(self) -> None:
+        self.videos: dict[str, bytes] = {}
+        self.fail_next: list[Exception] = []
+
+    @contextmanager
+    def open(self, url: str) -> Iterator[VideoDownload]:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        data = self.videos.get(url)
+        if data is None:
+            raise VideoLinkExpired("HTTP 404")
+        yield VideoDownload(
+            length=len(data), chunks=[data[i : i + 65536] for i in range(0, len(data), 65536)]
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingWebhooks:
+    """``inbetween.ports.WebhookSender``: answers from a script (default: delivered)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes]] = []
+        self.answers: list[DeliveryResult | Exception] = []
+        self.refused_urls: set[str] = set()
+
+    def check_destination(self, url: str) -> None:
+        from inbetween.webhooks.guard import UnsafeWebhookUrl
+
+        if url in self.refused_urls or not url.startswith(("https://", "http://")):
+            raise UnsafeWebhookUrl("webhook_url must use https")
+
+    def deliver(self, url: str, msg_id: str, body: bytes, *, now: float) -> DeliveryResult:
+        self.check_destination(url)
+        self.sent.append((url, msg_id, body))
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return DeliveryResult(True, 200, False, None, False, "")
+
+    def close(self) -> None:
+        pass
+
+
+def test_settings(**overrides: Any) -> Settings:
+    """Settings of a deployment whose names are fixed strings (nothing is reached through them)."""
+    values: dict[str, Any] = {
+        "jobs_table": "jobs",
+        "inbox_bucket": "inbox",
+        "output_bucket": "output",
+        "topic_arn": "arn:aws:sns:us-east-1:123456789012:notify",
+        "intake_queue_url": "https://sqs.test/intake",
+        "completion_queue_url": "https://sqs.test/completion",
+        "api_key_secret": "dashscope",
+        "webhook_secret_name": "webhook",
+        "provider_base_url": "https://dashscope.test/api/v1",
+        "settle_seconds": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class MemoryWorld:
+    """Every in-memory adapter, and the deps made of them."""
+
+    clock: ManualClock
+    store: InMemoryJobStore
+    blobs: InMemoryBlobs
+    queues: RecordingQueues
+    notifier: RecordingNotifier
+    provider: ScriptedProvider
+    videos: InMemoryVideos
+    webhooks: RecordingWebhooks
+    deps: Deps
+
+
+def memory_world(
+    settings: Settings | None = None,
+    *,
+    timing: Timing | None = None,
+    push_secret: str = "push-secret",  # noqa: S107 - a fake deployment's secret
+) -> MemoryWorld:
+    clock = ManualClock()
+    store = InMemoryJobStore(clock)
+    blobs = InMemoryBlobs(clock)
+    queues = RecordingQueues()
+    notifier = RecordingNotifier()
+    provider = ScriptedProvider(clock)
+    videos = InMemoryVideos()
+    webhooks = RecordingWebhooks()
+    deps = Deps(
+        settings=settings or test_settings(),
+        timing=timing or Timing(),
+        store=store,
+        blobs=blobs,
+        queues=queues,
+        notifier=notifier,
+        provider=provider,
+        videos=videos,
+        webhooks=webhooks,
+        clock=clock,
+        push_secret=lambda: push_secret,
+    )
+    return MemoryWorld(clock, store, blobs, queues, notifier, provider, videos, webhooks, deps)
+
+
+__all__ = [
+    "InMemoryBlobs",
+    "InMemoryJobStore",
+    "InMemoryVideos",
+    "ManualClock",
+    "MemoryWorld",
+    "ProviderUnavailable",
+    "RecordingNotifier",
+    "RecordingQueues",
+    "RecordingWebhooks",
+    "ScriptedProvider",
+    "VideoDownloadFailed",
+    "memory_world",
+    "test_settings",
+]
