@@ -37,7 +37,13 @@ from inbetween.domain.models import (
     WebhookDelivery,
 )
 from inbetween.domain.mp4_check import Mp4Inspector
-from inbetween.errors import ProviderUnavailable, StorageError, VideoDownloadFailed, VideoLinkExpired
+from inbetween.errors import (
+    ProviderUnavailable,
+    StorageError,
+    VideoDownloadFailed,
+    VideoLinkExpired,
+    VideoRejected,
+)
 from inbetween.provider.models import CreateTaskRequest, TaskPage, TaskRef, TaskState, TaskStatus, TaskSummary
 from inbetween.webhooks.outcome import DeliveryResult
 
@@ -383,8 +389,6 @@ class InMemoryBlobs:
         expected_bytes: int | None,
         metadata: dict[str, str] | None = None,
     ) -> StoredVideo:
-        from inbetween.aws.s3_blobs import VideoRejected
-
         data = b"".join(chunks)
         inspector = Mp4Inspector()
         inspector.feed(data)

@@ -11,6 +11,8 @@ InbetweenError
  +-- AlreadyClaimed            another worker owns this step: acknowledge silently
  +-- VideoDownloadFailed       retryable: the finished video could not be fetched just now
  +-- VideoLinkExpired          the provider's video link is dead (24 hours): the job expires
+ +-- StorageError              retryable: S3 could not be read or written just now
+ +-- VideoRejected             retryable: the downloaded bytes are not the whole MP4 promised
 
 Each class carries ``retryable``. Messages never contain secrets: the provider client builds them from
 the provider's code/message and our own text only.
@@ -103,3 +105,15 @@ class VideoDownloadFailed(InbetweenError):
 
 class VideoLinkExpired(InbetweenError):
     """The provider's video link no longer answers (its links last 24 hours): the job expires."""
+
+
+class StorageError(InbetweenError):
+    """S3 could not be read or written just now: the step is retried."""
+
+    retryable = True
+
+
+class VideoRejected(InbetweenError):
+    """The bytes we received are not the complete video the provider promised: fetched again."""
+
+    retryable = True

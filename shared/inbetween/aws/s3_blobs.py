@@ -15,20 +15,10 @@ from botocore.exceptions import ClientError
 
 from inbetween.domain.models import ObjectHead, ObjectInfo, StoredVideo
 from inbetween.domain.mp4_check import Mp4Inspector
-from inbetween.errors import InbetweenError
+from inbetween.errors import StorageError, VideoRejected
 
 PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 3  # concurrent part uploads; memory is about (this + 2) parts
-
-
-class StorageError(InbetweenError):
-    retryable = True
-
-
-class VideoRejected(InbetweenError):
-    """The bytes we received are not the complete video the provider promised."""
-
-    retryable = True
 
 
 class S3Blobs:
@@ -64,14 +54,15 @@ class S3Blobs:
                 f"could not read s3://{bucket}/{key}: {exc.response['Error']['Code']}"
             ) from exc
         body = resp["Body"]
-        data = body.read(max_bytes + 1) if max_bytes is not None else body.read()
+        data: bytes = body.read(max_bytes + 1) if max_bytes is not None else body.read()
         body.close()
         return data
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
-        return self._s3.generate_presigned_url(
+        url: str = self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(ttl_s)
         )
+        return url
 
     def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None:
         body = json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()
@@ -128,9 +119,10 @@ class S3Blobs:
         numbers = itertools.count(1)
 
         def send(number: int, data: bytes | bytearray) -> dict[str, Any]:
-            return self._s3.upload_part(
+            part: dict[str, Any] = self._s3.upload_part(
                 Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
             )
+            return part
 
         def collect_oldest() -> None:
             number, future = in_flight.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,7 +12,7 @@ from inbetween.errors import ConfigError
 
 
 class SecretReader:
-    def __init__(self, client: Any, *, max_age_s: float = 300.0, clock=time.monotonic):
+    def __init__(self, client: Any, *, max_age_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
         self._client = client
         self._max_age = max_age_s
         self._clock = clock

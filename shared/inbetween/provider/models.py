@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.domain import catalog
+from inbetween.domain.models import JobSpec
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 
@@ -59,6 +60,26 @@ class CreateTaskRequest:
     prompt_extend: bool | None = None
     watermark: bool | None = None
     seed: int | None = None
+
+    @classmethod
+    def for_spec(
+        cls, spec: JobSpec, *, region: str, first_frame_url: str, last_frame_url: str | None
+    ) -> CreateTaskRequest:
+        """The one place a job's spec becomes the create request (intake validates with it before paying,
+        admission sends it), for ``region``'s name of the model. An effect template's video follows the
+        template, not a prompt, so none is sent (the validator refuses a template with a last frame)."""
+        return cls(
+            model=catalog.provider_model_name(spec.model, region),
+            first_frame_url=first_frame_url,
+            last_frame_url=last_frame_url,
+            prompt=None if spec.template else spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            template=spec.template,
+            resolution=spec.resolution,
+            prompt_extend=spec.prompt_extend,
+            watermark=spec.watermark,
+            seed=spec.seed,
+        )
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body the API reference documents. ``None`` fields are left out (the provider's default

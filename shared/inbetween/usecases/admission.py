@@ -24,7 +24,6 @@ from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, SubmitLe
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import CreateTaskRequest
-from inbetween.provider.requests import task_request
 from inbetween.provider.validation import data_uri, inspect_image
 from inbetween.usecases.check_schedule import first_check_at
 from inbetween.usecases.finishing import finish
@@ -132,7 +131,7 @@ def _frame(deps: Deps, job: Job, role: str) -> str | None:
 def build_request(deps: Deps, job: Job) -> CreateTaskRequest:
     if job.spec is None:
         raise ValueError(f"job {job.job_id} has no spec to submit")
-    return task_request(
+    return CreateTaskRequest.for_spec(
         job.spec,
         region=deps.settings.provider_region,
         first_frame_url=_frame(deps, job, "first") or "",

@@ -23,7 +23,7 @@ from inbetween.domain.drops import (
 from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpec, JobStatus, ObjectInfo
 from inbetween.errors import InvalidJob
 from inbetween.observability import count, logger
-from inbetween.provider.requests import task_request
+from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import ImageInfo, inspect_image, validate_request
 from inbetween.usecases import admission
 from inbetween.usecases.notify import report_and_notify
@@ -184,7 +184,7 @@ def _missing(folder: Folder, spec: JobSpec) -> list[str]:
 
 def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
     """Parameters, then the images; nothing here reaches the provider."""
-    request = task_request(
+    request = CreateTaskRequest.for_spec(
         spec,
         region=deps.settings.provider_region,
         first_frame_url=PLACEHOLDER_FRAME_URL,

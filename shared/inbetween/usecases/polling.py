@@ -142,7 +142,7 @@ def _check_due(
                 still_running.append((job, status))
     # the tasks that ended first: their videos and notifications should not wait for bookkeeping
     outcomes = list(pool.map(lambda job: _check(deps, job, pacer), to_query))
-    outcomes += pool.map(lambda pair: _record_running(deps, *pair, checked_at), still_running)
+    outcomes += pool.map(lambda pair: _record_running(deps, pair[0], pair[1], checked_at), still_running)
     admitted = 0
     if CheckOutcome.FINISHED in outcomes:  # slots came free
         admitted = _guarded("admit", _admit_all, deps) or 0
