@@ -128,22 +128,21 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
             dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1")
         )
         deps = build_deps(settings, session=session)
-        from inbetween.usecases.completion import CHUNK
-
-        blobs, http = deps.blobs, deps.http
+        # the completion's path: the video source's streamed GET (its chunk size) into Blobs.store_video
         _reset_peak()
         rss0, _ = _peak_rss_mib()
         started = time.perf_counter()
-        with http.stream("GET", source) as resp:
-            stored = blobs.store_video(
+        with deps.videos.open(source) as video:
+            stored = deps.blobs.store_video(
                 bucket,
                 "results/bench/video.mp4",
-                resp.iter_bytes(CHUNK),
-                expected_bytes=int(resp.headers["content-length"]),
+                video.chunks,
+                expected_bytes=video.length,
                 metadata={"task-id": "bench"},
             )
         seconds = time.perf_counter() - started
         size = stored.size
+        deps.close()
     else:
         s3 = session.client("s3")
         s3.head_bucket(Bucket=bucket)  # build the client's connection before measuring

@@ -866,8 +866,9 @@ def _lighter_botocore() -> None:
 def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = QUOTA) -> dict[str, Any]:
     import boto3
     import httpx
+    from inbetween.clock import FunctionClock
     from inbetween.config import Timing, load_settings
-    from inbetween.wiring import build_deps
+    from inbetween.wiring import build_deps, use_deps
 
     from bench.traffic_run import FIRST, LAST, _Context, _load_handler, _sqs_event
 
@@ -898,14 +899,12 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
         settings,
         session=session,
         timing=Timing.from_env(env),
-        clock=clock,
-        sleep=clock.sleep,
+        clock=FunctionClock(clock, clock.sleep),
         provider_transport=httpx.MockTransport(provider.handle),
+        video_transport=httpx.MockTransport(provider.handle),
     )
-    deps.http_factory = lambda: httpx.Client(transport=httpx.MockTransport(provider.handle))
+    use_deps(deps)  # what every handler's get_deps() answers
     handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion")}
-    for module in handlers.values():
-        module.get_deps = lambda: deps
     invocations: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     intake, completion = settings.intake_queue_url, settings.completion_queue_url
@@ -962,8 +961,8 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
                 wake = min(next_tick, clock() + 1.0) if waiting else next_tick
             clock.advance_to(wake)
     finally:
-        if deps._http is not None:
-            deps._http.close()
+        use_deps(None)
+        deps.close()
         if not isinstance(aws, LeanAws):
             aws.stop()
     calls = counter.snapshot()

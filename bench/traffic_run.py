@@ -5,6 +5,7 @@ one scaled provider clock. Prints one JSON object of raw measurements."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -269,6 +270,8 @@ class MotoProcess:
 
 
 class _RecordingProvider:
+    """The deps' provider, noting when each task's first terminal answer came (provider and real time)."""
+
     def __init__(self, inner, clock: ProviderClock, learned: dict) -> None:
         self._inner, self._clock, self._learned = inner, clock, learned
 
@@ -282,16 +285,17 @@ class _RecordingProvider:
         return getattr(self._inner, name)
 
 
-class _RecordingSns:
+class _RecordingNotifier:
+    """The deps' notifier, noting when each task's notification was published."""
+
     def __init__(self, inner, clock: ProviderClock, done: dict) -> None:
         self._inner, self._clock, self._done = inner, clock, done
 
-    def publish(self, **kwargs):
-        result = self._inner.publish(**kwargs)
-        data = json.loads(kwargs["Message"]).get("data", {})
-        if data.get("task_id"):
-            self._done.setdefault(data["task_id"], [self._clock(), time.perf_counter()])
-        return result
+    def publish(self, notification) -> None:
+        self._inner.publish(notification)
+        task_id = notification.data.get("task_id")
+        if task_id:
+            self._done.setdefault(task_id, [self._clock(), time.perf_counter()])
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
@@ -347,8 +351,9 @@ def _one_call_at_a_time() -> None:
 
 def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
     import boto3
+    from inbetween.clock import FunctionClock
     from inbetween.config import Timing, load_settings
-    from inbetween.wiring import build_deps
+    from inbetween.wiring import build_deps, use_deps
 
     clock = ProviderClock(sc.scale)
     emulator, refusals = _emulator(sc, clock)
@@ -374,15 +379,18 @@ def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
     # the functions' own session: its requests are the ones counted (the harness's pumps are Lambda's)
     session = boto3.session.Session(region_name=REGION)
     counter = RequestCounter().attach(session.events) if sc.count_requests else None
-    deps = build_deps(settings, session=session, timing=Timing.from_env(env), clock=clock, sleep=clock.sleep)
+    deps = build_deps(
+        settings, session=session, timing=Timing.from_env(env), clock=FunctionClock(clock, clock.sleep)
+    )
     learned: dict[str, list[float]] = {}
     done: dict[str, list[float]] = {}
-    make_provider = deps.provider_factory
-    deps.provider_factory = lambda: _RecordingProvider(make_provider(), clock, learned)
-    deps.sns = _RecordingSns(deps.sns, clock, done)
+    deps = dataclasses.replace(
+        deps,
+        provider=_RecordingProvider(deps.provider, clock, learned),
+        notifier=_RecordingNotifier(deps.notifier, clock, done),
+    )
+    use_deps(deps)  # what every handler's get_deps() answers
     handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion", "provider_events")}
-    for module in handlers.values():
-        module.get_deps = lambda: deps
     push = (
         _start_push(handlers["provider_events"], emulator, clock, push_secret, settings.provider_region)
         if sc.push
@@ -463,8 +471,8 @@ def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
             push[1].stop()
             push[0].stop()
         emulator.stop()
-        if deps._http is not None:
-            deps._http.close()
+        use_deps(None)
+        deps.close()
     table = harness.resource("dynamodb").Table(settings.jobs_table)
     summary["jobs"] = [
         {k: str(v) for k, v in item.items() if k in ("job_name", "status", "task_id", "polls", "error")}

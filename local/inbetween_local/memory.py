@@ -463,7 +463,7 @@ class ScriptedProvider:
         self.created_at[task_id] = self._clock.now()
         self.models[task_id] = request.model
         self.states[task_id] = TaskState(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
-        return TaskRef(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
+        return TaskRef(task_id=task_id, task_status=TaskStatus.PENDING, request_id="req")
 
     def foreign_task(self, model: str) -> str:
         """A task created by someone else on the account (or by a create whose answer was lost)."""
@@ -496,7 +496,7 @@ class ScriptedProvider:
                 task_id=task_id,
                 status=self.states[task_id].status,
                 gmt_create=datetime.fromtimestamp(at).astimezone(),
-                model=self.models[task_id],
+                model_name=self.models[task_id],
             )
             for task_id, at in self.created_at.items()
             if lo <= at <= hi and self.models[task_id] == model
