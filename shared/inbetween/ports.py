@@ -216,9 +216,3 @@ class WebhookSender(Protocol):
 
 class SecretSource(Protocol):
     def __call__(self) -> str: ...
-
-
-class RemainingTime(Protocol):
-    def __call__(self) -> float:
-        """Seconds left in the current invocation (infinite outside one)."""
-        ...

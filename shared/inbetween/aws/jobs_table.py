@@ -193,8 +193,6 @@ class DynamoJobStore:
         if tr.due:
             sets += ["due_kind = :dk", "due_at = :da"]
             values[":dk"], values[":da"] = tr.due[0], due_stamp(tr.due[1])
-        elif tr.clear_due:
-            removes += ["due_kind", "due_at"]
         expected = [f":e{i}" for i in range(len(tr.expected))]
         for placeholder, status in zip(expected, tr.expected, strict=True):
             values[placeholder] = status.value

@@ -7,7 +7,6 @@ the two directions of its mapping to a table item, and ``Transition.set`` accept
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
@@ -283,7 +282,6 @@ class Transition:
     sets: dict[str, Any] = field(default_factory=dict)
     adds: dict[str, int] = field(default_factory=dict)
     due: tuple[str, float] | None = None
-    clear_due: bool = False
     slot_model: str | None = None
     slot_delta: int = 0
     slot_limit: int = 0
@@ -311,12 +309,6 @@ class Transition:
 
     def schedule(self, kind: DueKind, at: float, *, model: str | None = None) -> Transition:
         self.due = (kind.key(model), at)
-        self.clear_due = False
-        return self
-
-    def unschedule(self) -> Transition:
-        self.due = None
-        self.clear_due = True
         return self
 
     def take_slot(self, model: str, limit: int) -> Transition:
@@ -466,7 +458,3 @@ class VideoDownload:
 
     length: int | None
     chunks: Iterable[bytes]
-
-
-def canonical_json(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
