@@ -2,8 +2,9 @@
 
 ``InMemoryJobStore`` keeps the same promises as the DynamoDB table (conditional transitions, a slot
 change in the same transaction as its job's, the sparse due index ordered by due time, claims that
-expire); ``tests/integration/test_job_store_contract.py`` holds both to the same tests. The others
-record what they were asked to do, and can be told to fail. ``memory_deps`` bundles them.
+expire, due times in whole milliseconds); ``tests/integration/aws/test_job_store_contract.py`` holds
+both to the same tests. The others record what they were asked to do, and can be told to fail.
+``memory_world`` bundles them (and the ``Deps`` made of them).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class _Due:
     key: str
     at: float
 
+    def __post_init__(self) -> None:
+        # as the table's due stamps (jobs_table.due_stamp): whole milliseconds, never negative
+        self.at = max(0, int(self.at * 1000)) / 1000
+
 
 class InMemoryJobStore:
     """``inbetween.ports.JobStore`` in dictionaries, under one lock."""
@@ -132,8 +137,6 @@ class InMemoryJobStore:
                 item[name] = int(item.get(name, 0)) + delta
             if tr.due:
                 self.due[f"job#{tr.job_id}"] = _Due(tr.due[0], tr.due[1])
-            elif tr.clear_due:
-                self.due.pop(f"job#{tr.job_id}", None)
             return True
 
     def _due_keys(self, kind_key: str, now: float | None, prefix: str) -> list[str]:
@@ -159,7 +162,7 @@ class InMemoryJobStore:
             due = self.due.get(f"job#{job_id}")
             if due is None or due.key != kind.value:
                 return False
-            due.at = at
+            self.due[f"job#{job_id}"] = _Due(due.key, at)
             return True
 
     def clear_due(self, job_id: str) -> None:
@@ -274,7 +277,9 @@ class InMemoryJobStore:
 
     def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None:
         with self._lock:
-            delivery = self.deliveries[delivery_id]
+            delivery = self.deliveries.get(delivery_id)
+            if delivery is None:
+                return  # as on the table: a delivery that does not exist stays so
             self.deliveries[delivery_id] = replace(
                 delivery,
                 state=attempt.state,
@@ -306,7 +311,8 @@ class InMemoryJobStore:
         with self._lock:
             if event.task_id in self.early:
                 return False
-            self.early[event.task_id] = event
+            # expires_at is the table's TTL attribute: whole epoch seconds, as DynamoJobStore keeps it
+            self.early[event.task_id] = replace(event, expires_at=float(int(event.expires_at)))
             self.due[f"early#{event.task_id}"] = _Due(DueKind.EARLY.key(), event.recheck_at)
             return True
 
@@ -601,6 +607,9 @@ class MemoryWorld:
     videos: InMemoryVideos
     webhooks: RecordingWebhooks
     deps: Deps
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test, when imported by one
 
 
 def memory_world(

@@ -348,11 +348,12 @@ class DynamoJobStore:
             values[":one"] = 1
         if attempt.next_attempt_at is None:
             expression += " REMOVE due_kind, due_at"
-        self._call(
+        self._conditional(  # a delivery that does not exist stays so
             self._db.update_item,
             TableName=self._table,
             Key=_ser({"pk": f"hook#{delivery_id}"}),
             UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=_ser(values),
         )

@@ -1,16 +1,13 @@
-"""Provider push, pure parts: reading the event, the function-URL request, the secret check, and when the
-poller checks a task with push on or off."""
+"""Provider push, pure parts: reading the event, the function-URL request and the secret check (when a
+task is checked with push on or off: test_check_schedule.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from types import SimpleNamespace
 
 import pytest
-from inbetween.config import Settings, Timing
 from inbetween.usecases import push
-from inbetween.usecases import task_checks as tasks
 from inbetween_local.emulator import TaskStatus
 from inbetween_local.emulator.push import EventSender, PushConfig, task_finished_event
 from inbetween_local.emulator.tasks import TaskSnapshot
@@ -86,40 +83,6 @@ def test_a_huge_body_is_marked_oversize_without_being_decoded():
         {"body": "A" * (push.MAX_BODY_BYTES * 2), "isBase64Encoded": True}
     )
     assert len(request.body) > push.MAX_BODY_BYTES
-
-
-def _deps(push_enabled: bool, **timing) -> SimpleNamespace:
-    settings = Settings(
-        jobs_table="t",
-        inbox_bucket="i",
-        output_bucket="o",
-        topic_arn="a",
-        intake_queue_url="q",
-        completion_queue_url="c",
-        api_key_secret="k",
-        webhook_secret_name="w",
-        provider_base_url="http://127.0.0.1/api/v1",
-        poll_interval_s=5.0,
-        push_enabled=push_enabled,
-    )
-    return SimpleNamespace(settings=settings, timing=Timing(**timing))
-
-
-def test_push_off_checks_early_and_often():
-    deps = _deps(False)
-    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 0.0) == 45.0  # the model's shortest generation
-    assert tasks.next_check_at(deps, 100.0) == 105.0
-
-
-def test_push_on_checks_only_once_the_event_is_overdue():
-    deps = _deps(True)
-    # the model's longest usual generation time (300 s) plus the grace (60 s), then every minute, on a
-    # one-minute grid so that overdue tasks come due together (one list call for all of them)
-    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 0.0) == 360.0
-    assert tasks.next_check_at(deps, 100.0) == 120.0
-    assert tasks.first_check_at(deps, "wan2.2-kf2v-flash", 10.0) == 420.0
-    overdue_soon = _deps(True, expected_generation_s=10, push_grace_s=5, push_recheck_s=5)
-    assert tasks.first_check_at(overdue_soon, "x", 0.0) == 15.0
 
 
 def test_the_emulator_sends_only_to_loopback_unless_told():
