@@ -94,95 +94,56 @@ class RequestCounter:
             self.items_read.clear()
 
 
+# What the functions read from their environment to find the resources (the bench modules' names).
+RESOURCE_VARIABLES = (
+    "JOBS_TABLE",
+    "INBOX_BUCKET",
+    "OUTPUT_BUCKET",
+    "NOTIFY_TOPIC_ARN",
+    "INTAKE_QUEUE_URL",
+    "COMPLETION_QUEUE_URL",
+    "DASHSCOPE_API_KEY_SECRET",
+    "WEBHOOK_SECRET_NAME",
+)
+# 32 base64 characters, as the template generates (the same as the lean AWS of cost_run.py)
+BENCH_WEBHOOK_SECRET = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # noqa: S105 - made up, for the bench only
+
+
 def create_resources(session: Any, suffix: str, *, api_key: str = "sk-bench-000") -> dict[str, str]:
-    """The template's resources that the functions touch, on moto (names as environment variables)."""
-    s3 = session.client("s3")
-    sqs = session.client("sqs")
-    ddb = session.client("dynamodb")
-    sns = session.client("sns")
-    sm = session.client("secretsmanager")
-    inbox, output = f"inbox-{suffix}", f"output-{suffix}"
-    s3.create_bucket(Bucket=inbox)
-    s3.create_bucket(Bucket=output)
-    s3.put_bucket_versioning(Bucket=output, VersioningConfiguration={"Status": "Enabled"})
-    intake = sqs.create_queue(QueueName=f"intake-{suffix}")["QueueUrl"]
-    completion = sqs.create_queue(QueueName=f"completion-{suffix}")["QueueUrl"]
-    intake_arn = sqs.get_queue_attributes(QueueUrl=intake, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    s3.put_bucket_notification_configuration(
-        Bucket=inbox,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": intake_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbox/"}]}},
-                }
-            ]
-        },
+    """template.yaml's resources on moto (through the one builder the local stack and the tests use),
+    under the stack name ``bench-<suffix>``; returns the functions' resource variables (names, URLs,
+    ARNs) by environment variable name. The inbox's ``s3:TestEvent`` is already gone from the intake
+    queue."""
+    from inbetween_local.stack.provision import provision
+
+    provisioned = provision(
+        session,
+        stack_name=f"bench-{suffix}",
+        secret_values={"DASHSCOPE_API_KEY_SECRET": api_key, "WEBHOOK_SECRET_NAME": BENCH_WEBHOOK_SECRET},
     )
-    for _ in range(3):  # the s3:TestEvent that announces a new notification target
-        for m in sqs.receive_message(QueueUrl=intake, MaxNumberOfMessages=10).get("Messages", []):
-            sqs.delete_message(QueueUrl=intake, ReceiptHandle=m["ReceiptHandle"])
-    table = f"jobs-{suffix}"
-    create_jobs_table(ddb, table)
-    topic = sns.create_topic(Name=f"notify-{suffix}")["TopicArn"]
-    key_secret = sm.create_secret(Name=f"dashscope-{suffix}", SecretString=api_key)["ARN"]
-    hook_secret = sm.create_secret(Name=f"webhook-{suffix}", SecretString="QUJDREVGR0hJSktMTU5PUFFSU1RVVldY")[
-        "ARN"
-    ]
-    return {
-        "JOBS_TABLE": table,
-        "INBOX_BUCKET": inbox,
-        "OUTPUT_BUCKET": output,
-        "NOTIFY_TOPIC_ARN": topic,
-        "INTAKE_QUEUE_URL": intake,
-        "COMPLETION_QUEUE_URL": completion,
-        "DASHSCOPE_API_KEY_SECRET": key_secret,
-        "WEBHOOK_SECRET_NAME": hook_secret,
-    }
+    provisioned.discard_s3_test_events()
+    return {name: provisioned.environment[name] for name in RESOURCE_VARIABLES}
 
 
 def create_jobs_table(ddb: Any, table: str) -> None:
-    """The jobs table as template.yaml declares it: key ``pk`` and the sparse ``due-index``."""
-    ddb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "due_kind", "AttributeType": "S"},
-            {"AttributeName": "due_at", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "due-index",
-                "KeySchema": [
-                    {"AttributeName": "due_kind", "KeyType": "HASH"},
-                    {"AttributeName": "due_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    """The jobs table as template.yaml declares it (key ``pk``, the sparse ``due-index``, TTL), named
+    ``table``, and nothing else."""
+    from inbetween_local.stack.provision import create_table_like
+
+    create_table_like(ddb, table, "JobsTable")
 
 
 class MotoServer:
-    """moto in server mode on an ephemeral loopback port, in a thread of this process."""
+    """moto in server mode on an ephemeral loopback port, in a thread of this process (the harness the
+    tests and the local stack use): ``with MotoServer() as endpoint_url: ...``."""
 
     def __init__(self) -> None:
-        import logging
+        from inbetween_local.stack.moto_server import MotoServer as _Server
 
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = _Server()
 
     def __enter__(self) -> str:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
+        return self._server.start().url
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()

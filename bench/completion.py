@@ -77,7 +77,7 @@ class _FileHandler(BaseHTTPRequestHandler):
     def log_message(self, *_args) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         size = self.path_on_disk.stat().st_size
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
@@ -116,7 +116,11 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
 
     session = boto3.session.Session(region_name=REGION)
     if mode == "stream":
+        import dataclasses
+
+        import httpx
         from inbetween.config import load_settings
+        from inbetween.provider.video_download import VIDEO_TIMEOUT, HttpVideoSource
         from inbetween.wiring import build_deps
 
         names = dict.fromkeys(
@@ -127,8 +131,10 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
         settings = load_settings(
             dict(names, OUTPUT_BUCKET=bucket, PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1")
         )
-        deps = build_deps(settings, session=session)
-        # the completion's path: the video source's streamed GET (its chunk size) into Blobs.store_video
+        # the completion's path: the video source's streamed GET (its chunk size) into Blobs.store_video;
+        # its HTTP client as the source builds it, but built before measuring (as the boto3 side's client)
+        http = httpx.Client(timeout=VIDEO_TIMEOUT, follow_redirects=False)
+        deps = dataclasses.replace(build_deps(settings, session=session), videos=HttpVideoSource(http))
         _reset_peak()
         rss0, _ = _peak_rss_mib()
         started = time.perf_counter()
@@ -143,6 +149,7 @@ def worker(mode: str, endpoint: str, bucket: str, source: str) -> dict:
         seconds = time.perf_counter() - started
         size = stored.size
         deps.close()
+        http.close()
     else:
         s3 = session.client("s3")
         s3.head_bucket(Bucket=bucket)  # build the client's connection before measuring

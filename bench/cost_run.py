@@ -11,7 +11,8 @@ the requests our code makes, so the backend only has to answer correctly, not be
 writes them, the due-index as a sorted list, S3 keys as a sorted list, SQS, SNS, Secrets Manager) from a
 botocore ``before-call`` handler, after the requests were built, validated and counted by real botocore
 clients. ``backend="moto"`` runs the same simulation on moto's ``mock_aws`` (slow, small N): the bench
-compares the two counts to show the lean backend changes nothing.
+compares the two counts to show the lean backend changes nothing. tests/integration/test_bench_smoke.py
+holds ``LeanAws`` to moto's answers for every ``DynamoJobStore`` method (its every expression).
 
 The provider is an ``httpx.MockTransport`` behind the real ``DashScopeClient``, answering the API's JSON
 (create, query), with the same model as the emulator in the traffic runs: generation 60-300 s (seeded
@@ -520,18 +521,18 @@ class LeanAws:
             raise AwsError("ResourceNotFoundException", "table not found")
         return table
 
-    def _dynamodb_GetItem(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_GetItem(self, p: dict) -> dict:
         item = self._table(p).get(p["Key"]["pk"]["S"])
         return {"Item": dict(item)} if item is not None else {}
 
-    def _dynamodb_PutItem(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_PutItem(self, p: dict) -> dict:
         pk = p["Item"]["pk"]["S"]
         if not self._check(self._table(p).get(pk) or {}, p):
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
         self._store(p["TableName"], pk, dict(p["Item"]))
         return {}
 
-    def _dynamodb_DeleteItem(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_DeleteItem(self, p: dict) -> dict:
         pk = p["Key"]["pk"]["S"]
         if not self._check(self._table(p).get(pk) or {}, p):
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
@@ -565,14 +566,14 @@ class LeanAws:
                     new[path] = {kind: sorted(set((have or {}).get(kind, [])) | set(add[kind]))}
         return pk, new
 
-    def _dynamodb_UpdateItem(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_UpdateItem(self, p: dict) -> dict:
         done = self._updated(p)
         if done is None:
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
         self._store(p["TableName"], *done)
         return {"Attributes": dict(done[1])} if p.get("ReturnValues") == "ALL_NEW" else {}
 
-    def _dynamodb_TransactWriteItems(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_TransactWriteItems(self, p: dict) -> dict:
         planned, reasons = [], []
         for entry in p["TransactItems"]:
             ((kind, op),) = entry.items()
@@ -600,7 +601,7 @@ class LeanAws:
                 self._store(table, pk, new)
         return {}
 
-    def _dynamodb_Query(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_Query(self, p: dict) -> dict:
         if p.get("IndexName") != "due-index":
             raise AwsError("ValidationException", "only the due-index is queried")
         m = re.fullmatch(
@@ -637,7 +638,7 @@ class LeanAws:
             }
         return out
 
-    def _dynamodb_Scan(self, p: dict) -> dict:  # noqa: N802
+    def _dynamodb_Scan(self, p: dict) -> dict:
         items = list(self._table(p).values())
         if p.get("FilterExpression"):
             cond = self._parsed(
@@ -658,7 +659,7 @@ class LeanAws:
             raise AwsError("NoSuchKey", "The specified key does not exist.", 404)
         return obj
 
-    def _s3_ListObjectsV2(self, p: dict) -> dict:  # noqa: N802
+    def _s3_ListObjectsV2(self, p: dict) -> dict:
         keys, objects = self.bucket_keys[p["Bucket"]], self.buckets[p["Bucket"]]
         prefix, delimiter = p.get("Prefix", ""), p.get("Delimiter")
         contents, common = [], []
@@ -689,7 +690,7 @@ class LeanAws:
             out["CommonPrefixes"] = [{"Prefix": c} for c in common]
         return out
 
-    def _s3_GetObject(self, p: dict) -> dict:  # noqa: N802
+    def _s3_GetObject(self, p: dict) -> dict:
         from botocore.response import StreamingBody
 
         obj = self._object(p)
@@ -706,7 +707,7 @@ class LeanAws:
             "Metadata": dict(obj["metadata"]),
         }
 
-    def _s3_HeadObject(self, p: dict) -> dict:  # noqa: N802
+    def _s3_HeadObject(self, p: dict) -> dict:
         obj = self.buckets.get(p["Bucket"], {}).get(p["Key"])
         if obj is None:
             raise AwsError("404", "Not Found", 404)
@@ -719,7 +720,7 @@ class LeanAws:
             out["VersionId"] = obj["version"]
         return out
 
-    def _s3_PutObject(self, p: dict) -> dict:  # noqa: N802
+    def _s3_PutObject(self, p: dict) -> dict:
         body = p.get("Body", b"")
         data = body.read() if hasattr(body, "read") else bytes(body)
         obj = self.put_object(p["Bucket"], p["Key"], data, p.get("Metadata"))
@@ -728,7 +729,7 @@ class LeanAws:
             out["VersionId"] = obj["version"]
         return out
 
-    def _s3_CreateMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+    def _s3_CreateMultipartUpload(self, p: dict) -> dict:
         upload_id = uuid.uuid4().hex
         self.uploads[upload_id] = {
             "bucket": p["Bucket"],
@@ -738,7 +739,7 @@ class LeanAws:
         }
         return {"Bucket": p["Bucket"], "Key": p["Key"], "UploadId": upload_id}
 
-    def _s3_UploadPart(self, p: dict) -> dict:  # noqa: N802
+    def _s3_UploadPart(self, p: dict) -> dict:
         upload = self.uploads.get(p["UploadId"])
         if upload is None:
             raise AwsError("NoSuchUpload", "The specified upload does not exist.", 404)
@@ -747,7 +748,7 @@ class LeanAws:
         upload["parts"][int(p["PartNumber"])] = data
         return {"ETag": f'"{_md5(data)}"'}
 
-    def _s3_CompleteMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+    def _s3_CompleteMultipartUpload(self, p: dict) -> dict:
         upload = self.uploads.pop(p["UploadId"], None)
         if upload is None:
             raise AwsError("NoSuchUpload", "The specified upload does not exist.", 404)
@@ -759,22 +760,22 @@ class LeanAws:
             out["VersionId"] = obj["version"]
         return out
 
-    def _s3_AbortMultipartUpload(self, p: dict) -> dict:  # noqa: N802
+    def _s3_AbortMultipartUpload(self, p: dict) -> dict:
         self.uploads.pop(p["UploadId"], None)
         return {}
 
     # -- SQS, SNS, Secrets Manager --
-    def _sqs_SendMessage(self, p: dict) -> dict:  # noqa: N802
+    def _sqs_SendMessage(self, p: dict) -> dict:
         if p["QueueUrl"] not in self.queues:
             raise AwsError("AWS.SimpleQueueService.NonExistentQueue", "queue does not exist")
         msg_id = self.enqueue(p["QueueUrl"], p["MessageBody"], float(p.get("DelaySeconds", 0)))
         return {"MessageId": msg_id, "MD5OfMessageBody": _md5(p["MessageBody"].encode())}
 
-    def _sns_Publish(self, p: dict) -> dict:  # noqa: N802
+    def _sns_Publish(self, p: dict) -> dict:
         self.published.append(p)
         return {"MessageId": str(uuid.uuid4())}
 
-    def _secretsmanager_GetSecretValue(self, p: dict) -> dict:  # noqa: N802
+    def _secretsmanager_GetSecretValue(self, p: dict) -> dict:
         value = self.secrets.get(p["SecretId"])
         if value is None:
             raise AwsError("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")

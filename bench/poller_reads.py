@@ -4,13 +4,19 @@ cycle. DynamoDB bills reads by items read (ScannedCount), not by items returned.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
-from inbetween.aws.jobs_table import _ser, due_stamp
+from boto3.dynamodb.types import TypeSerializer
+from inbetween.aws.jobs_table import DynamoJobStore, due_stamp, job_key
+from inbetween.clock import FunctionClock
 from inbetween.config import Timing, load_settings
+from inbetween.deps import Deps
+from inbetween.domain.models import DueKind, InputObject, Job, JobSpec, JobStatus
 from inbetween.provider.models import TaskPage, TaskState, TaskStatus, TaskSummary
 
 from bench.common import REGION, Figure, RequestCounter, at_most, create_jobs_table
@@ -18,6 +24,7 @@ from bench.common import REGION, Figure, RequestCounter, at_most, create_jobs_ta
 GOAL = 1.1
 NOW = 1_760_000_000.0
 MODEL = "wan2.2-kf2v-flash"
+_SERIALIZER = TypeSerializer()
 
 
 class RunningProvider:
@@ -45,58 +52,82 @@ class RunningProvider:
             tasks=tuple(TaskSummary(t, TaskStatus.RUNNING, MODEL, created) for t in rows),
         )
 
+    def close(self) -> None:
+        pass
 
-def _job(i: int, *, active: bool, due_in: float = 0.0) -> dict[str, Any]:
-    job_id = f"shot-{i:06d}/{i:016x}"
-    item: dict[str, Any] = {
-        "pk": f"job#{job_id}",
-        "job_id": job_id,
+
+def _job(i: int, *, active: bool) -> Job:
+    """A job as the pipeline writes it: SUBMITTED (its task running) or STORED and notified."""
+    common: dict[str, Any] = {
+        "job_id": f"shot-{i:06d}/{i:016x}",
         "job_name": f"shot-{i:06d}",
         "run_id": f"{i:016x}",
-        "spec": {"model": MODEL, "resolution": "720P", "prompt": "a slow pan", "prompt_extend": True},
+        "spec": JobSpec(model=MODEL, resolution="720P", prompt="a slow pan", prompt_extend=True),
         "inputs": {
-            "first": {"key": f"inbox/shot-{i:06d}/first.png", "etag": "e" * 32, "size": 123456},
-            "last": {"key": f"inbox/shot-{i:06d}/last.png", "etag": "f" * 32, "size": 123456},
+            "first": InputObject(key=f"inbox/shot-{i:06d}/first.png", etag="e" * 32, size=123456),
+            "last": InputObject(key=f"inbox/shot-{i:06d}/last.png", etag="f" * 32, size=123456),
         },
-        "expected_size": [1280, 720],
+        "expected_size": (1280, 720),
         "created_at": NOW - 3600,
         "updated_at": NOW - 60,
         "task_id": f"task-{i:08d}",
         "polls": 3,
     }
-    if active:  # SUBMITTED: carries the due-index keys
-        item.update(status="SUBMITTED", provider_status="RUNNING", submitted_at=NOW - 90)
-        item.update(due_kind="poll", due_at=due_stamp(NOW + due_in))
-    else:  # STORED: no due_kind / due_at, so it is not in the index at all
-        item.update(
-            status="STORED", finished_at=NOW - 600, notified_at=NOW - 599, video_key="results/x/video.mp4"
-        )
-    return item
+    if active:
+        return Job(**common, status=JobStatus.SUBMITTED, provider_status="RUNNING", submitted_at=NOW - 90)
+    return Job(
+        **common,
+        status=JobStatus.STORED,
+        finished_at=NOW - 600,
+        notified_at=NOW - 599,
+        video_key="results/x/video.mp4",
+    )
 
 
-def _fill(ddb: Any, table: str, finished: int, active: int, due: int) -> None:
-    items = [_job(i, active=False) for i in range(finished)]
-    # the due ones are spread over the last poll interval; the rest come due over the next 5 minutes
-    items += [
-        _job(finished + j, active=True, due_in=(-5.0 * (j + 1) / due) if j < due else (300.0 * (j - due + 1) / (active - due)))
+def _dynamo(value: Any) -> Any:
+    """A table value as DynamoJobStore writes it (floats as Decimal; None left out)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+def _raw_item(job: Job, due_at: float | None) -> dict[str, Any]:
+    """The item ``DynamoJobStore.add_job(job, due=(POLL, due_at))`` writes, in DynamoDB's wire form."""
+    item = dict(job.to_item(), pk=job_key(job.job_id))
+    if due_at is not None:
+        item.update(due_kind=DueKind.POLL.key(job.model), due_at=due_stamp(due_at))
+    return {k: _SERIALIZER.serialize(_dynamo(v)) for k, v in item.items()}
+
+
+def _fill(store: DynamoJobStore, table: str, finished: int, active: int, due: int) -> None:
+    # finished jobs carry no due_kind / due_at, so they are not in the index at all; the active ones
+    # (SUBMITTED) do: the due ones are spread over the last poll interval, the rest come due over the
+    # next 5 minutes
+    jobs: list[tuple[Job, float | None]] = [(_job(i, active=False), None) for i in range(finished)]
+    jobs += [
+        (_job(finished + j, active=True), NOW + ((-5.0 * (j + 1) / due) if j < due else (300.0 * (j - due + 1) / (active - due))))
         for j in range(active)
     ]  # fmt: skip
-    # the first batches go through the API (BatchWriteItem, as the store's item shape is written); the bulk
-    # goes straight into moto's table (same items, same index maintenance), only to keep the fill fast
-    through_api, rest = items[:500], items[500:]
-    for start in range(0, len(through_api), 25):
-        batch = [{"PutRequest": {"Item": _ser(item)}} for item in through_api[start : start + 25]]
-        ddb.batch_write_item(RequestItems={table: batch})
+    # the first jobs go through the store (its PutItem, the item shape it writes); the bulk goes straight
+    # into moto's table (the same items, the same index maintenance), only to keep the fill fast
+    through_api, rest = jobs[:500], jobs[500:]
+    for job, due_at in through_api:
+        store.add_job(job, due=(DueKind.POLL, due_at) if due_at is not None else None)
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
     backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
-    for item in rest:
-        if item.get("status") == "STORED":
+    for job, due_at in rest:
+        item = _raw_item(job, due_at)
+        if job.status is JobStatus.STORED:
             # outside the index, a finished job's nested maps change no count here; moto sizes them
             # recursively on every put (~2 ms an item), which is most of this figure's run time
-            item = {k: v for k, v in item.items() if not isinstance(v, dict | list)}
-        backend.put_item(table, _ser(item))
+            item = {k: v for k, v in item.items() if not ({"M", "L"} & v.keys())}
+        backend.put_item(table, item)
 
 
 def _settings(table: str):
@@ -114,6 +145,15 @@ def _settings(table: str):
     return load_settings(names)
 
 
+def _deps(table: str, session: Any, provider: RunningProvider) -> Deps:
+    """The pipeline's deps on ``session``, on a clock stopped at NOW, with ``provider`` for the tasks."""
+    from inbetween.wiring import build_deps
+
+    clock = FunctionClock(lambda: NOW, lambda _s: None)
+    deps = build_deps(_settings(table), session=session, timing=Timing(), clock=clock)
+    return dataclasses.replace(deps, provider=provider)
+
+
 def _scan_poller_reads(ddb: Any, table: str) -> tuple[int, int]:
     """A naive poller: Scan for submitted jobs that are due (the filter runs after the read)."""
     read = found = 0
@@ -121,7 +161,7 @@ def _scan_poller_reads(ddb: Any, table: str) -> tuple[int, int]:
         "TableName": table,
         "FilterExpression": "#s = :submitted AND due_at <= :now",
         "ExpressionAttributeNames": {"#s": "status"},
-        "ExpressionAttributeValues": _ser({":submitted": "SUBMITTED", ":now": due_stamp(NOW)}),
+        "ExpressionAttributeValues": {":submitted": {"S": "SUBMITTED"}, ":now": {"S": due_stamp(NOW)}},
     }
     while True:
         page = ddb.scan(**kwargs)
@@ -133,8 +173,7 @@ def _scan_poller_reads(ddb: Any, table: str) -> tuple[int, int]:
 
 
 def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[Figure]:
-    from inbetween import polling
-    from inbetween.wiring import build_deps
+    from inbetween.usecases import polling
     from moto import mock_aws
 
     finished, active, due = sizes or ((10_000, 200, 50) if quick else (100_000, 1_000, 200))
@@ -146,16 +185,13 @@ def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[
         ddb = session.client("dynamodb")
         table = "jobs-bench"
         create_jobs_table(ddb, table)
+        provider = RunningProvider([f"task-{finished + j:08d}" for j in range(active)])
+        deps = _deps(table, session, provider)
         started = time.perf_counter()
-        _fill(ddb, table, finished, active, due)
+        _fill(deps.store, table, finished, active, due)
         fill_s = time.perf_counter() - started
         counter.reset()
         scan_read, scan_found = _scan_poller_reads(ddb, table)  # the same cycle, read the naive way
-        provider = RunningProvider([f"task-{finished + j:08d}" for j in range(active)])
-        deps = build_deps(
-            _settings(table), session=session, timing=Timing(), clock=lambda: NOW, sleep=lambda _s: None
-        )
-        deps.provider_factory = lambda: provider
         counter.reset()
         report = polling.tick(deps, budget_s=0.0)
         pipeline_read = sum(counter.items_read.values())
@@ -198,8 +234,7 @@ if __name__ == "__main__":
 
 def idle_tick_requests() -> dict[str, int]:
     """AWS requests of one poller tick with nothing to do (an empty table)."""
-    from inbetween import polling
-    from inbetween.wiring import build_deps
+    from inbetween.usecases import polling
     from moto import mock_aws
 
     with mock_aws():
@@ -208,8 +243,7 @@ def idle_tick_requests() -> dict[str, int]:
         )
         counter = RequestCounter().attach(session.events)
         create_jobs_table(session.client("dynamodb"), "jobs-idle")
-        deps = build_deps(_settings("jobs-idle"), session=session, timing=Timing(), clock=lambda: NOW,
-                          sleep=lambda _s: None)  # fmt: skip
+        deps = _deps("jobs-idle", session, RunningProvider([]))
         counter.reset()
         polling.tick(deps, budget_s=50.0)
         return counter.snapshot()

@@ -158,6 +158,8 @@ class InMemoryJobStore:
             return min(times) if times else None
 
     def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
+        if kind is DueKind.ADMIT:
+            raise ValueError("a waiting job keeps its place: ADMIT is never postponed")
         with self._lock:
             due = self.due.get(f"job#{job_id}")
             if due is None or due.key != kind.value:

@@ -61,7 +61,8 @@ class JobStore(Protocol):
     def next_due_at(self, kind: DueKind) -> float | None: ...
 
     def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
-        """Move the job's due time of ``kind`` to ``at``, only if that is still what it is due for."""
+        """Move the job's due time of ``kind`` to ``at``, only if that is still what it is due for.
+        Not for ``ADMIT``: a waiting job's due time is its place in the queue."""
         ...
 
     def clear_due(self, job_id: str) -> None: ...

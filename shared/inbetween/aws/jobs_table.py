@@ -125,6 +125,8 @@ class DynamoJobStore:
         return _due_time(_deser(items[0])["due_at"]) if items else None
 
     def postpone(self, job_id: str, kind: DueKind, at: float) -> bool:
+        if kind is DueKind.ADMIT:
+            raise ValueError("a waiting job keeps its place: ADMIT is never postponed")
         return self._conditional(
             self._db.update_item,
             TableName=self._table,

@@ -619,3 +619,8 @@ def test_an_attempt_recorded_for_an_unknown_delivery_creates_nothing(subject):
     )
     assert subject.store.get_webhook_delivery("msg_unknown") is None
     assert subject.store.due_webhook_deliveries(T0 + 10) == []
+
+
+def test_a_waiting_job_is_never_postponed(subject):
+    with pytest.raises(ValueError, match="keeps its place"):
+        subject.store.postpone("any", DueKind.ADMIT, T0)
