@@ -6,9 +6,9 @@
         ...
         job = stack.wait_for_job("shot", timeout=60)
 
-Every resource comes from template.yaml (see ``template`` and ``resources``); the functions get the
-template's environment with intrinsics resolved to the local resources, plus local overrides (endpoints,
-short timings). The environment is process-global and ``get_settings``/``get_deps`` are cached per
+Every resource comes from template.yaml (``provision``, the builder the integration tests and the bench
+use too; see ``template`` and ``resources``); the functions get the template's environment with
+intrinsics resolved to the local resources, plus local overrides (endpoints, short timings). The environment is process-global and ``get_settings``/``get_deps`` are cached per
 process, so run one LocalStack per process at a time; ``stop()`` restores the environment.
 """
 
@@ -32,6 +32,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from .provision import Provisioned, provision
 from .push import LocalPush, with_push
 from .resources import Provisioner
 from .runtime import LocalFunction, Scheduler, SqsPump
@@ -112,6 +113,7 @@ class LocalStack:
         self._moto: Any = None
         self._emulator: Any = None
         self._provisioner: Provisioner | None = None
+        self._provisioned: Provisioned | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.functions: dict[str, LocalFunction] = {}
@@ -188,27 +190,18 @@ class LocalStack:
         self._emulator = EmulatorServer(config).start()
 
     def _provision(self) -> None:
-        env_spec = self.template.raw.get("Globals", {}).get("Function", {}).get("Environment", {})
-        api_key_ref = env_spec.get("Variables", {}).get("DASHSCOPE_API_KEY_SECRET", {})
-        secret_values = {}
-        if isinstance(api_key_ref, dict) and "Ref" in api_key_ref:
-            secret_values[api_key_ref["Ref"]] = self.api_key
-        session = self.boto3_session()
-        clients: dict[str, Any] = {}
-
-        def client(service: str) -> Any:
-            if service not in clients:
-                clients[service] = session.client(service, endpoint_url=self.moto_url)
-            return clients[service]
-
-        self._provisioner = Provisioner(self.template, client, secret_values)
-        self._provisioner.create_all()
+        # the one builder of the template's resources (the integration tests and the bench use it too)
+        self._provisioned = provision(
+            self.client,
+            template=self.template,
+            secret_values={"DASHSCOPE_API_KEY_SECRET": self.api_key},
+        )
+        self._provisioner = self._provisioned.provisioner
 
     def _function_environment(self) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for fn in self.template.functions():
-            for name, value in fn.environment.items():
-                env[name] = str(self.resolve(value))
+        if self._provisioned is None:
+            raise RuntimeError("the local stack is not started")
+        env = dict(self._provisioned.environment)  # the template's, resolved to the local resources
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_url,
@@ -328,11 +321,9 @@ class LocalStack:
     @property
     def outputs(self) -> dict[str, str]:
         """The template's Outputs, resolved to the local resources."""
-        return {
-            name: str(self.resolve(spec["Value"]))
-            for name, spec in self.template.raw.get("Outputs", {}).items()
-            if "Condition" not in spec or self.template.condition(spec["Condition"])
-        }
+        if self._provisioned is None:
+            raise RuntimeError("the local stack is not started")
+        return self._provisioned.outputs
 
     @property
     def inbox_bucket(self) -> str:

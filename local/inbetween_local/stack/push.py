@@ -10,6 +10,9 @@ so ``ProviderEventsFunction`` and ``PushSecret`` exist; then:
   ``x-inbetween-token`` header, with the delivery faults of ``StackOptions.push_faults`` (a
   ``PushConfig`` whose url and headers the stack fills in).
 * The template output ``ProviderEventsUrl`` resolves to the local URL.
+* ``FunctionUrlServer.observe`` registers a callback that sees every exchange (request body, answer's
+  status and body; never the headers, which carry the secret): how a test reads what the function did
+  with each event.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .runtime import LocalFunction
+from .runtime import FunctionCrashed, LocalFunction
 
 FUNCTION = "ProviderEventsFunction"
 URL_RESOURCE = "ProviderEventsFunctionUrl"  # what SAM's FunctionUrlConfig generates
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
-TOKEN_HEADER = "x-inbetween-token"
+TOKEN_HEADER = "x-inbetween-token"  # noqa: S105 - the name of the header, not its value
 
 # push-on clocks for the local provider (tasks end within seconds; a first render takes up to ~10 s): an
 # event is overdue 5 s after the expected 10 s of generation, then overdue tasks are checked every 5 s
@@ -91,12 +96,24 @@ def function_url_event(method: str, target: str, headers: dict[str, str], body: 
     return event
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request to the function URL and its answer (no headers: they carry the push secret)."""
+
+    method: str
+    path: str
+    body: bytes
+    status: int
+    answer: bytes
+
+
 class FunctionUrlServer:
     """Serves one in-process function as its function URL would, on 127.0.0.1."""
 
     def __init__(self, function: LocalFunction, *, port: int = 0):
         self.function = function
         self.requests = 0
+        self._observers: list[Callable[[Exchange], None]] = []
         handler = type("BoundFunctionUrlHandler", (_Handler,), {"server_ref": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
@@ -118,13 +135,26 @@ class FunctionUrlServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
+    def observe(self, observer: Callable[[Exchange], None]) -> None:
+        """Call ``observer`` with every exchange from now on (before its answer is sent)."""
+        self._observers.append(observer)
+
     def invoke(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict, bytes]:
         self.requests += 1
+        status, out_headers, data = self._invoke(method, target, headers, body)
+        exchange = Exchange(method, target, body, status, data)
+        for observer in list(self._observers):
+            observer(exchange)
+        return status, out_headers, data
+
+    def _invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict, bytes]:
         try:
             result = self.function.invoke(function_url_event(method, target, headers, body))
-        except Exception:  # noqa: BLE001 - as Lambda: an unhandled error is a 502
+        except (Exception, FunctionCrashed):  # noqa: BLE001 - as Lambda: an unhandled error or a crash is a 502
             return 502, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}'
         if not isinstance(result, dict) or "statusCode" not in result:
             # Lambda's shortcut: any other JSON answer is a 200 with that JSON as the body
@@ -138,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_ref: FunctionUrlServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _handle(self) -> None:
@@ -161,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - stdlib naming
+    do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle
 
 
 class LocalPush:
@@ -197,4 +227,4 @@ class LocalPush:
         self.server.stop()
 
 
-__all__ = ["PUSH_TIMINGS", "FunctionUrlServer", "LocalPush", "function_url_event", "with_push"]
+__all__ = ["PUSH_TIMINGS", "Exchange", "FunctionUrlServer", "LocalPush", "function_url_event", "with_push"]

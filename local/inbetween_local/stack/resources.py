@@ -200,37 +200,12 @@ class Provisioner:
         }
 
     def _table(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
-        ddb = self._clients("dynamodb")
-        name = physical_name(self.template, logical_id)
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"],
-            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        desc = create_table(self._clients("dynamodb"), physical_name(self.template, logical_id), props)
+        return {
+            "Ref": desc["TableName"],
+            "Arn": desc["TableArn"],
+            "StreamArn": desc.get("LatestStreamArn", ""),
         }
-        if "ProvisionedThroughput" in props:
-            kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
-        if props.get("GlobalSecondaryIndexes"):
-            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        if props.get("LocalSecondaryIndexes"):
-            kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
-        if props.get("SSESpecification"):
-            kwargs["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
-        if props.get("StreamSpecification"):
-            kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-        desc = ddb.create_table(**kwargs)["TableDescription"]
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl and ttl.get("Enabled"):
-            ddb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-            )
-        pitr = props.get("PointInTimeRecoverySpecification")
-        if pitr and pitr.get("PointInTimeRecoveryEnabled"):
-            ddb.update_continuous_backups(
-                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
-            )
-        return {"Ref": name, "Arn": desc["TableArn"], "StreamArn": desc.get("LatestStreamArn", "")}
 
     def _topic(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         name = physical_name(self.template, logical_id)
@@ -257,6 +232,40 @@ class Provisioner:
             kwargs["SecretString"] = generate_secret_string(props["GenerateSecretString"])
         arn = self._clients("secretsmanager").create_secret(**kwargs)["ARN"]
         return {"Ref": arn, "Arn": arn, "Id": arn, "Name": name}
+
+
+def create_table(ddb: Any, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB table as a (resolved) ``AWS::DynamoDB::Table``'s properties declare it: keys, indexes,
+    billing, encryption, streams, TTL and point-in-time recovery. Returns its TableDescription."""
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in props:
+        kwargs["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+    if props.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("LocalSecondaryIndexes"):
+        kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
+    if props.get("SSESpecification"):
+        kwargs["SSESpecification"] = {"Enabled": bool(props["SSESpecification"].get("SSEEnabled"))}
+    if props.get("StreamSpecification"):
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+    desc: dict[str, Any] = ddb.create_table(**kwargs)["TableDescription"]
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    pitr = props.get("PointInTimeRecoverySpecification")
+    if pitr and pitr.get("PointInTimeRecoveryEnabled"):
+        ddb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+    return desc
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,23 @@
 """Run the template's functions in-process the way Lambda does: SQS event source pumps and a schedule.
 
-* A function is its handler module loaded by file path under a unique module name (every handler file is
-  ``app.py``), called with a Lambda-shaped event and a fake context whose remaining time counts down from
-  the template's ``Timeout``.
-* ``SqsPump``: long-polls the source queue (1 s), builds the Lambda SQS event, invokes, deletes what
-  succeeded, and honours ``batchItemFailures`` (an exception fails the whole batch). Failed messages are
-  made visible again after ``retry_visibility_s`` rather than the queue's long visibility timeout; moto
-  itself moves a message to the dead-letter queue once its receive count passes ``maxReceiveCount``.
+* The Lambda simulation every harness shares (the local stack, the integration tests, the bench):
+  ``load_handler`` loads a function's handler module by file path (the template's CodeUri and Handler)
+  under a unique module name (every handler file is ``app.py``); ``LambdaContext.for_function`` is a
+  context whose remaining time counts down from the template's ``Timeout``; ``run_sqs_batch`` delivers
+  received messages as Lambda's SQS event source does (``sqs_event``; delete what succeeded, honour
+  ``batchItemFailures``, an exception or a ``FunctionCrashed`` fails the whole batch).
+* ``SqsPump``: long-polls the source queue (1 s) and hands each batch to ``run_sqs_batch``. Failed
+  messages are made visible again after ``retry_visibility_s`` rather than the queue's long visibility
+  timeout; moto itself moves a message to the dead-letter queue once its receive count passes
+  ``maxReceiveCount``.
 * ``Scheduler``: invokes a function every ``period_s`` with an EventBridge "Scheduled Event".
 * Fault injection (off by default): a pump may deliver every S3 event notification ``event_copies`` times;
   several pumps/schedulers may run one function at once (each with its own copy of the handler module,
   as separate Lambda containers have); a ``FunctionCrashed`` raised inside a handler is treated like the
   Lambda process dying (the batch fails and comes back; a schedule's tick is lost).
+* ``LocalFunction.in_flight`` (an ``InFlight``, shared by a function's containers) counts invocations
+  that overlap: any two at once, and two on the same job id (a completion message redelivered while its
+  first delivery still works).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -38,7 +46,7 @@ log = logging.getLogger("inbetween_local.stack")
 COPY_ATTRIBUTE = "inbetween-local-copy"
 
 
-class FunctionCrashed(BaseException):  # noqa: N818 - a crash, not an error a handler could catch
+class FunctionCrashed(BaseException):  # a crash, not an error a handler could catch
     """Raise inside a handler (e.g. from a wrapped function) to simulate the Lambda process dying there:
     a BaseException, so the handler's own ``except Exception`` blocks and the batch processor let it
     through; the local runtime then fails the whole batch (or the tick), as Lambda would."""
@@ -53,6 +61,61 @@ def is_s3_event(body: str) -> bool:
     return bool(records) and all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in records)
 
 
+class InFlight:
+    """The invocations of one function running at once, across all its containers (the pumps and
+    schedules that run it side by side): how many at most, how many started while another one was
+    running, and how many started while another one held one of their keys (a job id: a completion
+    message redelivered while its first delivery is still working)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._keys: Counter[str] = Counter()
+        self.max_running = 0
+        self.overlapping = 0
+        self.overlapping_keys = 0
+
+    @contextmanager
+    def invocation(self, keys: Collection[str] = ()) -> Iterator[None]:
+        keys = set(keys)
+        with self._lock:
+            if self._running:
+                self.overlapping += 1
+            if any(self._keys[k] for k in keys):
+                self.overlapping_keys += 1
+            self._running += 1
+            self._keys.update(keys)
+            self.max_running = max(self.max_running, self._running)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._keys.subtract(keys)
+                for k in keys:
+                    if self._keys[k] <= 0:
+                        del self._keys[k]
+
+
+# function name -> its InFlight, shared by its containers; a function's first container (instance 0)
+# starts it afresh
+_IN_FLIGHT: dict[str, InFlight] = {}
+
+
+def job_ids(event: dict[str, Any]) -> set[str]:
+    """The job ids an invocation works on: those named by its SQS records' bodies (our own completion
+    messages carry one; S3 notifications and the other hand-offs do not)."""
+    ids: set[str] = set()
+    for record in event.get("Records") or ():
+        try:
+            body = json.loads(record.get("body") or "")
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if isinstance(body, dict) and isinstance(body.get("job_id"), str):
+            ids.add(body["job_id"])
+    return ids
+
+
 @dataclass
 class LambdaContext:
     function_name: str
@@ -63,6 +126,19 @@ class LambdaContext:
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = "local"
+
+    @classmethod
+    def for_function(cls, fn: FunctionDef, function_name: str) -> LambdaContext:
+        """A fresh invocation's context: the template's memory, and time left counting down from its
+        ``Timeout``."""
+        return cls(
+            function_name=function_name,
+            memory_limit_in_mb=fn.memory_mb,
+            invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}",
+            aws_request_id=str(uuid.uuid4()),
+            deadline=time.monotonic() + fn.timeout_s,
+            log_group_name=f"/aws/lambda/{function_name}",
+        )
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
@@ -96,22 +172,19 @@ class LocalFunction:
         self.invocations = 0
         self.errors = 0
         self._lock = threading.Lock()
+        if instance == 0 or self.name not in _IN_FLIGHT:
+            _IN_FLIGHT[self.name] = InFlight()
+        self.in_flight = _IN_FLIGHT[self.name]
 
     def context(self) -> LambdaContext:
-        return LambdaContext(
-            function_name=self.name,
-            memory_limit_in_mb=self.definition.memory_mb,
-            invoked_function_arn=self.arn,
-            aws_request_id=str(uuid.uuid4()),
-            deadline=time.monotonic() + self.definition.timeout_s,
-            log_group_name=f"/aws/lambda/{self.name}",
-        )
+        return LambdaContext.for_function(self.definition, self.name)
 
     def invoke(self, event: dict) -> Any:
         with self._lock:
             self.invocations += 1
         try:
-            return self.handler(event, self.context())
+            with self.in_flight.invocation(job_ids(event)):
+                return self.handler(event, self.context())
         except (Exception, FunctionCrashed):
             with self._lock:
                 self.errors += 1
@@ -146,6 +219,97 @@ def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """Lambda's SQS event for a batch of ReceiveMessage results."""
+    return {"Records": [sqs_record(m, queue_arn) for m in messages]}
+
+
+@dataclass
+class SqsBatch:
+    """One SQS batch delivered to a function, as Lambda's event source mapping handles it."""
+
+    response: Any  # what the function returned (None when it raised)
+    succeeded: list[dict[str, Any]]  # deleted from the queue
+    failed: list[dict[str, Any]]  # left in the queue: they come back
+    error: BaseException | None = None  # what failed the whole batch (an exception, a FunctionCrashed)
+
+    @property
+    def batch_item_failures(self) -> dict[str, list[dict[str, str]]]:
+        """The batch's failures in the shape of a partial batch response."""
+        return {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in self.failed]}
+
+
+def _reported_failures(response: Any, message_ids: set[str]) -> set[str] | None:
+    """The message ids a partial batch response names; None when the response is malformed (Lambda
+    then fails the whole batch)."""
+    if not isinstance(response, dict):
+        return set()  # no partial batch response (null, or not an object): the batch succeeded
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return set()
+    if not isinstance(failures, list):
+        return None
+    ids: set[str] = set()
+    for failure in failures:
+        item = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not isinstance(item, str) or item not in message_ids:
+            return None
+        ids.add(item)
+    return ids
+
+
+def run_sqs_batch(
+    invoke: Callable[[dict[str, Any]], Any],
+    messages: list[dict[str, Any]],
+    *,
+    sqs: Any,
+    queue_url: str,
+    queue_arn: str,
+    report_batch_item_failures: bool = True,
+    retry_visibility_s: int | None = None,
+) -> SqsBatch:
+    """Deliver received ``messages`` to ``invoke`` (event -> response) as Lambda's SQS event source does:
+    build the event, invoke, delete what succeeded, leave the rest to come back. With
+    ``report_batch_item_failures`` (FunctionResponseTypes: ReportBatchItemFailures) the response's
+    ``batchItemFailures`` fail only those messages (a malformed list fails them all); an exception or a
+    ``FunctionCrashed`` fails the whole batch. ``retry_visibility_s``: failed messages become visible
+    again after this rather than after the rest of their visibility timeout."""
+    try:
+        response = invoke(sqs_event(messages, queue_arn))
+    except (Exception, FunctionCrashed) as exc:  # noqa: BLE001 - as Lambda: any error fails the whole batch
+        batch = SqsBatch(response=None, succeeded=[], failed=list(messages), error=exc)
+    else:
+        failed_ids: set[str] | None = set()
+        if report_batch_item_failures:
+            failed_ids = _reported_failures(response, {m["MessageId"] for m in messages})
+        if failed_ids is None:
+            batch = SqsBatch(response=response, succeeded=[], failed=list(messages))
+        else:
+            batch = SqsBatch(
+                response=response,
+                succeeded=[m for m in messages if m["MessageId"] not in failed_ids],
+                failed=[m for m in messages if m["MessageId"] in failed_ids],
+            )
+    for start in range(0, len(batch.succeeded), 10):
+        chunk = batch.succeeded[start : start + 10]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+        )
+    if batch.failed and retry_visibility_s is not None:
+        visibility = retry_visibility_s
+        for start in range(0, len(batch.failed), 10):
+            chunk = batch.failed[start : start + 10]
+            sqs.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+    return batch
 
 
 class SqsPump(threading.Thread):
@@ -201,27 +365,21 @@ class SqsPump(threading.Thread):
         self.batches += 1
         if self._event_copies > 1:
             self._send_copies(messages)
-        event = {"Records": [sqs_record(m, self._arn) for m in messages]}
-        try:
-            result = self.function.invoke(event)
-        except (Exception, FunctionCrashed):  # noqa: BLE001 - as in Lambda: any error fails the whole batch
+        batch = run_sqs_batch(
+            self.function.invoke,
+            messages,
+            sqs=self._sqs,
+            queue_url=self._url,
+            queue_arn=self._arn,
+            report_batch_item_failures=self.source.report_batch_item_failures,
+            retry_visibility_s=self._retry_visibility_s,
+        )
+        if batch.error is not None:
             log.warning(
-                "%s failed; the batch will be retried\n%s", self.function.name, traceback.format_exc()
+                "%s failed; the batch will be retried\n%s",
+                self.function.name,
+                "".join(traceback.format_exception(batch.error)),
             )
-            self._retry_later([m["ReceiptHandle"] for m in messages])
-            return
-        failed_ids: set[str] = set()
-        if self.source.report_batch_item_failures and isinstance(result, dict):
-            failed_ids = {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
-        done = [m for m in messages if m["MessageId"] not in failed_ids]
-        failed = [m for m in messages if m["MessageId"] in failed_ids]
-        if done:
-            self._sqs.delete_message_batch(
-                QueueUrl=self._url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-            )
-        if failed:
-            self._retry_later([m["ReceiptHandle"] for m in failed])
 
     def _send_copies(self, messages: list[dict[str, Any]]) -> None:
         """S3 delivers event notifications at least once: send each one's body again, as new messages."""
@@ -240,15 +398,6 @@ class SqsPump(threading.Thread):
                 QueueUrl=self._url, Entries=[{"Id": str(i), **c} for i, c in enumerate(batch)]
             )
             self.copies_sent += len(batch)
-
-    def _retry_later(self, receipt_handles: list[str]) -> None:
-        self._sqs.change_message_visibility_batch(
-            QueueUrl=self._url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self._retry_visibility_s}
-                for i, h in enumerate(receipt_handles)
-            ],
-        )
 
 
 def scheduled_event(rule_arn: str) -> dict[str, Any]:

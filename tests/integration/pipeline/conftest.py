@@ -1,71 +1,100 @@
 """Harness for the handlers: moto in server mode (so the emulator can fetch presigned frame URLs on
-loopback), the DashScope emulator, and the real Lambda handlers driven by hand, step by step."""
+loopback), the DashScope emulator, and the template's functions driven by hand, step by step.
+
+Everything comes from the harness the local stack and the bench share: the resources are template.yaml's
+(``inbetween_local.stack.provision``, under a stack name of the test's own), the handlers are loaded from
+the template's CodeUri and Handler, invoked with a Lambda context whose time counts down from the
+template's Timeout, and SQS batches are delivered as Lambda's event source mapping delivers them
+(``inbetween_local.stack.runtime``). The handlers get the test's deps through ``inbetween.wiring.use_deps``:
+built by ``build_deps`` on a clock the test can move forward; a test changes a part of them (a faulty
+store, other timings) with ``pipeline.replace``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
-import httpx
 import pytest
-from inbetween.config import Timing, load_settings
-from inbetween.wiring import build_deps
+from inbetween.clock import FunctionClock
+from inbetween.config import Settings, Timing, load_settings
+from inbetween.deps import Deps
+from inbetween.wiring import build_deps, use_deps
 from inbetween_local.emulator import EmulatorConfig, EmulatorServer
-from moto.server import ThreadedMotoServer
+from inbetween_local.stack.moto_server import MotoServer
+from inbetween_local.stack.provision import Provisioned, provision
+from inbetween_local.stack.runtime import (
+    FunctionCrashed,
+    LambdaContext,
+    load_handler,
+    run_sqs_batch,
+    scheduled_event,
+)
+from inbetween_local.stack.template import FunctionDef
 from pipeline_kit import API_KEY, BLUE, RED, WEBHOOK_SECRET_RAW, frame_png
 
-ROOT = Path(__file__).resolve().parents[3]
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
+FINAL = {"STORED", "REJECTED", "FAILED", "EXPIRED"}
 
 
-def load_handler(name: str):
-    spec = importlib.util.spec_from_file_location(f"fn_{name}_app", ROOT / "functions" / name / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class FakeContext:
-    function_name = "test-function"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-@pytest.fixture
-def lambda_context():
-    return FakeContext()
+def short_name(fn: FunctionDef) -> str:
+    """What the tests call a function: its code folder (``functions/submit/`` -> ``submit``)."""
+    return Path(fn.code_uri).name
 
 
 @pytest.fixture(scope="session")
 def moto_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with MotoServer() as server:
+        yield server.url
 
 
 @dataclass
 class Pipeline:
     session: boto3.session.Session
-    settings: object
-    deps: object
+    provisioned: Provisioned
+    stack_name: str
+    deps: Deps
     emulator: EmulatorServer
-    handlers: dict
+    functions: dict[str, FunctionDef]  # by short name: submit, poller, completion (provider_events)
+    handlers: dict[str, Callable[[dict, Any], Any]]
     notifications_queue: str
     clock_offset: list = field(default_factory=lambda: [0.0])
+    built: list[Deps] = field(default_factory=list)  # every deps built here (closed at teardown)
 
+    # ---- the deps the handlers use ------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    def use(self, deps: Deps) -> Deps:
+        """Hand ``deps`` to the handlers (``use_deps``) from now on."""
+        self.deps = deps
+        use_deps(deps)
+        return deps
+
+    def replace(self, **parts: Any) -> Deps:
+        """The current deps with some parts replaced (a wrapped store, other timings), in use from now."""
+        return self.use(dataclasses.replace(self.deps, **parts))
+
+    def rebuild(self, **setting_changes: Any) -> Deps:
+        """Deps built afresh (``build_deps``) from changed settings: for settings that shape the adapters
+        themselves (the webhook address policy)."""
+        settings = dataclasses.replace(self.settings, **setting_changes)
+        deps = build_deps(settings, session=self.session, timing=self.deps.timing, clock=self.deps.clock)
+        self.built.append(deps)
+        return self.use(deps)
+
+    def close(self) -> None:
+        for deps in self.built:
+            deps.close()
+
+    # ---- clients ------------------------------------------------------------------------------------
     @property
     def s3(self):
         return self.session.client("s3")
@@ -73,6 +102,19 @@ class Pipeline:
     @property
     def sqs(self):
         return self.session.client("sqs")
+
+    # ---- the functions, as Lambda runs them -----------------------------------------------------------
+    def context(self, function: str) -> LambdaContext:
+        fn = self.functions[function]
+        return LambdaContext.for_function(fn, f"{self.stack_name}-{fn.logical_id}")
+
+    def invoke(self, function: str, event: dict, *, instance: int = 0) -> Any:
+        """One invocation; ``instance`` > 0: another container (its own copy of the handler module)."""
+        handler = self.handlers[function] if instance == 0 else self._handler(function, instance)
+        return handler(event, self.context(function))
+
+    def _handler(self, function: str, instance: int) -> Callable[[dict, Any], Any]:
+        return load_handler(self.functions[function], self.stack_name, instance)
 
     def drop(self, job: str, files: dict[str, bytes]) -> None:
         for name, data in files.items():
@@ -84,44 +126,33 @@ class Pipeline:
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait,
             AttributeNames=["All"],
+            MessageAttributeNames=["All"],
             VisibilityTimeout=2,
         )
         return resp.get("Messages", [])
 
-    @staticmethod
-    def sqs_event(messages: list[dict], queue_arn: str) -> dict:
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_arn,
-                    "awsRegion": "us-east-1",
-                }
-                for m in messages
-            ]
-        }
-
-    def invoke_queue(self, function: str, queue_url: str, messages: list[dict] | None = None) -> dict:
-        """Deliver queue messages to a handler as Lambda's event source mapping would."""
+    def invoke_queue(
+        self, function: str, queue_url: str, messages: list[dict] | None = None, *, instance: int = 0
+    ) -> dict:
+        """Deliver queue messages to a function as Lambda's event source mapping would (failed ones come
+        back when their 2 s visibility runs out). A crash (``FunctionCrashed``) fails the batch and is
+        raised again here, for the test to see."""
         messages = self.receive(queue_url) if messages is None else messages
         if not messages:
             return {"batchItemFailures": []}
-        event = self.sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q")
-        try:
-            result = self.handlers[function].lambda_handler(event, FakeContext())
-        except Exception:  # noqa: BLE001 - as Lambda does: a raising handler fails the whole batch
-            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
-        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return result
+        lid = next(lid for lid, url in self.provisioned.queue_urls.items() if url == queue_url)
+        source = next(s for s in self.functions[function].sqs_sources if s.queue_logical_id == lid)
+        batch = run_sqs_batch(
+            lambda event: self.invoke(function, event, instance=instance),
+            messages,
+            sqs=self.sqs,
+            queue_url=queue_url,
+            queue_arn=self.provisioned.arn(lid),
+            report_batch_item_failures=source.report_batch_item_failures,
+        )
+        if isinstance(batch.error, FunctionCrashed):
+            raise batch.error
+        return batch.batch_item_failures
 
     def submit_step(self) -> dict:
         return self.invoke_queue("submit", self.settings.intake_queue_url)
@@ -130,12 +161,20 @@ class Pipeline:
         return self.invoke_queue("completion", self.settings.completion_queue_url)
 
     def poll_step(self) -> dict:
-        return self.handlers["poller"].lambda_handler({"source": "aws.events"}, FakeContext())
+        rule = f"arn:aws:events:us-east-1:123456789012:rule/{self.stack_name}-PollerFunction-EveryMinute"
+        return self.invoke("poller", scheduled_event(rule))
 
+    # ---- observers: the table, the topic, the buckets -------------------------------------------------
     def job_items(self) -> list[dict]:
+        """The job items as DynamoDB holds them (read straight from the table, as an observer)."""
         table = self.session.resource("dynamodb").Table(self.settings.jobs_table)
-        items = table.scan()["Items"]
+        items = table.scan(ConsistentRead=True)["Items"]
         return [i for i in items if str(i["pk"]).startswith("job#")]
+
+    def raw_item(self, pk: str) -> dict | None:
+        """One item of the table by its key, as DynamoDB holds it."""
+        table = self.session.resource("dynamodb").Table(self.settings.jobs_table)
+        return table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
 
     def job(self, job_name: str) -> dict | None:
         runs = [i for i in self.job_items() if i["job_name"] == job_name]
@@ -154,11 +193,9 @@ class Pipeline:
         raise AssertionError(f"timed out; jobs: {[(i['job_name'], i['status']) for i in self.job_items()]}")
 
     def run_until_final(self, job_name: str, timeout: float = 30.0) -> dict:
-        final = {"STORED", "REJECTED", "FAILED", "EXPIRED"}
-
         def done() -> bool:
             item = self.job(job_name)
-            return bool(item and item["status"] in final and item.get("notified_at"))
+            return bool(item and item["status"] in FINAL and item.get("notified_at"))
 
         self.run_until(done, timeout)
         return self.job(job_name)
@@ -189,77 +226,13 @@ class Pipeline:
         return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def create_resources(session, suffix: str) -> dict[str, str]:
-    s3 = session.client("s3")
+def subscribe_notes_queue(session: boto3.session.Session, provisioned: Provisioned, stack_name: str) -> str:
+    """A test-only extra: an SQS queue subscribed to the notification topic, to read what was published."""
     sqs = session.client("sqs")
-    ddb = session.client("dynamodb")
-    sns = session.client("sns")
-    sm = session.client("secretsmanager")
-    inbox, output = f"inbox-{suffix}", f"output-{suffix}"
-    s3.create_bucket(Bucket=inbox)
-    s3.create_bucket(Bucket=output)
-    s3.put_bucket_versioning(Bucket=output, VersioningConfiguration={"Status": "Enabled"})
-    intake = sqs.create_queue(QueueName=f"intake-{suffix}")["QueueUrl"]
-    completion = sqs.create_queue(QueueName=f"completion-{suffix}")["QueueUrl"]
-    intake_arn = sqs.get_queue_attributes(QueueUrl=intake, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    s3.put_bucket_notification_configuration(
-        Bucket=inbox,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {
-                    "QueueArn": intake_arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbox/"}]}},
-                }
-            ]
-        },
-    )
-    # S3 announces a new notification target with an s3:TestEvent; start each test with an empty queue
-    for _ in range(3):
-        for m in sqs.receive_message(QueueUrl=intake, MaxNumberOfMessages=10).get("Messages", []):
-            sqs.delete_message(QueueUrl=intake, ReceiptHandle=m["ReceiptHandle"])
-    table = f"jobs-{suffix}"
-    ddb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "due_kind", "AttributeType": "S"},
-            {"AttributeName": "due_at", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "due-index",
-                "KeySchema": [
-                    {"AttributeName": "due_kind", "KeyType": "HASH"},
-                    {"AttributeName": "due_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    topic = sns.create_topic(Name=f"notify-{suffix}")["TopicArn"]
-    notes = sqs.create_queue(QueueName=f"notes-{suffix}")["QueueUrl"]
-    notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=notes_arn)
-    key_secret = sm.create_secret(Name=f"dashscope-{suffix}", SecretString=API_KEY)["ARN"]
-    hook_secret = sm.create_secret(Name=f"webhook-{suffix}", SecretString=WEBHOOK_SECRET_RAW)["ARN"]
-    return {
-        "JOBS_TABLE": table,
-        "INBOX_BUCKET": inbox,
-        "OUTPUT_BUCKET": output,
-        "NOTIFY_TOPIC_ARN": topic,
-        "INTAKE_QUEUE_URL": intake,
-        "COMPLETION_QUEUE_URL": completion,
-        "DASHSCOPE_API_KEY_SECRET": key_secret,
-        "WEBHOOK_SECRET_NAME": hook_secret,
-        "_NOTES_QUEUE": notes,
-    }
+    url = sqs.create_queue(QueueName=f"{stack_name}-notes")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns").subscribe(TopicArn=provisioned.ref("NotifyTopic"), Protocol="sqs", Endpoint=arn)
+    return url
 
 
 @pytest.fixture
@@ -268,19 +241,35 @@ def emulator_config():
 
 
 @pytest.fixture
+def template_parameters() -> dict[str, str]:
+    """template.yaml parameter overrides (e.g. PushEnabled)."""
+    return {}
+
+
+@pytest.fixture
+def secret_values() -> dict[str, str]:
+    """What the template's secrets hold, by the variable that names them."""
+    return {"DASHSCOPE_API_KEY_SECRET": API_KEY, "WEBHOOK_SECRET_NAME": WEBHOOK_SECRET_RAW}
+
+
+@pytest.fixture
 def env_overrides():
     return {}
 
 
 @pytest.fixture
-def pipeline(moto_url, monkeypatch, emulator_config, env_overrides):
+def pipeline(moto_url, monkeypatch, emulator_config, env_overrides, template_parameters, secret_values):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
     session = boto3.session.Session()
-    names = create_resources(session, uuid.uuid4().hex[:10])
-    notes = names.pop("_NOTES_QUEUE")
+    stack_name = f"it-{uuid.uuid4().hex[:10]}"
+    provisioned = provision(
+        session, stack_name=stack_name, parameters=template_parameters, secret_values=secret_values
+    )
+    provisioned.discard_s3_test_events()  # start each test with an empty intake queue
+    notes = subscribe_notes_queue(session, provisioned, stack_name)
     emulator = EmulatorServer(emulator_config).start()
     env = dict(
-        names,
+        provisioned.environment,
         PROVIDER_BASE_URL=emulator.base_url,
         SETTLE_SECONDS="0",
         POLL_INTERVAL_SECONDS="0.3",
@@ -292,27 +281,30 @@ def pipeline(moto_url, monkeypatch, emulator_config, env_overrides):
     settings = load_settings(env)
     timing = Timing(first_poll_delay_s=0.2, submit_lease_s=3.0, notify_grace_s=2.0, completion_grace_s=5.0)
     offset = [0.0]
-    deps = build_deps(settings, session=session, timing=timing, clock=lambda: time.time() + offset[0])
-    handlers = {name: load_handler(name) for name in ("submit", "poller", "completion")}
-    for module in handlers.values():
-        monkeypatch.setattr(module, "get_deps", lambda: deps)
-    yield Pipeline(
+    clock = FunctionClock(lambda: time.time() + offset[0])
+    deps = build_deps(settings, session=session, timing=timing, clock=clock)
+    functions = {short_name(fn): fn for fn in provisioned.functions.values()}
+    pipeline = Pipeline(
         session=session,
-        settings=settings,
+        provisioned=provisioned,
+        stack_name=stack_name,
         deps=deps,
         emulator=emulator,
-        handlers=handlers,
+        functions=functions,
+        handlers={name: load_handler(fn, stack_name) for name, fn in functions.items()},
         notifications_queue=notes,
         clock_offset=offset,
+        built=[deps],
     )
-    emulator.stop()
-    if deps._http is not None:
-        deps._http.close()
+    pipeline.use(deps)
+    try:
+        yield pipeline
+    finally:
+        use_deps(None)
+        pipeline.close()
+        emulator.stop()
 
 
 @pytest.fixture
 def pair() -> dict[str, bytes]:
     return {"first.png": frame_png(RED), "last.png": frame_png(BLUE)}
-
-
-__all__ = ["httpx"]

@@ -126,7 +126,8 @@ def test_bad_input_more(pipeline, files, code):
 
 
 def test_a_webhook_to_loopback_is_refused_in_the_cloud(pipeline, pair):
-    object.__setattr__(pipeline.settings, "allow_local_webhooks", False)
+    # the cloud's settings, and the webhook sender the wiring builds from them (its address policy)
+    pipeline.rebuild(allow_local_webhooks=False)
     files = dict(pair, **{"job.json": b'{"webhook_url": "https://127.0.0.1:8443/hook"}'})
     pipeline.drop("loop", files)
     _expect_rejected(pipeline, "loop", "UnsafeWebhookUrl", files)
@@ -163,7 +164,7 @@ def test_a_webhook_that_redirects_is_not_followed_and_the_video_is_still_stored(
     hits = []
 
     class Redirect(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             hits.append(self.path)
             self.send_response(302)
             self.send_header("location", "http://169.254.169.254/latest/meta-data/")

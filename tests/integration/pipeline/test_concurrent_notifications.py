@@ -5,56 +5,54 @@ from __future__ import annotations
 
 import json
 
-from inbetween.usecases import notify as outcomes
+from faults import FaultyNotifier
+from inbetween.usecases import notify
 
 
-class SnsThatLetsAnotherInvocationIn:
+class AnotherInvocationGetsIn:
     """While the first notification is being published, a second invocation reaches the same job (the
     race the fault suite found: it sent two SNS messages for one final state)."""
 
-    def __init__(self, deps, real):
-        self._deps = deps
-        self._real = real
+    def __init__(self, pipeline):
+        self._pipeline = pipeline
         self.raced = False
+        self.second_notified = None
 
-    def publish(self, **kwargs):
+    def __call__(self, notification):
         if not self.raced:
             self.raced = True
-            job_id = json.loads(kwargs["Message"])["data"]["job_id"]
-            stale = self._deps.store.get_job(job_id)
+            deps = self._pipeline.deps
+            stale = deps.store.get_job(notification.data["job_id"])
             assert stale is not None and stale.notified_at is None
-            outcomes.report_and_notify(self._deps, stale)
-        return self._real.publish(**kwargs)
+            self.second_notified = notify.report_and_notify(deps, stale)
 
 
-def test_a_second_invocation_while_the_first_is_notifying_publishes_nothing(pipeline, pair, monkeypatch):
+def test_a_second_invocation_while_the_first_is_notifying_publishes_nothing(pipeline, pair):
     # Given a drop the pipeline rejects, and a second invocation arriving while it notifies
-    sns = SnsThatLetsAnotherInvocationIn(pipeline.deps, pipeline.deps.sns)
-    monkeypatch.setattr(pipeline.deps, "sns", sns)
+    race = AnotherInvocationGetsIn(pipeline)
+    pipeline.replace(notifier=FaultyNotifier(pipeline.deps.notifier, race))
     pipeline.drop("twice-notified", {**pair, "job.json": json.dumps({"resolution": "4K"}).encode()})
 
     # When the pipeline runs
     item = pipeline.run_until_final("twice-notified")
 
     # Then the race happened, and still one notification went out for the final state
-    assert sns.raced
+    assert race.raced
+    assert race.second_notified is False
     assert item["status"] == "REJECTED"
     assert [n["message"]["data"]["job_id"] for n in pipeline.notifications()] == [item["job_id"]]
 
 
-def test_a_claim_left_by_a_dead_invocation_expires_and_the_poller_notifies(pipeline, pair, monkeypatch):
+def test_a_claim_left_by_a_dead_invocation_expires_and_the_poller_notifies(pipeline, pair):
     # Given an invocation that claimed the notification and died before publishing
-    real_publish = pipeline.deps.sns.publish
     died = []
 
-    class DyingSns:
-        def publish(self, **kwargs):
-            if not died:
-                died.append(True)
-                raise RuntimeError("invocation died while notifying")
-            return real_publish(**kwargs)
+    def die_once(notification):
+        if not died:
+            died.append(notification.data["job_id"])
+            raise RuntimeError("invocation died while notifying")
 
-    monkeypatch.setattr(pipeline.deps, "sns", DyingSns())
+    pipeline.replace(notifier=FaultyNotifier(pipeline.deps.notifier, die_once))
     pipeline.drop("claim-expires", {**pair, "job.json": json.dumps({"resolution": "4K"}).encode()})
     pipeline.run_until(lambda: bool(died))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 
 import pytest
-from inbetween.usecases import admission
+from faults import Crash, FaultyStore, FunctionCrashed, is_move, when
+from inbetween.domain.models import JobStatus
 
 
 def test_every_s3_event_delivered_twice_creates_one_task_and_one_notification(pipeline, pair):
@@ -30,11 +32,14 @@ def test_every_s3_event_delivered_twice_creates_one_task_and_one_notification(pi
 def test_two_submitters_racing_on_the_same_drop_create_one_task(pipeline, pair):
     pipeline.drop("race", pair)
     messages = pipeline.receive(pipeline.settings.intake_queue_url)
+    # each delivery in its own container (its own copy of the handler module), as Lambda would run them
     threads = [
         threading.Thread(
-            target=pipeline.invoke_queue, args=("submit", pipeline.settings.intake_queue_url, [m])
+            target=pipeline.invoke_queue,
+            args=("submit", pipeline.settings.intake_queue_url, [m]),
+            kwargs={"instance": i},
         )
-        for m in messages
+        for i, m in enumerate(messages)
     ]
     for t in threads:
         t.start()
@@ -44,9 +49,9 @@ def test_two_submitters_racing_on_the_same_drop_create_one_task(pipeline, pair):
     assert pipeline.emulator.stats.creates_accepted == 1
 
 
-def test_s3_test_event_and_foreign_keys_are_ignored_not_failed(pipeline, event_loader, lambda_context):
+def test_s3_test_event_and_foreign_keys_are_ignored_not_failed(pipeline, event_loader):
     event = event_loader("submit-s3-test-event.json")
-    result = pipeline.handlers["submit"].lambda_handler(event, lambda_context)
+    result = pipeline.invoke("submit", event)
     assert result == {"batchItemFailures": []}
     pipeline.s3.put_object(Bucket=pipeline.settings.inbox_bucket, Key="inbox/loose-file.png", Body=b"x")
     pipeline.s3.put_object(Bucket=pipeline.settings.inbox_bucket, Key="inbox/a/b/first.png", Body=b"x")
@@ -56,7 +61,7 @@ def test_s3_test_event_and_foreign_keys_are_ignored_not_failed(pipeline, event_l
     assert pipeline.emulator.stats.creates_accepted == 0
 
 
-def test_the_sample_s3_event_of_a_real_drop_is_processed(pipeline, pair, event_loader, lambda_context):
+def test_the_sample_s3_event_of_a_real_drop_is_processed(pipeline, pair, event_loader):
     # the AWS-shaped sample event (events/submit-s3-put.json), pointed at this test's bucket
     pipeline.s3.put_object(
         Bucket=pipeline.settings.inbox_bucket, Key="inbox/my shot/first.png", Body=pair["first.png"]
@@ -69,15 +74,15 @@ def test_the_sample_s3_event_of_a_real_drop_is_processed(pipeline, pair, event_l
     body = json.loads(event["Records"][0]["body"])
     body["Records"][0]["s3"]["bucket"]["name"] = pipeline.settings.inbox_bucket
     event["Records"][0]["body"] = json.dumps(body)
-    result = pipeline.handlers["submit"].lambda_handler(event, lambda_context)
+    result = pipeline.invoke("submit", event)
     assert result == {"batchItemFailures": []}
     item = pipeline.run_until_final("my shot")
     assert item["status"] == "STORED"
 
 
-def test_files_arriving_in_any_order_make_the_same_single_job(pipeline, pair, monkeypatch):
+def test_files_arriving_in_any_order_make_the_same_single_job(pipeline, pair):
     # Given a settle window, and a folder whose job.json lands after the frames (as `aws s3 sync` may)
-    object.__setattr__(pipeline.settings, "settle_seconds", 2)
+    pipeline.replace(settings=dataclasses.replace(pipeline.settings, settle_seconds=2))
     pipeline.drop("sync", {"last.png": pair["last.png"]})
     pipeline.submit_step()
     pipeline.drop("sync", {"first.png": pair["first.png"]})
@@ -121,24 +126,16 @@ def test_a_redelivered_completion_message_neither_copies_nor_notifies_again(pipe
     assert pipeline.notifications() == []
 
 
-def test_crash_after_the_provider_accepted_the_task_is_reconciled_not_resubmitted(
-    pipeline, pair, monkeypatch
-):
+def test_crash_after_the_provider_accepted_the_task_is_reconciled_not_resubmitted(pipeline, pair):
     # Given the function dies right after the provider accepted the task, before the table recorded it
-    real_record = admission._record_task
-    calls = {"n": 0}
-
-    def crash_once(deps, job, task_id):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise SystemExit("simulated crash between 'task created' and 'task recorded'")
-        return real_record(deps, job, task_id)
-
-    monkeypatch.setattr(admission, "_record_task", crash_once)
+    crash = Crash("simulated crash between 'task created' and 'task recorded'")
+    pipeline.replace(store=FaultyStore(pipeline.deps.store, before_record_task=crash))
     pipeline.drop("orphan", pair)
-    with pytest.raises(SystemExit):
+    with pytest.raises(FunctionCrashed):
         pipeline.submit_step()
+    assert crash.fired == 1
     assert pipeline.job("orphan")["status"] == "SUBMITTING"
+    assert pipeline.emulator.stats.creates_accepted == 1
     # When the lease runs out and the poller reconciles with the provider's task list
     item = pipeline.run_until_final("orphan", timeout=40)
     # Then the orphan task was adopted: one task, one stored video
@@ -155,53 +152,38 @@ def test_a_create_whose_outcome_is_unknown_and_did_not_happen_is_submitted_again
     assert pipeline.emulator.stats.creates_accepted == 1
 
 
-def test_an_uncertain_create_then_a_crash_on_the_retry_is_still_reconciled(pipeline, pair, monkeypatch):
+def test_an_uncertain_create_then_a_crash_on_the_retry_is_still_reconciled(pipeline, pair):
     # Given a create whose answer was a 5xx (outcome unknown; here nothing was created) ...
     pipeline.emulator.faults.fail_next_creates(1, status=500)
-    real_record = admission._record_task
-    crashes = {"n": 0}
-
-    def crash_on_first_record(deps, job, task_id):
-        # ... and, on the retry, a crash between "task created" and "task recorded"
-        if crashes["n"] == 0:
-            crashes["n"] += 1
-            raise SystemExit("simulated crash")
-        return real_record(deps, job, task_id)
-
-    monkeypatch.setattr(admission, "_record_task", crash_on_first_record)
+    # ... and, on the retry, a crash between "task created" and "task recorded"
+    crash = Crash("simulated crash")
+    pipeline.replace(store=FaultyStore(pipeline.deps.store, before_record_task=crash))
     pipeline.drop("twice-unlucky", pair)
     pipeline.submit_step()  # the 5xx: the job is marked uncertain
+    assert crash.fired == 0
     time.sleep(5)  # the retry starts well after the first attempt's window
     # When the poller reconciles (no task) and resubmits, and that retry crashes before recording
-    with pytest.raises(SystemExit):
+    with pytest.raises(FunctionCrashed):
         for _ in range(100):
             pipeline.poll_step()
             time.sleep(0.1)
+    assert crash.fired == 1
     # Then the second reconciliation adopts the orphan: one task, one video, no error from a stale window
     item = pipeline.run_until_final("twice-unlucky", timeout=60)
     assert item["status"] == "STORED"
     assert pipeline.emulator.stats.creates_accepted == 1
 
 
-def test_a_crash_between_storing_the_video_and_marking_it_stored_records_the_true_digest(
-    pipeline, pair, monkeypatch
-):
+def test_a_crash_between_storing_the_video_and_marking_it_stored_records_the_true_digest(pipeline, pair):
     # Given the completion dies right after the upload, before the job is marked STORED
-    from inbetween import completion
-
-    real_finish = completion.finish
-    calls = {"n": 0}
-
-    def crash_once(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise SystemExit("simulated crash after the upload")
-        return real_finish(*args, **kwargs)
-
-    monkeypatch.setattr(completion, "finish", crash_once)
+    crash = Crash("simulated crash after the upload")
+    stored = when(is_move(JobStatus.COMPLETING, JobStatus.STORED), crash)
+    pipeline.replace(store=FaultyStore(pipeline.deps.store, before_apply=stored))
     pipeline.drop("digest", pair)
-    with pytest.raises(SystemExit):
+    with pytest.raises(FunctionCrashed):
         pipeline.run_until_final("digest")
+    assert crash.fired == 1
+    assert pipeline.job("digest")["status"] == "COMPLETING"
     # When the message comes back and completion runs again
     item = pipeline.run_until_final("digest", timeout=40)
     # Then the video was not copied twice, and metadata.json carries the stored bytes' real digest
@@ -221,22 +203,19 @@ def test_a_crash_between_storing_the_video_and_marking_it_stored_records_the_tru
     assert len(versions["Versions"]) == 1
 
 
-def test_a_crash_after_the_task_was_indexed_but_before_the_job_moved_adopts_it(pipeline, pair, monkeypatch):
+def test_a_crash_after_the_task_was_indexed_but_before_the_job_moved_adopts_it(pipeline, pair):
     # Given the crash falls between writing the task's index item and the job's own state change
-    real_record = admission._record_task
-    calls = {"n": 0}
-
-    def crash_half_way(deps, job, task_id):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            deps.store.record_task(task_id, job.job_id)
-            raise SystemExit("simulated crash half way through recording the task")
-        return real_record(deps, job, task_id)
-
-    monkeypatch.setattr(admission, "_record_task", crash_half_way)
+    crash = Crash("simulated crash half way through recording the task")
+    submitted = when(is_move(JobStatus.SUBMITTING, JobStatus.SUBMITTED), crash)
+    pipeline.replace(store=FaultyStore(pipeline.deps.store, before_apply=submitted))
     pipeline.drop("half-way", pair)
-    with pytest.raises(SystemExit):
+    with pytest.raises(FunctionCrashed):
         pipeline.submit_step()
+    assert crash.fired == 1
+    job = pipeline.job("half-way")
+    assert job["status"] == "SUBMITTING"
+    [task_id] = pipeline.emulator.tasks
+    assert pipeline.deps.store.job_for_task(task_id) == job["job_id"]
     # When the poller reconciles, Then the task is adopted: one task, one video
     item = pipeline.run_until_final("half-way", timeout=40)
     assert item["status"] == "STORED"

@@ -8,6 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from inbetween.domain.models import DeliveryState
 from pipeline_kit import WEBHOOK_SECRET_RAW
 from standardwebhooks.webhooks import Webhook
 
@@ -19,7 +20,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = 503 if len(receiver.requests) <= receiver.fail_first else 204
@@ -101,12 +102,15 @@ def test_an_endpoint_that_is_down_gets_the_event_when_it_recovers_with_the_same_
         assert len(ids) == 1
         stamps = [h["webhook-timestamp"] for h, _ in receiver.requests]
         assert stamps == sorted(stamps) and len(set(stamps)) == 4
+        # one delivery record (read straight from the table, as an observer), delivered
         hook = [
             i
             for i in pipeline.session.resource("dynamodb").Table(pipeline.settings.jobs_table).scan()["Items"]
             if str(i["pk"]).startswith("hook#")
         ]
         assert [h["state"] for h in hook] == ["delivered"]
+        delivery = pipeline.deps.store.get_webhook_delivery(next(iter(ids)))
+        assert delivery is not None and delivery.state is DeliveryState.DELIVERED and delivery.attempts == 4
         # and no more attempts after delivery
         pipeline.advance(24 * 3600)
         pipeline.poll_step()

@@ -4,6 +4,7 @@ with one task-list call, and only tasks that ended are queried one by one."""
 from __future__ import annotations
 
 import pytest
+from faults import FaultyStore, Refuse, notes_still_running
 from inbetween_local.emulator import EmulatorConfig, Faults
 from pipeline_kit import API_KEY
 
@@ -48,16 +49,15 @@ def test_tasks_running_together_are_checked_with_list_calls_not_one_query_each(p
 
 
 @pytest.mark.timeout(120)
-def test_a_running_task_whose_record_fails_is_checked_later_and_the_tick_ends(pipeline, pair, monkeypatch):
+def test_a_running_task_whose_record_fails_is_checked_later_and_the_tick_ends(pipeline, pair):
     # Given two jobs whose tasks are running, and a table that refuses to record that (throttled, say)
-    from inbetween import tasks
-
     names = ["stuck-0", "stuck-1"]
     for name in names:
         pipeline.drop(name, pair)
     pipeline.submit_step()
     assert {pipeline.job(n)["status"] for n in names} == {"SUBMITTED"}
-    monkeypatch.setattr(tasks, "note_still_running", lambda *a, **k: False)
+    refusal = Refuse(notes_still_running)
+    pipeline.replace(store=FaultyStore(pipeline.deps.store, before_apply=refusal))
     pipeline.advance(1.0)  # both are due
 
     # When the poller ticks
@@ -66,6 +66,7 @@ def test_a_running_task_whose_record_fails_is_checked_later_and_the_tick_ends(pi
     # Then the tick ends (it used to spin on the due items it could not move), and each job's next
     # check is in the future
     assert report["checked"] >= 2
+    assert refusal.refused >= 2
     assert pipeline.emulator.stats.list_calls <= 2
-    now = pipeline.deps.clock()
+    now = pipeline.deps.clock.now()
     assert all(int(pipeline.job(n)["due_at"]) / 1000 > now for n in names)

@@ -9,15 +9,13 @@ import json
 import time
 import uuid
 
-import boto3
 import pytest
+from faults import FaultyStore
 from inbetween.usecases import push
 from inbetween_local.emulator import EmulatorConfig
 from inbetween_local.emulator.push import task_finished_event
 from inbetween_local.stack.push import function_url_event
 from pipeline_kit import API_KEY
-
-from tests.integration.pipeline.conftest import FakeContext, load_handler
 
 SECRET = "push-secret-0123456789abcdefghijklmnopqrstuv"
 OVERDUE_AFTER_S = 1000.0  # push-on: the first check comes this long after submission (plus grace)
@@ -30,26 +28,28 @@ def emulator_config():
 
 
 @pytest.fixture
-def push_secret_name(moto_url):
-    name = f"push-{uuid.uuid4().hex[:10]}"
-    sm = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1")
-    return sm.create_secret(Name=name, SecretString=SECRET)["ARN"]
+def template_parameters():
+    # the template with push on: ProviderEventsFunction, its PushSecret and PUSH_ENABLED/PUSH_SECRET_NAME
+    return {"PushEnabled": "true"}
 
 
 @pytest.fixture
-def env_overrides(push_secret_name):
-    return {"PUSH_ENABLED": "true", "PUSH_SECRET_NAME": push_secret_name}
+def secret_values(secret_values):
+    return {**secret_values, "PUSH_SECRET_NAME": SECRET}
 
 
 @pytest.fixture
-def pushing(pipeline, monkeypatch):
-    """The pipeline with push on, event-overdue clocks far away, and the provider events handler."""
-    pipeline.deps.timing = dataclasses.replace(
-        pipeline.deps.timing, expected_generation_s=OVERDUE_AFTER_S, push_grace_s=10.0, push_recheck_s=30.0
+def pushing(pipeline):
+    """The pipeline with push on, event-overdue clocks far away, and the provider events function."""
+    assert pipeline.settings.push_enabled and "provider_events" in pipeline.functions
+    pipeline.replace(
+        timing=dataclasses.replace(
+            pipeline.deps.timing,
+            expected_generation_s=OVERDUE_AFTER_S,
+            push_grace_s=10.0,
+            push_recheck_s=30.0,
+        )
     )
-    handler = load_handler("provider_events")
-    monkeypatch.setattr(handler, "get_deps", lambda: pipeline.deps)
-    pipeline.handlers["provider_events"] = handler
     return pipeline
 
 
@@ -59,7 +59,7 @@ def post(pipeline, body: bytes | str, *, headers: dict | None = None, query: str
     target = "/" + (f"?{query}" if query else "")
     all_headers = {"content-type": "application/json", **(headers or {})}
     event = function_url_event("POST", target, all_headers, raw)
-    answer = pipeline.handlers["provider_events"].lambda_handler(event, FakeContext())
+    answer = pipeline.invoke("provider_events", event)
     return answer["statusCode"], json.loads(answer["body"])
 
 
@@ -144,6 +144,7 @@ def test_the_right_secret_in_the_header_or_the_query_hands_the_finished_task_ove
 
 
 def test_the_secret_is_compared_in_constant_time(pushing, monkeypatch):
+    # a spy on the standard library's comparison as the push module calls it (no port to wrap here)
     compared = []
     real = push.hmac.compare_digest
 
@@ -272,25 +273,24 @@ def test_events_in_any_order_each_finish_their_own_job(pushing, pair):
 def test_an_unknown_task_is_acknowledged_and_leaves_only_a_hint(pushing):
     status, answer = authed(pushing, _event("not-a-task-of-ours"))
     assert (status, answer["outcome"]) == (200, "unknown task: the poller follows up")
-    hint = pushing.deps.store.get_item("early#not-a-task-of-ours")
+    hint = pushing.raw_item("early#not-a-task-of-ours")
     assert hint is not None and hint["due_kind"] == "early"
+    later = pushing.deps.clock.now() + push.EARLY_RECHECK_S + 1
+    assert [e.task_id for e in pushing.deps.store.due_early_events(later)] == ["not-a-task-of-ours"]
     # the hint goes away once it is old (another program's task)
     pushing.advance(push.EARLY_MAX_AGE_S + 10)
     pushing.poll_step()
-    assert pushing.deps.store.get_item("early#not-a-task-of-ours") is None
+    assert pushing.raw_item("early#not-a-task-of-ours") is None
 
 
-def test_an_event_that_beats_our_record_of_the_task_is_followed_up_by_the_poller(pushing, pair, monkeypatch):
+def test_an_event_that_beats_our_record_of_the_task_is_followed_up_by_the_poller(pushing, pair):
     # Given an event that arrives after the create call but before we recorded the task id
-    store = pushing.deps.store
-    real_record = store.record_task
     early = []
 
     def event_first(task_id, job_id):
         early.append(authed(pushing, _event(task_id))[1]["outcome"])
-        real_record(task_id, job_id)
 
-    monkeypatch.setattr(store, "record_task", event_first)
+    pushing.replace(store=FaultyStore(pushing.deps.store, before_record_task=event_first))
     item = submitted_job(pushing, "early", pair)
     assert early == ["unknown task: the poller follows up"]
     wait_task_done(pushing, item["task_id"])
@@ -303,7 +303,7 @@ def test_an_event_that_beats_our_record_of_the_task_is_followed_up_by_the_poller
     assert pushing.job("early")["status"] in ("COMPLETING", "STORED")
     assert pushing.run_until_final("early")["status"] == "STORED"
     assert queries(pushing, item["task_id"]) == 1
-    assert store.get_item(f"early#{item['task_id']}") is None
+    assert pushing.raw_item(f"early#{item['task_id']}") is None
 
 
 # ---------------------------------------------------------------- the poller as the safety net
