@@ -11,7 +11,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint unit integration e2e demo bench audit local-up fmt clean typecheck contracts gates coverage
+.PHONY: install test lint unit integration e2e demo bench audit local-up fmt clean typecheck contracts gates
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -28,8 +28,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-test: lint
-	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+# Every gate, then every tier with branch coverage of shared/inbetween (held at fail_under in pyproject.toml)
+test: lint typecheck contracts
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --cov --cov-branch --cov-report=term-missing:skip-covered
 
 # mypy --strict on shared/inbetween and functions/ ([tool.mypy] in pyproject.toml)
 typecheck: install
@@ -41,12 +42,9 @@ contracts: install
 
 gates: typecheck contracts
 
-# the whole suite as `make test` runs it, with branch coverage of shared/inbetween (fail_under in pyproject)
-coverage: install
-	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --cov --cov-branch --cov-report=term-missing:skip-covered
-
+# the unit tier alone (in-memory fakes, no moto, no sockets), with the use cases' coverage beside it
 unit: install
-	$(VENV)/bin/pytest -q tests/unit
+	$(VENV)/bin/pytest -q tests/unit --cov=shared/inbetween/usecases --cov-branch --cov-report=term-missing:skip-covered
 
 integration: install
 	$(VENV)/bin/pytest -q tests/integration
