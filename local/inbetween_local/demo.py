@@ -2,9 +2,9 @@
 
 Starts the local stack (moto server, the DashScope emulator, the three functions in-process) and a local
 webhook receiver holding the stack's signing secret, drops the bundled keyframe pair with a prompt, shows
-the job's progress, then copies the video and its metadata.json to ``demo-output/`` (video.mp4, metadata.json) and prints the
-metadata, the verified webhook (headers and body) and what PyAV reads in the MP4. Exit status 0 on
-success; otherwise 1 with the reason.
+the job's progress, then copies the video and its metadata.json to ``demo-output/`` (video.mp4,
+metadata.json) and prints the metadata, the verified webhook (headers and body) and what PyAV reads in
+the MP4. Exit status 0 on success; otherwise 1 with the reason.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ pipeline to settle, prints a table of figures and returns them (``FaultSuiteRun`
 ``assert_nothing_lost`` holds the assertions both runs share: every job in the final state its faults call
 for, one provider task per submitted job, every succeeded task a verified video, one SNS message and one
 webhook event per job, nothing left in a dead-letter queue, every fault really injected, no secret in
-the logs. Helpers: seeded fault switches, crash and slowness wrappers around pipeline functions, a
-webhook endpoint that is down and then recovers, a capture of every log line the run writes, and (push
-on) a tally of the provider events the endpoint received."""
+the logs. Helpers: the crash and slowness wrappers around the functions' adapters
+(``inbetween_local.faults``, put in place by ``StackOptions.wrap_deps``: nothing of ``inbetween`` is
+patched), the overlapping invocations the local runtime counted, a webhook endpoint that is down and then
+recovers, a capture of every log line the run writes, and (push on) a tally of the provider events the
+function URL received and what it answered to each."""
 
 from __future__ import annotations
 
@@ -22,69 +24,24 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
+from inbetween.deps import Deps
 from inbetween.domain.models import JobStatus
 from inbetween.domain.mp4_check import Mp4Inspector
-from inbetween.usecases import admission, completion, polling, push
-from inbetween.usecases import notify as outcomes
+from inbetween.usecases.push import MalformedEvent, parse_event
 from inbetween.webhooks import InvalidSignature, verify
 from inbetween_local.emulator import EmulatorConfig, FaultOutcome, FaultRule, Faults, PushConfig
+from inbetween_local.faults import CrashingStore, FaultDice, SlowBlobs
 from inbetween_local.stack import LocalStack
-from inbetween_local.stack.runtime import FunctionCrashed
+from inbetween_local.stack.push import Exchange
 
 from tests.e2e.conftest import SAMPLES, probe_mp4
-
-
-class FaultDice:
-    """Seeded, thread-safe coin flips, one stream per fault, and counters of what was injected."""
-
-    def __init__(self, seed: int):
-        self._seed = seed
-        self._streams: dict[str, random.Random] = {}
-        self._lock = threading.Lock()
-        self.injected: Counter[str] = Counter()
-
-    def chance(self, fault: str, probability: float) -> bool:
-        with self._lock:
-            rng = self._streams.setdefault(fault, random.Random(f"{self._seed}/{fault}"))
-            hit = rng.random() < probability
-            if hit:
-                self.injected[fault] += 1
-            return hit
-
-    def count(self, what: str, n: int = 1) -> None:
-        with self._lock:
-            self.injected[what] += n
-
-
-class Overlap:
-    """Counts calls that start while another call with the same key is still running."""
-
-    def __init__(self, dice: FaultDice, name: str):
-        self._dice = dice
-        self._name = name
-        self._active: Counter[Any] = Counter()
-        self._lock = threading.Lock()
-        self.max_active = 0
-
-    @contextmanager
-    def running(self, key: Any = None) -> Iterator[None]:
-        with self._lock:
-            if self._active[key]:
-                self._dice.count(self._name)
-            self._active[key] += 1
-            self.max_active = max(self.max_active, sum(self._active.values()))
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active[key] -= 1
 
 
 @dataclass
@@ -135,7 +92,7 @@ class FlakyWebhookEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 webhook_id = headers.get("webhook-id", "")
@@ -176,7 +133,7 @@ class FlakyWebhookEndpoint:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -284,13 +241,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
 
 def scan_items(ddb: Any, table: str) -> list[dict[str, Any]]:
     """Every item of the jobs table (paginated Scan; the test's view, never the pipeline's)."""
-    from inbetween.aws.jobs_table import _deser
-
+    deserializer = TypeDeserializer()
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
     while True:
         resp = ddb.scan(**kwargs)
-        items += [_deser(i) for i in resp.get("Items", [])]
+        items += [{k: deserializer.deserialize(v) for k, v in i.items()} for i in resp.get("Items", [])]
         if "LastEvaluatedKey" not in resp:
             return items
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -441,85 +397,63 @@ def stop_shared_e2e_stack(request) -> None:
             fixturedef.cached_result[0].stop()
 
 
-def install_pipeline_faults(monkeypatch, dice: FaultDice) -> dict[str, Overlap]:
-    overlaps = {
-        "poller": Overlap(dice, "poller ticks overlapping"),
-        "completion": Overlap(dice, "completion redelivered while running"),
-    }
+def pipeline_faults(dice: FaultDice) -> Callable[[Deps], Deps]:
+    """The crash and slowness wrappers around the functions' own adapters (``StackOptions.wrap_deps``):
+    a job store that dies after the provider accepted a task and before its record is written, and after
+    a video is stored and before its notification; a blob store whose video uploads sometimes take longer
+    than the completion message's visibility timeout."""
 
-    real_record = admission._record_task
+    def wrap(deps: Deps) -> Deps:
+        return dataclasses.replace(
+            deps,
+            store=CrashingStore(
+                deps.store, dice, task_not_recorded=RECORD_CRASH, stored_not_notified=NOTIFY_CRASH
+            ),
+            blobs=SlowBlobs(deps.blobs, dice, probability=SLOW_COMPLETION, seconds=SLOW_COMPLETION_S),
+        )
 
-    def record_task_or_die(deps, job, task_id):
-        if dice.chance("crash: task created, not recorded", RECORD_CRASH):
-            raise FunctionCrashed("injected: died after the provider accepted the task")
-        return real_record(deps, job, task_id)
+    return wrap
 
-    real_notify = outcomes.report_and_notify
 
-    def notify_or_die(deps, job):
-        if (
-            job.status is JobStatus.STORED
-            and job.notified_at is None
-            and dice.chance("crash: video stored, not notified", NOTIFY_CRASH)
-        ):
-            raise FunctionCrashed("injected: died after storing the video")
-        return real_notify(deps, job)
-
-    real_download = completion._download
-
-    def slow_download(deps, job, key):
-        stored = real_download(deps, job, key)
-        if dice.chance("slow completion (> visibility timeout)", SLOW_COMPLETION):
-            time.sleep(SLOW_COMPLETION_S)
-        return stored
-
-    real_complete = completion.complete
-
-    def counted_complete(deps, job_id):
-        with overlaps["completion"].running(job_id):
-            return real_complete(deps, job_id)
-
-    real_tick = polling.tick
-
-    def counted_tick(deps, **kwargs):
-        with overlaps["poller"].running():
-            return real_tick(deps, **kwargs)
-
-    monkeypatch.setattr(admission, "_record_task", record_task_or_die)
-    monkeypatch.setattr(outcomes, "report_and_notify", notify_or_die)
-    monkeypatch.setattr(completion, "_download", slow_download)
-    monkeypatch.setattr(completion, "complete", counted_complete)
-    monkeypatch.setattr(polling, "tick", counted_tick)
-    return overlaps
+def count_overlaps(stack: LocalStack, dice: FaultDice) -> int:
+    """The invocations that overlapped, as the local runtime counted them: poller ticks running at once,
+    and completions of a job started while another completion of the same job was still running (its
+    message redelivered). Returns the most poller invocations that ran at once."""
+    poller = stack.functions["PollerFunction"].in_flight
+    completion = stack.functions["CompletionFunction"].in_flight
+    dice.count("poller ticks overlapping", poller.overlapping)
+    dice.count("completion redelivered while running", completion.overlapping_keys)
+    return poller.max_running
 
 
 class PushTally:
     """What the provider events function did with each task-finished event it received: the outcome
-    of ``inbetween.usecases.push.on_task_finished`` per task id (after authentication and parsing, so every
-    event of ours that arrived is here, duplicates and late ones included)."""
+    in its answer, per task id, read from the local function URL's exchanges (every request that
+    carried a task-finished event, so every event of ours that arrived is here, duplicates and late
+    ones included). An answer other than 200 is tallied as what it was: "raised" for Lambda's 502 (an
+    error or a crash in the function), "refused" for any other."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.outcomes: dict[str, list[str]] = {}
 
-    def install(self, monkeypatch) -> PushTally:
-        real = push.on_task_finished
-
-        def tallied(deps, event):
+    def observe(self, exchange: Exchange) -> None:
+        try:
+            event = parse_event(exchange.body)
+        except MalformedEvent:
+            event = None
+        if event is None:
+            return  # not a task-finished event: none of the provider's
+        if exchange.status == 502:
+            outcome = "raised: HTTP 502"
+        else:
             try:
-                outcome = real(deps, event)
-            except BaseException as exc:
-                self._record(event.task_id, f"raised {type(exc).__name__}")
-                raise
-            self._record(event.task_id, outcome)
-            return outcome
-
-        monkeypatch.setattr(push, "on_task_finished", tallied)
-        return self
-
-    def _record(self, task_id: str, outcome: str) -> None:
+                answer = json.loads(exchange.answer).get("outcome", "")
+            except (ValueError, AttributeError):
+                answer = exchange.answer.decode("utf-8", "replace")
+            outcome = answer if exchange.status == 200 else f"refused: HTTP {exchange.status} {answer}"
         with self._lock:
-            self.outcomes.setdefault(task_id, []).append(outcome)
+            self.outcomes.setdefault(event.task_id, []).append(outcome)
 
     def snapshot(self) -> dict[str, list[str]]:
         with self._lock:
@@ -667,8 +601,7 @@ def run_fault_suite(
     rng = random.Random(SEED)
     jobs = plan_jobs(rng, job_count)
     dice = FaultDice(SEED)
-    overlaps = install_pipeline_faults(monkeypatch, dice)
-    tally = PushTally().install(monkeypatch) if push_faults is not None else None
+    tally = PushTally() if push_faults is not None else None
     endpoint = FlakyWebhookEndpoint(WEBHOOK_OUTAGE_S).start()
     started = time.monotonic()
     stack = LocalStack(
@@ -697,6 +630,7 @@ def run_fault_suite(
         },
         push=push_faults is not None,
         push_faults=push_faults,
+        wrap_deps=pipeline_faults(dice),
     )
     capture = LogCapture()
     push_stats, function_url_requests, push_secret = None, 0, None
@@ -706,6 +640,8 @@ def run_fault_suite(
             for name, value in stack.environment.items():
                 monkeypatch.setenv(name, value)
             endpoint.secret = stack.webhook_secret
+            if tally is not None and stack.push is not None:
+                stack.push.server.observe(tally.observe)
             sqs = stack.client("sqs")
             queues = stack.queue_urls
             sqs.set_queue_attributes(
@@ -753,6 +689,7 @@ def run_fault_suite(
             copies_sent = sum(p.copies_sent for p in stack.pumps)
             videos = verify_videos(stack, items, tmp_path)
             secrets = (stack.api_key, stack.webhook_secret)
+            max_pollers = count_overlaps(stack, dice)
             if stack.push is not None:
                 push_stats = dataclasses.replace(stack.push.sender.stats)
                 function_url_requests = stack.push.server.requests
@@ -786,7 +723,7 @@ def run_fault_suite(
         dlq_left=dlq_left,
         log_text=capture.text,
         secrets=(*secrets, *((push_secret,) if push_secret else ())),
-        max_pollers=overlaps["poller"].max_active,
+        max_pollers=max_pollers,
         elapsed_s=elapsed,
         push_stats=push_stats,
         push_outcomes=tally.snapshot() if tally is not None else {},
