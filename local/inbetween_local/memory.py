@@ -215,9 +215,10 @@ class InMemoryJobStore:
             now = self._clock.now()
             if self.lease.get("holder") is not None and not self.lease["lease_until"] < now:
                 return None
+            expired_until = self.lease["lease_until"] if self.lease.get("holder") is not None else None
             self.lease.update(holder=holder, lease_until=now + lease_s)
             return SubmitLease(
-                holder, self.lease["lease_until"], float(self.lease.get("next_submit_at", 0.0))
+                holder, self.lease["lease_until"], float(self.lease.get("next_submit_at", 0.0)), expired_until
             )
 
     def extend_submit_lease(

@@ -257,17 +257,18 @@ class DynamoJobStore:
                 UpdateExpression="SET holder = :h, lease_until = :until, acquired_at = :now",
                 ConditionExpression="attribute_not_exists(holder) OR lease_until < :now",
                 ExpressionAttributeValues=_ser({":h": holder, ":until": now + lease_s, ":now": now}),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        item = plain(_deser(resp["Attributes"]))
+        old = plain(_deser(resp.get("Attributes") or {}))
         return SubmitLease(
             holder=holder,
-            lease_until=float(item["lease_until"]),
-            next_submit_at=float(item.get("next_submit_at", 0) or 0),
+            lease_until=now + lease_s,
+            next_submit_at=float(old.get("next_submit_at", 0) or 0),
+            expired_until=float(old["lease_until"]) if old.get("holder") and "lease_until" in old else None,
         )
 
     def extend_submit_lease(

@@ -332,6 +332,9 @@ class SubmitLease:
     holder: str
     lease_until: float
     next_submit_at: float = 0.0
+    # when taken over from a holder that never released it (it died, or left it on purpose because a
+    # create's outcome escaped): that holder's lease_until, within which its last create may have run
+    expired_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

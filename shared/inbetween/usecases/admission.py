@@ -33,6 +33,9 @@ from inbetween.usecases.finishing import finish
 # small so that windows of consecutive jobs do not overlap (clocks are NTP-synced on both sides).
 RECONCILE_MARGIN_BEFORE_S = 1.0
 RECONCILE_MARGIN_AFTER_S = 0.5
+# after a create whose outcome is unknown (or a holder that died), the next create waits this long past
+# the end of that create's window, so that the windows of two jobs never overlap
+WINDOW_SEPARATION_S = RECONCILE_MARGIN_BEFORE_S + RECONCILE_MARGIN_AFTER_S
 # 10% above the published rate: the provider counts arrivals in a sliding second, and network jitter
 # must not turn our exact spacing into a Throttling answer
 SUBMIT_GAP_FACTOR = 1.1
@@ -86,12 +89,23 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
     limit = deps.settings.concurrency_for(model)
     min_gap = SUBMIT_GAP_FACTOR / (spec.submit_rps if spec else 1.0)
     next_submit_at = lease.next_submit_at
+    if lease.expired_until is not None:
+        # the last holder never released the lease: its last create may have run until its lease ran
+        # out, and that job's reconciliation window ends a margin later. Ours must start after it.
+        next_submit_at = max(next_submit_at, lease.expired_until + WINDOW_SEPARATION_S)
     submitted = 0
     while True:
         waiting = deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1)
         if not waiting:
             return submitted, False
         job = waiting[0]
+        wait = next_submit_at - deps.clock.now()
+        if wait > 0:
+            if deps.store.slots_in_use(model) >= limit:
+                return submitted, True  # no slot: whoever frees one admits the next
+            deps.clock.sleep(wait)
+        # the create's window (for reconciliation) starts here, after any wait: it never reaches back
+        # into the previous create's
         now = deps.clock.now()
         tr = (
             Transition.of(job.job_id, JobStatus.WAITING, JobStatus.SUBMITTING)
@@ -103,9 +117,6 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
             if deps.store.slots_in_use(model) >= limit:
                 return submitted, True  # all slots busy: whoever frees one admits the next
             continue  # the job moved under us; look again
-        wait = next_submit_at - deps.clock.now()
-        if wait > 0:
-            deps.clock.sleep(wait)
         next_submit_at = deps.clock.now() + min_gap
         deps.store.extend_submit_lease(
             lease.holder, deps.timing.submit_lease_s, next_submit_at=next_submit_at
@@ -114,6 +125,14 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         if outcome is SubmitOutcome.SUBMITTED:
             submitted += 1
         elif outcome.stops_admission:
+            if outcome is SubmitOutcome.UNCERTAIN:
+                # the task may exist, created up to now: the next create (whoever sends it) waits until
+                # this job's reconciliation window has closed, so no task of another job falls inside it
+                deps.store.extend_submit_lease(
+                    lease.holder,
+                    deps.timing.submit_lease_s,
+                    next_submit_at=max(next_submit_at, deps.clock.now() + WINDOW_SEPARATION_S),
+                )
             return submitted, True
 
 

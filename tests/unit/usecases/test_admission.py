@@ -511,3 +511,68 @@ def test_a_job_without_a_spec_cannot_be_submitted(world):
     job = replace(waiting_job(world, "empty"), spec=None)
     with pytest.raises(ValueError, match="no spec"):
         build_request(world.deps, job)
+
+
+class _DiesBeforeRecording(Wrapped):
+    """A store whose record_task dies: the provider accepted the task, the function never wrote it down."""
+
+    def record_task(self, task_id: str, job_id: str) -> None:
+        raise RuntimeError("injected: died after the provider accepted the task")
+
+
+class _UnknownOutcomeOnce(Wrapped):
+    """The first create takes 0.3 s and ends in a 5xx: the task may or may not exist (here it does not)."""
+
+    failures = 1
+
+    def create_task(self, request):
+        if self.failures:
+            self.failures -= 1
+            self.inner._clock.advance(0.3)
+            raise ProviderUnavailable("500 InternalError", status_code=500, maybe_created=True)
+        return self.inner.create_task(request)
+
+
+def test_after_an_unknown_outcome_the_next_create_waits_until_that_jobs_window_has_closed(world):
+    # Given a create with an unknown outcome, then another job's create that dies before its record
+    a = waiting_job(world, "a")
+    world.clock.advance(0.01)
+    b = waiting_job(world, "b")
+    deps = replace(world.deps, provider=_UnknownOutcomeOnce(world.provider))
+    admit(deps, FLASH)
+    assert world.store.get_job(a.job_id).status is JobStatus.SUBMITTING
+    with pytest.raises(RuntimeError):
+        admit(replace(deps, store=_DiesBeforeRecording(deps.store)), FLASH)
+    (task_id,) = world.provider.created_at
+    # Then b's create came after a's reconciliation window (its end, a margin, and b's own margin)
+    uncertain_at = world.store.get_job(a.job_id).uncertain_at
+    assert world.provider.created_at[task_id] >= uncertain_at + admission.WINDOW_SEPARATION_S
+    # When both are reconciled once their leases ran out
+    world.clock.advance(world.deps.timing.submit_lease_s + 1)
+    reconcile_expired_leases(world.deps)
+    # Then a (whose create made nothing) waits for a new submit, and b adopts its own task
+    assert world.store.get_job(a.job_id).status is JobStatus.WAITING
+    assert world.store.get_job(b.job_id).task_id == task_id
+    assert world.store.job_for_task(task_id) == b.job_id
+
+
+def test_after_a_holder_died_the_next_create_starts_after_that_jobs_window(world):
+    # Given two jobs whose creates each die before their task is recorded, the second right after the
+    # first holder's lease ran out
+    a = waiting_job(world, "a")
+    world.clock.advance(0.01)
+    b = waiting_job(world, "b")
+    dying = replace(world.deps, store=_DiesBeforeRecording(world.deps.store))
+    for _ in (a, b):
+        with pytest.raises(RuntimeError):
+            admit(dying, FLASH)
+        world.clock.advance(world.deps.timing.submit_lease_s + 0.01)
+    # When both are reconciled
+    world.clock.advance(5)
+    reconcile_expired_leases(world.deps)
+    reconcile_expired_leases(world.deps)
+    # Then each adopts its own task: two tasks, two owners, nobody fails "NeedsAttention"
+    jobs = [world.store.get_job(j.job_id) for j in (a, b)]
+    assert [j.status for j in jobs] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED]
+    assert len({j.task_id for j in jobs}) == 2
+    assert {world.store.job_for_task(j.task_id) for j in jobs} == {a.job_id, b.job_id}
