@@ -100,6 +100,7 @@ class JobSpec:
     seed: int | None = None
     template: str | None = None
     webhook_url: str | None = None
+    duration: int | None = None  # seconds; None: the model's default
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -117,6 +118,7 @@ class JobSpec:
             seed=int(seed) if seed is not None else None,
             template=data.get("template"),
             webhook_url=data.get("webhook_url"),
+            duration=int(data["duration"]) if data.get("duration") is not None else None,
         )
 
 
