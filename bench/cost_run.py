@@ -567,11 +567,16 @@ class LeanAws:
         return pk, new
 
     def _dynamodb_UpdateItem(self, p: dict) -> dict:
+        before = dict(self._table(p).get(p["Key"]["pk"]["S"]) or {})
         done = self._updated(p)
         if done is None:
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
         self._store(p["TableName"], *done)
-        return {"Attributes": dict(done[1])} if p.get("ReturnValues") == "ALL_NEW" else {}
+        if p.get("ReturnValues") == "ALL_NEW":
+            return {"Attributes": dict(done[1])}
+        if p.get("ReturnValues") == "ALL_OLD":
+            return {"Attributes": before} if before else {}
+        return {}
 
     def _dynamodb_TransactWriteItems(self, p: dict) -> dict:
         planned, reasons = [], []

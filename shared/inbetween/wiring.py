@@ -3,7 +3,8 @@ active first, and a function pays at cold start only for the clients it builds).
 
 Handlers call ``get_deps(context)``: the first call builds everything from the environment, every call
 binds the invocation's remaining time, which bounds the provider client's retries. ``use_deps`` puts
-other deps in place (the local stack's fault injection wraps adapters this way; tests hand in their own).
+other deps in place for the whole process (tests hand in their own); ``invocation_deps`` for one
+invocation only (the local stack runs its functions so, and can share a process with a test's own).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import boto3
@@ -127,16 +131,26 @@ def _push_secret_reader(session: Any) -> SecretReader:
 _lock = threading.Lock()
 _deps: Deps | None = None
 _deadline = InvocationDeadline()
+_invocation: ContextVar[Deps | None] = ContextVar("inbetween_invocation_deps", default=None)
+
+
+def deps_from_environment() -> Deps:
+    """Deps built from this process's environment, their provider bounded by the invocation's time."""
+    return build_deps(get_settings(), time_left_s=_deadline)
 
 
 def get_deps(context: LambdaContext | None = None) -> Deps:
-    """This container's deps, built from the environment on first use; binds ``context``'s deadline."""
+    """The deps of this invocation: ``invocation_deps``' if set, else this container's, built from the
+    environment on first use. Binds ``context``'s deadline."""
     global _deps
     _deadline.bind(context)
+    override = _invocation.get()
+    if override is not None:
+        return override
     if _deps is None:
         with _lock:
             if _deps is None:
-                _deps = build_deps(get_settings(), time_left_s=_deadline)
+                _deps = deps_from_environment()
     return _deps
 
 
@@ -147,4 +161,23 @@ def use_deps(deps: Deps | None) -> None:
         _deps = deps
 
 
-__all__ = ["Deps", "FunctionClock", "InvocationDeadline", "build_deps", "get_deps", "use_deps"]
+@contextmanager
+def invocation_deps(deps: Deps) -> Iterator[None]:
+    """``deps`` for what runs inside (in this thread): one invocation of a function."""
+    token = _invocation.set(deps)
+    try:
+        yield
+    finally:
+        _invocation.reset(token)
+
+
+__all__ = [
+    "Deps",
+    "FunctionClock",
+    "InvocationDeadline",
+    "build_deps",
+    "deps_from_environment",
+    "get_deps",
+    "invocation_deps",
+    "use_deps",
+]

@@ -4,6 +4,7 @@ provider client's retries, and ``use_deps`` handing other deps to the handlers."
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import boto3
 import httpx
@@ -89,3 +90,27 @@ def test_use_deps_hands_other_deps_to_the_handlers_and_none_rebuilds(aws, monkey
     wiring.use_deps(None)
     deps.close()
     first.close()
+
+
+def test_invocation_deps_answer_inside_one_invocation_only(aws):
+    # Given process-wide deps and another set for one invocation (a local stack's function beside a
+    # test's own handlers in one process)
+    calls: list[httpx.Request] = []
+    process_wide = deps_with(aws, calls, None)
+    own = dataclasses.replace(process_wide, push_secret=lambda: "own")
+    wiring.use_deps(process_wide)
+    seen_elsewhere = []
+    try:
+        with wiring.invocation_deps(own):
+            inside = wiring.get_deps(Context(remaining_ms=1_000))
+            # another thread (another function's invocation) is not inside this one
+            thread = threading.Thread(target=lambda: seen_elsewhere.append(wiring.get_deps()))
+            thread.start()
+            thread.join()
+        after = wiring.get_deps()
+    finally:
+        wiring.use_deps(None)
+    assert inside is own
+    assert seen_elsewhere == [process_wide]
+    assert after is process_wide
+    process_wide.close()

@@ -121,6 +121,7 @@ class LocalStack:
         self.schedulers: list[Scheduler] = []
         self.environment: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
+        self.deps: Any = None  # what the functions' get_deps answers (built from the stack's environment)
         self._started = False
         self._state_file: Path | None = None
 
@@ -157,6 +158,9 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
         self._restore_environment()
+        if self.deps is not None:
+            self.deps.close()
+            self.deps = None
         if self._state_file is not None:
             with contextlib.suppress(OSError):
                 self._state_file.unlink()
@@ -221,7 +225,7 @@ class LocalStack:
 
     def _apply_environment(self) -> None:
         from inbetween.config import get_settings
-        from inbetween.wiring import get_deps, use_deps
+        from inbetween.wiring import deps_from_environment, use_deps
 
         self.environment = self._function_environment()
         removed = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
@@ -232,10 +236,10 @@ class LocalStack:
         os.environ.update(self.environment)
         get_settings.cache_clear()
         use_deps(None)
-        # Build the clients now, while the environment is ours (tests may change it between calls).
-        deps = get_deps()
-        if self.options.wrap_deps is not None:
-            use_deps(self.options.wrap_deps(deps))
+        # Build the clients now, while the environment is ours (tests may change it between calls). The
+        # functions get them per invocation, so a test's own deps in this process do not reach them.
+        deps = deps_from_environment()
+        self.deps = self.options.wrap_deps(deps) if self.options.wrap_deps is not None else deps
 
     def _restore_environment(self) -> None:
         if not self._saved_env:
@@ -258,11 +262,15 @@ class LocalStack:
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         sqs = self.client("sqs")
         for fn in self.template.functions():
-            function = LocalFunction(fn, self.options.stack_name)
+            function = LocalFunction(fn, self.options.stack_name, deps=self.deps)
             self.functions[fn.logical_id] = function
 
             def instance_of(i: int, fn=fn, function=function) -> LocalFunction:
-                return function if i == 0 else LocalFunction(fn, self.options.stack_name, instance=i)
+                return (
+                    function
+                    if i == 0
+                    else LocalFunction(fn, self.options.stack_name, instance=i, deps=self.deps)
+                )
 
             for source in fn.sqs_sources:
                 for i in range(max(1, self.options.sqs_concurrency)):

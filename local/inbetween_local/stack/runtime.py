@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -164,7 +165,11 @@ def load_handler(fn: FunctionDef, stack_name: str, instance: int = 0) -> Callabl
 
 
 class LocalFunction:
-    def __init__(self, fn: FunctionDef, stack_name: str, instance: int = 0):
+    """One container of a template function. ``deps``: what its handler's ``get_deps`` answers during its
+    invocations (the stack's own, so that several stacks or a test's deps can share the process)."""
+
+    def __init__(self, fn: FunctionDef, stack_name: str, instance: int = 0, *, deps: Any = None):
+        self.deps = deps
         self.definition = fn
         self.name = f"{stack_name}-{fn.logical_id}"
         self.arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.name}"
@@ -176,6 +181,13 @@ class LocalFunction:
             _IN_FLIGHT[self.name] = InFlight()
         self.in_flight = _IN_FLIGHT[self.name]
 
+    def _own_deps(self) -> contextlib.AbstractContextManager[None]:
+        if self.deps is None:
+            return contextlib.nullcontext()
+        from inbetween.wiring import invocation_deps
+
+        return invocation_deps(self.deps)
+
     def context(self) -> LambdaContext:
         return LambdaContext.for_function(self.definition, self.name)
 
@@ -183,7 +195,7 @@ class LocalFunction:
         with self._lock:
             self.invocations += 1
         try:
-            with self.in_flight.invocation(job_ids(event)):
+            with self.in_flight.invocation(job_ids(event)), self._own_deps():
                 return self.handler(event, self.context())
         except (Exception, FunctionCrashed):
             with self._lock:
