@@ -1,4 +1,5 @@
-"""Local emulator of DashScope's Wan first-and-last-frame image-to-video API (kf2v).
+"""Local emulator of DashScope's Wan image-to-video APIs: the first-and-last-frame models (kf2v) and
+wan2.7-i2v (``input.media``: first frame, last frame, driving audio, first clip).
 
 A real HTTP server on 127.0.0.1 that the official ``dashscope`` SDK and the guide's curl samples use
 unchanged, base URL aside::
@@ -6,8 +7,11 @@ unchanged, base URL aside::
     with EmulatorServer(EmulatorConfig(api_keys=("sk-test",))) as emulator:
         dashscope.base_http_api_url = emulator.base_url   # http://127.0.0.1:PORT/api/v1
 
-Endpoints under ``/api/v1``: ``POST /services/aigc/image2video/video-synthesis`` (create),
-``GET /tasks/{id}``, ``GET /tasks`` and ``/tasks/`` (list), ``POST /tasks/{id}/cancel``; plus
+Endpoints under ``/api/v1``: ``POST /services/aigc/image2video/video-synthesis`` (kf2v create),
+``POST /services/aigc/video-generation/video-synthesis`` (wan2.7-i2v and ``wan2.7-i2v-2026-04-25``),
+``GET /tasks/{id}``, ``GET /tasks`` and ``/tasks/`` (list), ``POST /tasks/{id}/cancel``,
+``GET /uploads?action=getPolicy&model=`` (temporary storage), ``GET /quotas`` and ``GET /models/limits``
+(list-quotas); plus ``POST /oss-upload`` (the upload host getPolicy names) and
 ``GET|HEAD /results/{id}.mp4?Expires=&OSSAccessKeyId=&Signature=`` standing in for the OSS result host.
 
 Choices where the provider's documentation is silent or inconsistent (see the reference notes):
@@ -44,8 +48,28 @@ Choices where the provider's documentation is silent or inconsistent (see the re
   ``SignatureDoesNotMatch``.
 * Injected 503s use code ``ServiceUnavailable`` (no documented code); injected 500s ``InternalError``.
 * ``IPInfringementSuspect`` is answered with 400 (assumed, like DataInspectionFailed).
-* Not emulated: the ``/uploads`` getPolicy flow and ``oss://`` inputs (answered 400 ``InvalidURL``), the
-  SDK's ``file://`` uploads, workspaces, regions other than the configured one, EventBridge callbacks.
+* Temporary storage (wan27-i2v.md §7.5-7.6): getPolicy answers a signed policy whose ``upload_host`` is
+  this server's ``/oss-upload``; uploads are checked like OSS PostObject (signature, key in the issued
+  directory, policy expiry, size, no overwrite). ``oss://`` inputs need
+  ``X-DashScope-OssResourceResolve: enable`` (else ``oss_unresolved_code``, default ``InvalidURL``: the
+  temporary-storage page names two other codes for it), live 48 h and answer only the model named at
+  getPolicy; otherwise the task fails like a download ("Don't have authorization ...").
+* wan2.7 (wan27-i2v.md; ``wan27.py`` and ``render_media.py``): the six media combinations only, each type
+  once; 720P/1080P (default 1080P), whole durations 2..15 (default 5, a continuation's clip included);
+  prompt 5000 / negative 500 characters, truncated; images <= 20 MB with aspect 1:8..8:1, wav/mp3 audio
+  of 2..30 s <= 15 MB, mp4/mov clips of 2..10 s, sides [240, 4096], <= 100 MB. Base64 for images only
+  unless ``media_data_uris``. Which refusals answer 400 and which end FAILED is undocumented: a switch per
+  ``MediaRule`` (``media_error_timing``); a missing ``input.media`` is accepted then FAILED
+  "Field required: input.media", as observed; the rest answer 400 ``InvalidParameter`` by default.
+  A continuation's duration must exceed its clip (our rule). Output: H.264 MP4, 30 fps, the asked
+  seconds, AAC sound (the driving audio, cut or followed by silence, else a 440 Hz tone); the size rule
+  with 1080P = 1920*1080 (assumed). ``usage``: duration, input/output_video_duration (the clip's whole
+  seconds as input), video_count, SR; no ``actual_prompt`` (``media_actual_prompt`` returns it).
+  Quotas: 5 creates/s, 5 running, then a provider queue of 500 PENDING tasks (``Faults.queue_limits``),
+  past which creates get 429 ``Throttling.AllocationQuota`` (unconfirmed).
+* list-quotas (§5.2, secondary sources): both paths, ``model`` exact, ``name`` fuzzy, paging; the figures
+  are ``Faults.max_concurrent``/``submit_rps``/``queue_limits`` overrides or the published ones.
+* Not emulated: workspaces, regions other than the configured one.
 
 Timing: lifecycle durations (``pending_s``, ``running_s``, fixed or a seeded (low, high) draw) are
 provider seconds multiplied by ``time_scale``; TTLs are not scaled. All times come from the injectable
@@ -65,6 +89,7 @@ from .config import (
     FaultRule,
     Faults,
     ManualClock,
+    MediaRule,
 )
 from .errors import KNOWN_ERRORS, ApiError
 from .push import EventSender, PushConfig, PushStats
@@ -85,6 +110,7 @@ __all__ = [
     "FaultRule",
     "Faults",
     "ManualClock",
+    "MediaRule",
     "PushConfig",
     "PushStats",
     "TaskCounters",

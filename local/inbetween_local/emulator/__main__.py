@@ -7,7 +7,7 @@ import threading
 
 from inbetween.domain.catalog import IMAGE_LIMITS, STRICT_IMAGE_LIMITS
 
-from .config import ConcurrencyMode, Duration, EmulatorConfig, ErrorTiming, Faults
+from .config import ConcurrencyMode, Duration, EmulatorConfig, ErrorTiming, Faults, MediaRule
 from .server import EmulatorServer
 
 
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-errors", choices=[t.value for t in ErrorTiming], default="sync")
     parser.add_argument("--download-errors", choices=[t.value for t in ErrorTiming], default="async")
     parser.add_argument("--allow-remote-fetch", action="store_true", help="fetch frames from the internet")
+    parser.add_argument("--media-data-uris", action="store_true", help="wan2.7: accept base64 audio/clips")
+    parser.add_argument(
+        "--media-errors",
+        choices=[t.value for t in ErrorTiming],
+        default=None,
+        help="wan2.7: answer every refusal at create (sync) or as a FAILED task (async)",
+    )
     parser.add_argument("--task-ttl-s", type=float, default=24 * 3600.0)
     parser.add_argument("--video-url-ttl-s", type=float, default=24 * 3600.0)
     args = parser.parse_args(argv)
@@ -48,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         image_errors=ErrorTiming(args.image_errors),
         download_errors=ErrorTiming(args.download_errors),
         allow_remote_fetch=args.allow_remote_fetch,
+        media_data_uris=args.media_data_uris,
+        media_error_timing={rule: ErrorTiming(args.media_errors) for rule in MediaRule}
+        if args.media_errors
+        else {},
         task_ttl_s=args.task_ttl_s,
         video_url_ttl_s=args.video_url_ttl_s,
         faults=Faults(

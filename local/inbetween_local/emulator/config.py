@@ -7,12 +7,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from inbetween.domain.catalog import IMAGE_LIMITS, QUERY_RPS_PER_ACCOUNT, ImageLimits, model_spec
 
 from .errors import message_for, status_for
+from .media_models import media_model
 
 # a fixed duration in provider seconds, or a (low, high) range drawn with the seeded RNG
 Duration = float | tuple[float, float]
@@ -26,6 +27,33 @@ class ConcurrencyMode(StrEnum):
 class ErrorTiming(StrEnum):
     SYNC = "sync"  # HTTP 400 at create
     ASYNC = "async"  # task accepted, then FAILED
+
+
+class MediaRule(StrEnum):
+    """A family of refusals of a wan2.7 create. Each answers a 400 at create (``ErrorTiming.SYNC``) or is
+    accepted and ends FAILED at the end of PENDING (``ErrorTiming.ASYNC``); the reference does not say
+    which for most (§1.5, §10 question 2), so ``EmulatorConfig.media_error_timing`` chooses per rule."""
+
+    MISSING_MEDIA = "missing_media"  # no input.media: accepted then FAILED, as observed (§1.5, 3P)
+    MEDIA_ITEMS = "media_items"  # not an array, an item without type/url, an unknown or repeated type
+    COMBINATION = "combination"  # empty media, or a set of types outside the six (§1.5)
+    RESOLUTION = "resolution"  # not 720P/1080P ("480P" included)
+    DURATION = "duration"  # not an integer in [2, 15], or not longer than the first clip
+    PARAMETERS = "parameters"  # seed out of range, non-boolean flags, a template, non-string prompts
+    URL = "url"  # unsupported scheme, oss:// without the resolve header, base64 audio/video
+    CONTENT = "content"  # format, size, side, aspect or length of a fetched medium (default: image_errors)
+    DOWNLOAD = "download"  # a medium that cannot be fetched (default: download_errors)
+
+
+DEFAULT_MEDIA_TIMING: dict[MediaRule, ErrorTiming] = {
+    MediaRule.MISSING_MEDIA: ErrorTiming.ASYNC,
+    MediaRule.MEDIA_ITEMS: ErrorTiming.SYNC,
+    MediaRule.COMBINATION: ErrorTiming.SYNC,
+    MediaRule.RESOLUTION: ErrorTiming.SYNC,
+    MediaRule.DURATION: ErrorTiming.SYNC,
+    MediaRule.PARAMETERS: ErrorTiming.SYNC,
+    MediaRule.URL: ErrorTiming.SYNC,
+}
 
 
 class FaultOutcome(StrEnum):
@@ -61,6 +89,10 @@ class CreateRequest:
     last_frame_url: str | None
     resolution: str
     api_key_id: str
+    # wan2.7: the (type, url) items of input.media (first_frame_url/last_frame_url echo the frames) and
+    # the asked duration; empty and None for kf2v
+    media: tuple[tuple[str, str], ...] = ()
+    duration: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +151,8 @@ class Faults:
         concurrency_mode: ConcurrencyMode = ConcurrencyMode.REJECT,
         max_concurrent: Mapping[str, int] | None = None,
         submit_rps: Mapping[str, float] | None = None,
+        queue_limits: Mapping[str, int] | None = None,
+        upload_policy_qps: float = 100.0,
         query_qps: float = float(QUERY_RPS_PER_ACCOUNT),
         concurrency_limits_enabled: bool = True,
         rate_limits_enabled: bool = True,
@@ -138,6 +172,9 @@ class Faults:
         self.concurrency_mode = ConcurrencyMode(concurrency_mode)
         self.max_concurrent: dict[str, int] = dict(max_concurrent or {})
         self.submit_rps: dict[str, float] = dict(submit_rps or {})
+        # the provider-side queue behind the running tasks, per model (wan2.7: 500); 0 refuses at once
+        self.queue_limits: dict[str, int] = dict(queue_limits or {})
+        self.upload_policy_qps = upload_policy_qps  # getPolicy, per account and model
         self.query_qps = query_qps
         self.concurrency_limits_enabled = concurrency_limits_enabled
         self.rate_limits_enabled = rate_limits_enabled
@@ -159,24 +196,49 @@ class Faults:
         self._next_download_drops: list[float] = []
 
     # --- quotas -------------------------------------------------------------------------------
+    # The figures (what list-quotas answers) are the overrides in ``max_concurrent``/``submit_rps``/
+    # ``queue_limits``, else the model's published ones; the limits are the figures while enforced.
+    def concurrency_figure(self, model: str) -> int | None:
+        if model in self.max_concurrent:
+            return self.max_concurrent[model]
+        facts = media_model(model)
+        if facts is not None:
+            return facts.max_concurrent
+        spec = model_spec(model)
+        return spec.max_concurrent if spec else None
+
+    def submit_rps_figure(self, model: str) -> float | None:
+        if model in self.submit_rps:
+            return self.submit_rps[model]
+        facts = media_model(model)
+        if facts is not None:
+            return facts.submit_rps
+        spec = model_spec(model)
+        return spec.submit_rps if spec else None
+
+    def queue_limit(self, model: str) -> int | None:
+        """Tasks a model holds PENDING beyond its running ones; None: no provider queue (kf2v), where
+        ``concurrency_mode`` decides between refusing and an unbounded queue."""
+        if model in self.queue_limits:
+            return self.queue_limits[model]
+        facts = media_model(model)
+        return facts.queue_limit if facts is not None else None
+
     def concurrency_limit(self, model: str) -> int | None:
         if not self.concurrency_limits_enabled:
             return None
-        if model in self.max_concurrent:
-            return self.max_concurrent[model]
-        spec = model_spec(model)
-        return spec.max_concurrent if spec else None
+        return self.concurrency_figure(model)
 
     def submit_rate_limit(self, model: str) -> float | None:
         if not self.rate_limits_enabled:
             return None
-        if model in self.submit_rps:
-            return self.submit_rps[model]
-        spec = model_spec(model)
-        return spec.submit_rps if spec else None
+        return self.submit_rps_figure(model)
 
     def query_rate_limit(self) -> float | None:
         return self.query_qps if self.rate_limits_enabled else None
+
+    def upload_policy_rate_limit(self) -> float | None:
+        return self.upload_policy_qps if self.rate_limits_enabled else None
 
     # --- one-shot and probabilistic faults ----------------------------------------------------
     def fail_next_creates(self, count: int, status: int = 500) -> None:
@@ -276,3 +338,31 @@ class EmulatorConfig:
     oss_access_key_id: str = "LTAI5tLocalEmulator"
     signing_secret: str | None = None  # random per server when None
     tick_interval_s: float = 0.02
+    # --- wan2.7 (media protocol) ---
+    # sync 400 or async FAILED per refusal family; missing rules take DEFAULT_MEDIA_TIMING, CONTENT
+    # follows image_errors and DOWNLOAD follows download_errors
+    media_error_timing: Mapping[MediaRule, ErrorTiming] = field(default_factory=dict)
+    # base64 data URIs are documented for images only (§2); True accepts them for audio and clips too
+    media_data_uris: bool = False
+    # actual_prompt is not among wan2.7's documented output fields (§3.3); True returns it anyway
+    media_actual_prompt: bool = False
+    # --- temporary storage (getPolicy, the upload host, oss:// inputs; §7.5-7.6) ---
+    # an oss:// URL without "X-DashScope-OssResourceResolve: enable": the temporary-storage page names
+    # invalid_parameter_error and InvalidParameter.DataInspection; InvalidURL is what the emulator
+    # answered before it knew oss:// and stays the default
+    oss_unresolved_code: str = "InvalidURL"
+    oss_file_ttl_s: float = 48 * 3600.0
+    upload_policy_ttl_s: float = 300.0  # getPolicy's expire_in_seconds
+    upload_max_file_size_mb: int = 100
+    upload_capacity_limit_mb: int = 999_999_999
+    # list-quotas: the workspace its rows name
+    workspace_id: str = "llm-emulator"
+
+    def media_timing(self, rule: MediaRule) -> ErrorTiming:
+        if rule in self.media_error_timing:
+            return ErrorTiming(self.media_error_timing[rule])
+        if rule is MediaRule.CONTENT:
+            return self.image_errors
+        if rule is MediaRule.DOWNLOAD:
+            return self.download_errors
+        return DEFAULT_MEDIA_TIMING[rule]

@@ -19,6 +19,12 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
     "BadRequest.EmptyParameters": (400, 'Required parameter "parameters" missing from request.'),
     "BadRequest.EmptyModel": (400, 'Required parameter "model" missing from request.'),
     "InvalidURL": (400, "Invalid URL provided in your request."),
+    # the temporary-storage page's answer to a bad URL or an oss:// URL sent without the resolve header
+    "invalid_parameter_error": (
+        400,
+        "InternalError.Algo.InvalidParameter: The provided URL does not appear to be valid. "
+        "Ensure it is correctly formatted.",
+    ),
     "Arrearage": (400, "Access denied, plesase make sure your account is in good standing."),
     "UnsupportedOperation": (
         400,
@@ -42,6 +48,12 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
 }
 
 DOWNLOAD_FAILED_MESSAGE = "Unable to download the media resource"
+# the error-code page's message for a media URL whose authorisation has lapsed (used for oss:// URLs that
+# are unknown, expired after 48 h, or bound to another model)
+MEDIA_AUTHORIZATION_MESSAGE = (
+    "Don't have authorization to access the media resource during the data inspection process."
+)
+MEDIA_FORMAT_MESSAGE = "The media format is not supported or incorrect for the data inspection."
 
 
 def status_for(code: str, default: int = 400) -> int:

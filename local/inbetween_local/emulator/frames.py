@@ -1,4 +1,5 @@
-"""Fetching and checking keyframes the way the provider does: http(s) URLs and base64 data URIs."""
+"""Fetching and checking keyframes the way the provider does: http(s) URLs and base64 data URIs
+(``oss://`` URLs are resolved by the engine from the emulator's temporary storage)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import binascii
 import io
 import ipaddress
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,7 +17,7 @@ import httpx
 from inbetween.domain.catalog import ImageLimits
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DOWNLOAD_FAILED_MESSAGE
+from .errors import DOWNLOAD_FAILED_MESSAGE, MEDIA_FORMAT_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +38,13 @@ class FrameRejected(Exception):
 
 
 class FrameUnavailable(Exception):
-    """The image could not be downloaded (refused host, HTTP error, timeout)."""
+    """The image could not be downloaded (refused host, HTTP error, timeout, a lapsed oss:// URL)."""
 
     code = "InvalidParameter"
-    message = DOWNLOAD_FAILED_MESSAGE
+
+    def __init__(self, message: str = DOWNLOAD_FAILED_MESSAGE) -> None:
+        self.message = message
+        super().__init__(message)
 
 
 _DATA_URI = re.compile(
@@ -50,7 +56,7 @@ def is_supported_url(url: str) -> bool:
     return url.startswith(("http://", "https://", "data:"))
 
 
-def _is_loopback_host(host: str | None) -> bool:
+def is_loopback_host(host: str | None) -> bool:
     if not host:
         return False
     if host == "localhost":
@@ -66,14 +72,14 @@ def load_frame(url: str, *, limits: ImageLimits, allow_remote: bool, timeout_s: 
 
     Raises ``FrameUnavailable`` for download failures and ``FrameRejected`` for bad images."""
     data = (
-        _decode_data_uri(url, limits)
+        decode_data_uri(url, limits)
         if url.startswith("data:")
         else _download(url, limits, allow_remote, timeout_s)
     )
     return check_image(data, limits)
 
 
-def _decode_data_uri(url: str, limits: ImageLimits) -> bytes:
+def decode_data_uri(url: str, limits: ImageLimits) -> bytes:
     found = _DATA_URI.match(url)
     if found is None or not (found.group("mime") or "").startswith("image/"):
         raise FrameRejected(
@@ -88,21 +94,43 @@ def _decode_data_uri(url: str, limits: ImageLimits) -> bytes:
 
 
 def _download(url: str, limits: ImageLimits, allow_remote: bool, timeout_s: float) -> bytes:
+    return download(
+        url,
+        on_received=lambda received: _check_bytes(received, limits),
+        allow_remote=allow_remote,
+        timeout_s=timeout_s,
+    )
+
+
+_shared: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """One client for every fetch (building one costs ~40 ms of TLS setup); no keep-alive, so no pooled
+    connection outlives the servers tests start and stop."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = httpx.Client(follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
+        return _shared
+
+
+def download(url: str, *, on_received: Callable[[int], None], allow_remote: bool, timeout_s: float) -> bytes:
+    """GET ``url`` (loopback only unless ``allow_remote``); ``on_received(bytes so far)`` may raise to stop
+    an oversized body. Raises ``FrameUnavailable`` when the file cannot be fetched."""
     # Never opens a connection to anything but loopback unless allowed: tests must stay offline.
-    if not allow_remote and not _is_loopback_host(urlsplit(url).hostname):
+    if not allow_remote and not is_loopback_host(urlsplit(url).hostname):
         raise FrameUnavailable()
     try:
-        with (
-            httpx.Client(timeout=timeout_s, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
+        with _client().stream("GET", url, timeout=timeout_s) as response:
             if response.status_code != 200:
                 raise FrameUnavailable()
             chunks: list[bytes] = []
             received = 0
             for chunk in response.iter_bytes():
                 received += len(chunk)
-                _check_bytes(received, limits)
+                on_received(received)
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.HTTPError as error:
@@ -145,4 +173,4 @@ def check_image(data: bytes, limits: ImageLimits) -> Frame:
 
 
 def _media_message() -> str:
-    return "The media format is not supported or incorrect for the data inspection."
+    return MEDIA_FORMAT_MESSAGE

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from .media_models import user_api_unique_key
 from .tasks import CHINA_TIME, TaskSnapshot
 
 EVENT_SOURCE = "acs.dashscope"
@@ -101,7 +102,7 @@ def task_finished_event(snapshot: TaskSnapshot, *, region: str, now: float | Non
             "region": region,
             "request_id": str(uuid.uuid4()),
             "api_key_id": snapshot.api_key_id,
-            "user_api_unique_key": f"apikey:v1:aigc:image2video:video-synthesis:{snapshot.model}",
+            "user_api_unique_key": user_api_unique_key(snapshot.model),
             "contain_result": False,
         },
     }

@@ -1,4 +1,5 @@
-"""Renders the result video: a real H.264 MP4, 30 fps, exactly 150 frames (5 s).
+"""Renders the kf2v result video: a real H.264 MP4, 30 fps, exactly 150 frames (5 s), and runs every
+render job (wan2.7's too, ``render_media``) on a small pool over a shared cache.
 
 First-and-last-frame mode cross-fades from the first frame to the last with a gentle zoom-in.
 Template mode pulses the first frame (zoom and a channel-rotation colour shift) and draws the template
@@ -16,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import av
 from inbetween.domain.catalog import FIXED_DURATION_S, VIDEO_FPS
@@ -41,6 +43,17 @@ class RenderJob:
             digest.update(hashlib.sha256(part).digest())
         digest.update(f"{self.width}x{self.height}|{self.watermark}|{self.template}".encode())
         return digest.hexdigest()
+
+    def render(self, preset: str = "ultrafast") -> bytes:
+        return render_mp4(self, preset)
+
+
+class _Renderable(Protocol):
+    """A render job: kf2v's ``RenderJob`` or wan2.7's ``MediaRenderJob``."""
+
+    def cache_key(self) -> str: ...
+
+    def render(self, preset: str = "ultrafast") -> bytes: ...
 
 
 def _fit(data: bytes, width: int, height: int) -> Image.Image:
@@ -136,7 +149,7 @@ class Renderer:
         self._lock = threading.Lock()
         self.renders = 0  # actual encodes by this renderer, for tests of the cache
 
-    def submit(self, job: RenderJob) -> Future[bytes]:
+    def submit(self, job: _Renderable) -> Future[bytes]:
         key = job.cache_key()
         with self._lock:
             with self._cache.lock:
@@ -153,9 +166,9 @@ class Renderer:
             self._in_flight[key] = future
             return future
 
-    def _render(self, key: str, job: RenderJob) -> bytes:
+    def _render(self, key: str, job: _Renderable) -> bytes:
         try:
-            video = render_mp4(job, self._preset)
+            video = job.render(self._preset)
             with self._cache.lock:
                 self._cache.entries[key] = video
                 while len(self._cache.entries) > self._cache_entries:

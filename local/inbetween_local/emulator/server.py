@@ -19,17 +19,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from inbetween.domain.catalog import FIXED_DURATION_S, model_spec
+from inbetween.domain.catalog import FIXED_DURATION_S, MODELS, model_spec, provider_model_name
 
 from .config import EmulatorConfig, Faults
 from .errors import ApiError, status_for
+from .media_models import MEDIA_MODELS, MediaModelFacts, media_model, user_api_unique_key
 from .render import Renderer
-from .tasks import TERMINAL, TaskEngine, TaskSnapshot, TaskStatus, _Task, china_time, parse_list_time
+from .tasks import (
+    TERMINAL,
+    TaskEngine,
+    TaskSnapshot,
+    TaskStatus,
+    _SlidingWindow,
+    _Task,
+    china_time,
+    parse_list_time,
+)
+from .uploads import UPLOAD_PATH, UploadRefused, UploadStore, parse_multipart
 
 API_PREFIX = "/api/v1"
 CREATE_PATH = f"{API_PREFIX}/services/aigc/image2video/video-synthesis"
-WRONG_CREATE_PATH = f"{API_PREFIX}/services/aigc/video-generation/video-synthesis"
+# wan2.7's create path; kf2v models posted here get "url error, please check url!"
+MEDIA_CREATE_PATH = f"{API_PREFIX}/services/aigc/video-generation/video-synthesis"
+WRONG_CREATE_PATH = MEDIA_CREATE_PATH  # the name kf2v-era code knows it by
 TASKS_PATH = f"{API_PREFIX}/tasks"
+UPLOADS_PATH = f"{API_PREFIX}/uploads"
+# list-quotas: the EN page documents /quotas, the zh page /models/limits (reference §5.2): both served
+QUOTA_PATHS = (f"{API_PREFIX}/quotas", f"{API_PREFIX}/models/limits")
 RESULTS_PREFIX = "/results/"
 
 _INJECTED_CODES = {500: "InternalError", 503: "ServiceUnavailable"}
@@ -66,7 +82,8 @@ def api_key_id_for(api_key: str) -> str:
 
 
 class EmulatorServer:
-    """The local DashScope kf2v emulator. ``with EmulatorServer(config) as emulator: emulator.base_url``."""
+    """The local DashScope emulator (kf2v and wan2.7). ``with EmulatorServer(config) as emulator:
+    emulator.base_url``; ``emulator.upload_host`` is where getPolicy sends uploads."""
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
@@ -74,8 +91,18 @@ class EmulatorServer:
         self._renderer = Renderer(
             self.config.render_workers, self.config.render_preset, self.config.render_cache_entries
         )
-        self._engine = TaskEngine(self.config, self.faults, self._renderer)
         self._secret = (self.config.signing_secret or secrets.token_hex(16)).encode()
+        self.uploads = UploadStore(
+            secret=hashlib.sha256(b"uploads|" + self._secret).digest(),
+            access_key_id=self.config.oss_access_key_id,
+            policy_ttl_s=self.config.upload_policy_ttl_s,
+            file_ttl_s=self.config.oss_file_ttl_s,
+            max_file_size_mb=self.config.upload_max_file_size_mb,
+            capacity_limit_mb=self.config.upload_capacity_limit_mb,
+            account=ACCOUNT_ID,
+        )
+        self._engine = TaskEngine(self.config, self.faults, self._renderer, self.uploads)
+        self._policy_window = _SlidingWindow()
         self._keys = {key: api_key_id_for(key) for key in self.config.api_keys}
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -132,6 +159,11 @@ class EmulatorServer:
     @property
     def base_url(self) -> str:
         return f"{self.root_url}{API_PREFIX}"
+
+    @property
+    def upload_host(self) -> str:
+        """Where getPolicy sends the SDK's form uploads: a path of this server (OSS stands in)."""
+        return f"{self.root_url}{UPLOAD_PATH}"
 
     # --- observability and seams ------------------------------------------------------------------
     @property
@@ -241,6 +273,16 @@ class EmulatorServer:
         return body
 
     def _usage(self, task: _Task) -> dict[str, Any]:
+        if task.is_media:
+            # A1's field list; for a continuation the clip's seconds are input, the rest output, and
+            # duration (billed) the total, which is the likely reading (§3.3, unconfirmed)
+            return {
+                "duration": task.duration,
+                "input_video_duration": task.input_video_duration,
+                "output_video_duration": task.duration - task.input_video_duration,
+                "video_count": 1,
+                "SR": int(task.resolution.rstrip("P")),
+            }
         spec = model_spec(task.model)
         usage: dict[str, Any] = {"video_duration": FIXED_DURATION_S, "video_count": 1}
         if spec is not None and spec.usage_style == "video_ratio":
@@ -260,13 +302,45 @@ class EmulatorServer:
             "request_id": task.request_id,
             "status": task.status.value,
             "task_id": task.task_id,
-            "user_api_unique_key": f"apikey:v1:aigc:image2video:video-synthesis:{task.model}",
+            "user_api_unique_key": user_api_unique_key(task.model),
         }
         if task.scheduled_at is not None:
             entry["start_time"] = _ms(task.scheduled_at)
         if task.end_at is not None and task.status in TERMINAL:
             entry["end_time"] = _ms(task.end_at)
         return entry
+
+    # --- list-quotas (reference §5.2) -----------------------------------------------------------------
+    def quota_models(self) -> list[str]:
+        """The models this account can call, by the names the configured region knows them."""
+        names = [provider_model_name(name, self.config.region) for name in MODELS]
+        return list(dict.fromkeys([*names, *MEDIA_MODELS]))
+
+    def quota_row(self, model: str) -> dict[str, Any]:
+        rps = self.faults.submit_rps_figure(model)
+        return {
+            "model": model,
+            "workspace_id": self.config.workspace_id,
+            "model_limit": {
+                "request_limit": _number(rps),
+                "request_limit_period": 1,
+                "usage_limit": None,
+                "usage_limit_field": None,
+                "usage_limit_period": None,
+                "async_user_queue_limit": self.faults.queue_limit(model),
+                "async_user_concurrency_limit": self.faults.concurrency_figure(model),
+            },
+            "workspace_limit": None,
+        }
+
+
+ACCOUNT_ID = "1000000000000000"
+
+
+def _number(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
 
 
 def _ms(epoch: float) -> int:
@@ -318,8 +392,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if path == CREATE_PATH:
             self._create(body)
-        elif path == WRONG_CREATE_PATH:
-            self._wrong_endpoint(body)
+        elif path == MEDIA_CREATE_PATH:
+            self._media_endpoint(body)
+        elif path == UPLOAD_PATH:
+            self._upload(body)
         elif path.startswith(TASKS_PATH + "/") and path.endswith("/cancel"):
             self._query_guarded(lambda api_key_id: self._cancel(path[len(TASKS_PATH) + 1 : -len("/cancel")]))
         else:
@@ -331,6 +407,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._download()
         elif path.rstrip("/") == TASKS_PATH:
             self._query_guarded(lambda api_key_id: self._list())
+        elif path.rstrip("/") == UPLOADS_PATH:
+            self._get_policy()
+        elif path.rstrip("/") in QUOTA_PATHS:
+            self._quotas()
         elif path.startswith(TASKS_PATH + "/"):
             self._query_guarded(lambda api_key_id: self._query(path[len(TASKS_PATH) + 1 :].rstrip("/")))
         else:
@@ -346,7 +426,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(404, {"code": "NotFound", "message": "Not Found"})
 
     # --- create -------------------------------------------------------------------------------------
-    def _create(self, raw: bytes) -> None:
+    def _create(self, raw: bytes, facts: MediaModelFacts | None = None) -> None:
+        """Create on the kf2v endpoint, or (``facts`` given) on the video-generation one for wan2.7."""
         emulator = self.emulator
         try:
             api_key_id = emulator._authenticate(self.headers.get("Authorization"))
@@ -362,7 +443,11 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw or b"null")
             except ValueError as error:
                 raise ApiError("InvalidParameter", "The request body is not valid JSON.", 400) from error
-            task = emulator._engine.create(body, api_key_id)
+            oss_resolve = self.headers.get("X-DashScope-OssResourceResolve", "").strip().lower() == "enable"
+            if facts is not None:
+                task = emulator._engine.create_media(body, api_key_id, facts, oss_resolve=oss_resolve)
+            else:
+                task = emulator._engine.create(body, api_key_id, oss_resolve=oss_resolve)
         except ApiError as error:
             emulator._count_rejection(error.code)
             self._send_error(error)
@@ -371,6 +456,19 @@ class _Handler(BaseHTTPRequestHandler):
             200,
             {"request_id": task.request_id, "output": {"task_status": "PENDING", "task_id": task.task_id}},
         )
+
+    def _media_endpoint(self, raw: bytes) -> None:
+        """``/services/aigc/video-generation/video-synthesis``: wan2.7's create; anything else keeps
+        the answers this path always gave (``_wrong_endpoint``)."""
+        try:
+            model = (json.loads(raw or b"null") or {}).get("model")
+        except (ValueError, AttributeError):
+            model = None
+        facts = media_model(model)
+        if facts is None:
+            self._wrong_endpoint(raw)
+        else:
+            self._create(raw, facts)
 
     def _wrong_endpoint(self, raw: bytes) -> None:
         """What an old SDK gets for a kf2v model posted to the text/image-to-video endpoint: the
@@ -451,6 +549,77 @@ class _Handler(BaseHTTPRequestHandler):
     def _cancel(self, task_id: str) -> None:
         self.emulator._engine.cancel(task_id)
         self._send_json(200, {"request_id": _request_id()})
+
+    # --- temporary storage: getPolicy and the upload host (reference §7.5) ---------------------------
+    def _get_policy(self) -> None:
+        emulator = self.emulator
+        params = {key: values[-1] for key, values in parse_qs(urlsplit(self.path).query).items()}
+        try:
+            api_key_id = emulator._authenticate(self.headers.get("Authorization"))
+            if params.get("action") != "getPolicy":
+                raise ApiError("InvalidParameter", "The action parameter must be getPolicy.", 400)
+            model = params.get("model") or ""
+            if not model:
+                raise ApiError("InvalidParameter", "Field required: model", 400)
+            if media_model(model) is None and model_spec(model) is None:
+                raise ApiError("InvalidParameter", "Model not exist.", 400)
+            now = emulator.config.clock()
+            with emulator._engine._lock:
+                admitted = emulator._policy_window.admit(
+                    model, now, emulator.faults.upload_policy_rate_limit()
+                )
+            if not admitted:
+                raise ApiError("Throttling.RateQuota")
+            data = emulator.uploads.issue(model, api_key_id, now, emulator.upload_host)
+        except ApiError as error:
+            self._send_error(error)
+            return
+        self._send_json(200, {"request_id": _request_id(), "data": data})
+
+    def _upload(self, raw: bytes) -> None:
+        """The OSS PostObject stand-in: no Authorization header, a signed policy in the form."""
+        emulator = self.emulator
+        try:
+            parts = parse_multipart(self.headers.get("Content-Type", ""), raw)
+            emulator.uploads.accept(parts, emulator.config.clock())
+        except UploadRefused as refused:
+            self._send_oss_error(refused.status, refused.code, refused.message)
+            return
+        self.send_response(200)  # success_action_status=200: an empty 200, which the SDK requires
+        self.send_header("Content-Length", "0")
+        self.send_header("x-oss-request-id", uuid.uuid4().hex[:24].upper())
+        self.end_headers()
+
+    # --- list-quotas ---------------------------------------------------------------------------------
+    def _quotas(self) -> None:
+        emulator = self.emulator
+        params = {key: values[-1] for key, values in parse_qs(urlsplit(self.path).query).items()}
+        try:
+            emulator._authenticate(self.headers.get("Authorization"))
+            page_no = _positive_int(params.get("page_no"), 1, "page_no")
+            page_size = _positive_int(params.get("page_size"), 20, "page_size")
+        except ApiError as error:
+            self._send_error(error)
+            return
+        models = emulator.quota_models()
+        if params.get("model"):
+            models = [m for m in models if m == params["model"]]
+        if params.get("name"):
+            models = [m for m in models if params["name"].lower() in m.lower()]
+        page = models[(page_no - 1) * page_size : page_no * page_size]
+        self._send_json(
+            200,
+            {
+                "request_id": _request_id(),
+                "success": True,
+                "output": {
+                    "total": len(models),
+                    "page_no": page_no,
+                    "page_size": page_size,
+                    "quotas": [emulator.quota_row(m) for m in page],
+                },
+            },
+        )
 
     # --- result files (OSS-like) -------------------------------------------------------------------
     def _send_oss_error(self, status: int, code: str, message: str, extra: str = "") -> None:

@@ -30,8 +30,12 @@ from inbetween.domain.catalog import (
 
 from .config import CreateRequest, Duration, EmulatorConfig, ErrorTiming, FaultOutcome, Faults
 from .errors import ApiError, invalid_parameter, message_for
-from .frames import Frame, FrameRejected, FrameUnavailable, is_supported_url, load_frame
+from .frames import Frame, FrameRejected, FrameUnavailable, check_image, is_supported_url, load_frame
+from .media_models import LAST_FRAME, MediaModelFacts, media_model
 from .render import Renderer, RenderJob
+from .render_media import MediaRenderJob
+from .uploads import OSS_PREFIX, OssUnavailable, UploadStore
+from .wan27 import MediaRequest, MediaRequestReader, clip_seconds
 
 CHINA_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
 
@@ -90,6 +94,17 @@ class TaskSnapshot:
     height: int
     watermark: bool
     template: str | None
+    # wan2.7: the asked duration, the input.media types, the first clip's whole seconds; kf2v: 5, (), 0
+    duration: int = FIXED_DURATION_S
+    media_types: tuple[str, ...] = ()
+    input_video_duration: int = 0
+
+    @property
+    def audio_source(self) -> str | None:
+        """wan2.7: "driving_audio" when the soundtrack is the given audio, else "generated"; kf2v: None."""
+        if not self.media_types:
+            return None
+        return "driving_audio" if "driving_audio" in self.media_types else "generated"
 
 
 @dataclass(slots=True)
@@ -129,6 +144,15 @@ class _Task:
     video: bytes | None = None
     queries: int = 0
     downloads: int = 0
+    # wan2.7 (media protocol)
+    duration: int = FIXED_DURATION_S
+    media_types: tuple[str, ...] = ()
+    input_video_duration: int = 0
+    media_job: MediaRenderJob | None = None
+
+    @property
+    def is_media(self) -> bool:
+        return bool(self.media_types)
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -148,6 +172,9 @@ class _Task:
             height=self.height,
             watermark=self.watermark,
             template=self.template,
+            duration=self.duration,
+            media_types=self.media_types,
+            input_video_duration=self.input_video_duration,
         )
 
 
@@ -180,10 +207,14 @@ class _Counters:
 
 
 class TaskEngine:
-    def __init__(self, config: EmulatorConfig, faults: Faults, renderer: Renderer) -> None:
+    def __init__(
+        self, config: EmulatorConfig, faults: Faults, renderer: Renderer, uploads: UploadStore
+    ) -> None:
         self.config = config
         self.faults = faults
         self.renderer = renderer
+        self.uploads = uploads
+        self._media_reader = MediaRequestReader(config, uploads, self.now)
         self.on_task_finished: list[Callable[[TaskSnapshot], None]] = []
         self.counters = _Counters()
         self._tasks: dict[str, _Task] = {}
@@ -199,12 +230,16 @@ class TaskEngine:
         return self.config.clock()
 
     # --- create ---------------------------------------------------------------------------------
-    def create(self, body: Any, api_key_id: str) -> _Task:
+    def create(self, body: Any, api_key_id: str, *, oss_resolve: bool = False) -> _Task:
+        """A create on the kf2v endpoint (``/services/aigc/image2video/video-synthesis``)."""
         if not isinstance(body, dict):
             raise invalid_parameter("The request body must be a JSON object.")
         model = body.get("model")
         if not model:
             raise ApiError("BadRequest.EmptyModel")
+        if media_model(model) is not None:
+            # a wan2.7 model on the kf2v path: the answer the guide gives for a model/endpoint mismatch
+            raise invalid_parameter("url error, please check url!")
         spec = model_spec(model) if isinstance(model, str) else None
         if spec is None:
             raise invalid_parameter("Model not exist.")
@@ -242,7 +277,10 @@ class TaskEngine:
         if not first_url:
             raise invalid_parameter("Field required: input.first_frame_url")
         for url in (first_url, last_url):
-            if url is not None and not is_supported_url(url):
+            if url is not None and url.startswith(OSS_PREFIX):
+                if not oss_resolve:
+                    raise ApiError(self.config.oss_unresolved_code)
+            elif url is not None and not is_supported_url(url):
                 raise ApiError("InvalidURL")
 
         resolution = parameters.get("resolution", spec.default_resolution)
@@ -286,8 +324,8 @@ class TaskEngine:
 
         first = last = None
         try:
-            first = self._load(first_url)
-            last = self._load(last_url) if last_url else None
+            first = self._load(first_url, model)
+            last = self._load(last_url, model) if last_url else None
         except FrameRejected as rejected:
             if self.config.image_errors is ErrorTiming.SYNC:
                 raise ApiError(rejected.code, rejected.message, 400) from rejected
@@ -298,40 +336,46 @@ class TaskEngine:
             failure = _PlannedFailure(unavailable.code, unavailable.message, at_end_of_pending=True)
 
         width, height = output_size(first.width, first.height, resolution) if first else (0, 0)
+        return self._admit(
+            model,
+            lambda: _Task(
+                task_id=str(uuid.uuid4()),
+                request_id=str(uuid.uuid4()),
+                model=model,
+                api_key_id=api_key_id,
+                orig_prompt=prompt,
+                actual_prompt=extend_prompt(prompt) if prompt_extend else None,
+                resolution=resolution,
+                watermark=watermark,
+                template=template,
+                seed=seed,
+                width=width,
+                height=height,
+                first=first,
+                last=last,
+                submit_at=received,
+                pending_for=self._draw(self.config.pending_s),
+                running_for=self._draw(self.config.running_s),
+                failure=failure,
+            ),
+        )
+
+    def _admit(self, model: str, build: Callable[[], _Task]) -> _Task:
+        """Register the task unless the model's concurrency (and its provider queue) is full."""
         with self._lock:
             # tasks that ended meanwhile are announced like any others (push events), after the lock
             ended = self._advance_locked(self.now())
             limit = self.faults.concurrency_limit(model)
-            refused = (
-                limit is not None
-                and self.faults.concurrency_mode == "reject"
-                and limit
-                <= sum(1 for t in self._tasks.values() if t.model == model and t.status not in TERMINAL)
-            )
-            task = (
-                None
-                if refused
-                else _Task(
-                    task_id=str(uuid.uuid4()),
-                    request_id=str(uuid.uuid4()),
-                    model=model,
-                    api_key_id=api_key_id,
-                    orig_prompt=prompt,
-                    actual_prompt=extend_prompt(prompt) if prompt_extend else None,
-                    resolution=resolution,
-                    watermark=watermark,
-                    template=template,
-                    seed=seed,
-                    width=width,
-                    height=height,
-                    first=first,
-                    last=last,
-                    submit_at=received,
-                    pending_for=self._draw(self.config.pending_s),
-                    running_for=self._draw(self.config.running_s),
-                    failure=failure,
-                )
-            )
+            queue = self.faults.queue_limit(model)
+            in_flight = sum(1 for t in self._tasks.values() if t.model == model and t.status not in TERMINAL)
+            if limit is None:
+                refused = False
+            elif queue is not None:
+                # a provider-side queue (wan2.7: 500): PENDING beyond the running ones, then refused
+                refused = in_flight >= limit + queue
+            else:
+                refused = self.faults.concurrency_mode == "reject" and in_flight >= limit
+            task = None if refused else build()
             if task is not None:
                 self._tasks[task.task_id] = task
                 self.counters.creates_accepted += 1
@@ -340,7 +384,101 @@ class TaskEngine:
             raise ApiError("Throttling.AllocationQuota")
         return task
 
-    def _load(self, url: str) -> Frame:
+    # --- create, media protocol (wan2.7) ----------------------------------------------------------
+    def create_media(
+        self, body: dict[str, Any], api_key_id: str, facts: MediaModelFacts, *, oss_resolve: bool = False
+    ) -> _Task:
+        """A create on ``/services/aigc/video-generation/video-synthesis`` for a media model."""
+        model = facts.name
+        received = self.now()
+        with self._lock:
+            if not self._submit_window.admit(model, received, self.faults.submit_rate_limit(model)):
+                raise ApiError("Throttling.RateQuota")
+        request = self._media_reader.read(body, facts, oss_resolve=oss_resolve)
+        failure = (
+            _PlannedFailure(request.failure.code, request.failure.message, at_end_of_pending=True)
+            if request.failure is not None
+            else None
+        )
+        fault_request = CreateRequest(
+            model=model,
+            prompt=request.marker_prompt,
+            template=None,
+            first_frame_url=request.url_of("first_frame") or request.url_of("first_clip") or "",
+            last_frame_url=request.url_of(LAST_FRAME),
+            resolution=request.resolution,
+            api_key_id=api_key_id,
+            media=request.media,
+            duration=request.duration,
+        )
+        rule = self.faults.select_rule(fault_request)
+        if rule is not None:
+            if rule.outcome is FaultOutcome.REJECT:
+                raise ApiError(rule.code or "InternalError", rule.resolved_message(), rule.resolved_status())
+            if failure is None:
+                failure = _PlannedFailure(rule.code, rule.resolved_message(), at_end_of_pending=False)
+        seed = request.seed if request.seed is not None else self._rng.randint(SEED_MIN, SEED_MAX)
+        return self._admit(model, lambda: self._media_task(request, api_key_id, received, seed, failure))
+
+    def _media_task(
+        self,
+        request: MediaRequest,
+        api_key_id: str,
+        received: float,
+        seed: int,
+        failure: _PlannedFailure | None,
+    ) -> _Task:
+        source = request.first or request.clip
+        width, height = output_size(source.width, source.height, request.resolution) if source else (0, 0)
+        clip_frames = 0
+        if request.clip is not None:
+            clip_frames = min(request.duration * 30, round(request.clip.duration_s * 30))
+        job = None
+        if failure is None and source is not None:
+            job = MediaRenderJob(
+                width=width,
+                height=height,
+                duration_s=request.duration,
+                first=request.first.data if request.first else None,
+                last=request.last.data if request.last else None,
+                clip=request.clip.data if request.clip else None,
+                clip_frames=clip_frames,
+                audio=request.audio.data if request.audio else None,
+                watermark=request.watermark,
+            )
+        extended = request.prompt_extend and self.config.media_actual_prompt
+        return _Task(
+            task_id=str(uuid.uuid4()),
+            request_id=str(uuid.uuid4()),
+            model=request.model,
+            api_key_id=api_key_id,
+            orig_prompt=request.prompt,
+            actual_prompt=extend_prompt(request.prompt) if extended else None,
+            resolution=request.resolution,
+            watermark=request.watermark,
+            template=None,
+            seed=seed,
+            width=width,
+            height=height,
+            first=None,
+            last=None,
+            submit_at=received,
+            pending_for=self._draw(self.config.pending_s),
+            running_for=self._draw(self.config.running_s),
+            failure=failure,
+            duration=request.duration,
+            media_types=request.media_types,
+            input_video_duration=clip_seconds(request.clip) if request.clip else 0,
+            media_job=job,
+        )
+
+    def _load(self, url: str, model: str) -> Frame:
+        if url.startswith(OSS_PREFIX):
+            try:
+                data = self.uploads.resolve(url, model, self.now()).data
+            except OssUnavailable as lapsed:
+                raise FrameUnavailable(lapsed.message) from lapsed
+            return check_image(data, self.config.image_limits)
         return load_frame(
             url,
             limits=self.config.image_limits,
@@ -404,7 +542,10 @@ class TaskEngine:
                 return False
         task.status = TaskStatus.RUNNING
         task.scheduled_at = min(now, max(ready_at, self._slot_freed_at.get(task.model, ready_at)))
-        if task.failure is None and task.first is not None:
+        if task.failure is None and task.media_job is not None:
+            task.render = self.renderer.submit(task.media_job)
+            task.render.add_done_callback(lambda _f, task_id=task.task_id: self._render_done(task_id))
+        elif task.failure is None and task.first is not None:
             job = RenderJob(
                 first=task.first.data,
                 last=task.last.data if task.last else None,
@@ -466,6 +607,7 @@ class TaskEngine:
         was_running = task.status is TaskStatus.RUNNING
         task.status, task.end_at, task.code, task.message = status, at, code, message
         task.first = task.last = None  # the frames are no longer needed
+        task.media_job = None
         if was_running:
             self._slot_freed_at[task.model] = max(at, self._slot_freed_at.get(task.model, at))
         finished.append(task.snapshot())

@@ -15,6 +15,7 @@ from PIL import Image
 
 API_KEY = "sk-emulator-test-0001"
 CREATE = "/services/aigc/image2video/video-synthesis"
+MEDIA_CREATE = "/services/aigc/video-generation/video-synthesis"  # wan2.7
 RED, BLUE, GREEN = (220, 30, 30), (30, 30, 220), (30, 200, 60)
 
 
@@ -82,6 +83,22 @@ class Api:
 
     def submit(self, body: dict[str, Any]) -> str:
         response = self.create(body)
+        assert response.status_code == 200, response.text
+        return response.json()["output"]["task_id"]
+
+    def create_media(
+        self, body: dict[str, Any], *, headers: dict[str, str] | None = None, oss: bool = False
+    ) -> httpx.Response:
+        """A wan2.7 create, on the video-generation path (``oss``: with the resolve header)."""
+        sent = {"X-DashScope-Async": "enable", "Content-Type": "application/json", **self.headers}
+        if oss:
+            sent["X-DashScope-OssResourceResolve"] = "enable"
+        if headers is not None:
+            sent = headers
+        return self.http.post(self.base_url + MEDIA_CREATE, json=body, headers=sent)
+
+    def submit_media(self, body: dict[str, Any], *, oss: bool = False) -> str:
+        response = self.create_media(body, oss=oss)
         assert response.status_code == 200, response.text
         return response.json()["output"]["task_id"]
 
