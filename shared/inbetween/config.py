@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, model_spec
+from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, base_url_for, model_spec
 from inbetween.errors import ConfigError
 
 FRAME_TRANSPORTS = ("url", "base64")
@@ -39,6 +39,8 @@ class Settings:
     webhook_secret_name: str
     provider_base_url: str
     provider_region: str = "cn-beijing"
+    # the Model Studio workspace: with it, the region's workspace host ({id}.{region}.maas.aliyuncs.com)
+    workspace_id: str = ""
     default_model: str = DEFAULT_MODEL
     default_resolution: str = "720P"
     prompt_extend: bool = True
@@ -92,14 +94,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
     region = env.get("PROVIDER_REGION", "cn-beijing")
     base_url = env.get("PROVIDER_BASE_URL", "").rstrip("/")
+    workspace_id = env.get("WORKSPACE_ID", "").strip()
     if not base_url:
         if region not in REGION_BASE_URLS:
             raise ConfigError(
                 f"PROVIDER_REGION {region!r} is unknown; use one of {sorted(REGION_BASE_URLS)} "
                 "or set PROVIDER_BASE_URL"
             )
-        base_url = REGION_BASE_URLS[region]
+        base_url = base_url_for(region, workspace_id or None)
     values["provider_region"] = region
+    values["workspace_id"] = workspace_id
     values["provider_base_url"] = base_url
 
     model = env.get("DEFAULT_MODEL", DEFAULT_MODEL)

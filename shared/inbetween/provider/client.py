@@ -1,4 +1,8 @@
-"""The DashScope kf2v task client: create, get, list and cancel tasks over one ``httpx.Client``.
+"""The DashScope video task client: create, get, list and cancel tasks over one ``httpx.Client``.
+
+One client serves every model of the catalogue: ``create_task`` posts the request to its model's create
+path (kf2v: ``/services/aigc/image2video/video-synthesis``; wan2.7: ``/services/aigc/video-generation/
+video-synthesis``) with the body of its shape; the task get/list/cancel calls are the same for all.
 
 Retries: only reads (``get_task``, ``list_tasks``) are retried, on 429 / 5xx / timeouts / connection errors,
 with a short capped backoff that honours ``Retry-After``. ``create_task`` is never retried: it costs money
@@ -46,7 +50,7 @@ from inbetween.provider.validation import validate_request
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=5.0)
-CREATE_PATH = "/services/aigc/image2video/video-synthesis"
+CREATE_PATH = catalog.KF2V_CREATE_PATH  # the kf2v models'; each request knows its own (request.create_path)
 LIST_MAX_SPAN = timedelta(hours=24)
 LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
 
@@ -128,15 +132,16 @@ class DashScopeClient:
         self._http_client = http
 
     @classmethod
-    def for_region(cls, region: str, api_key: str | Callable[[], str], **kw: Any) -> DashScopeClient:
-        try:
-            base_url = catalog.REGION_BASE_URLS[region]
-        except KeyError:
-            known = ", ".join(sorted(catalog.REGION_BASE_URLS))
-            raise ConfigError(
-                f"no DashScope endpoint known for region '{region}'; use one of: {known}"
-            ) from None
-        return cls(api_key, base_url, **kw)
+    def for_region(
+        cls,
+        region: str,
+        api_key: str | Callable[[], str],
+        *,
+        workspace_id: str | None = None,
+        **kw: Any,
+    ) -> DashScopeClient:
+        """A client of ``region``'s shared host, or of its workspace host with ``workspace_id``."""
+        return cls(api_key, catalog.base_url_for(region, workspace_id), **kw)
 
     @property
     def base_url(self) -> str:
@@ -153,13 +158,18 @@ class DashScopeClient:
         On failure raises ``ProviderError`` with ``maybe_created`` telling whether the task may exist.
         """
         validate_request(request)
+        headers = {"X-DashScope-Async": "enable"}
+        if request.uses_oss_urls:
+            # temporary uploads (oss://...) are resolved by the provider only when asked to
+            headers["X-DashScope-OssResourceResolve"] = "enable"
         response = self._send(
             "POST",
-            CREATE_PATH,
+            request.create_path,
             operation="create task",
             json_body=request.to_body(),
-            extra_headers={"X-DashScope-Async": "enable"},
+            extra_headers=headers,
             attempts=1,
+            is_create=True,
         )
         body = self._json_object(response, operation="create task", maybe_created=True)
         try:
@@ -257,6 +267,7 @@ class DashScopeClient:
         json_body: dict[str, Any] | None = None,
         extra_headers: dict[str, str] | None = None,
         attempts: int | None = None,
+        is_create: bool = False,
     ) -> httpx.Response:
         attempts = attempts if attempts is not None else 1 + self._get_retries
         for attempt in range(1, attempts + 1):
@@ -269,6 +280,7 @@ class DashScopeClient:
                     params=params,
                     json_body=json_body,
                     extra_headers=extra_headers,
+                    is_create=is_create,
                 )
             except ProviderUnavailable as error:
                 delay = self._retry_delay(error, attempt)
@@ -295,6 +307,7 @@ class DashScopeClient:
         params: dict[str, str | int] | None,
         json_body: dict[str, Any] | None,
         extra_headers: dict[str, str] | None,
+        is_create: bool,
     ) -> httpx.Response:
         headers = {
             "Authorization": f"Bearer {self._api_key.reveal()}",
@@ -306,7 +319,6 @@ class DashScopeClient:
         if json_body is not None:
             content = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        is_create = path == CREATE_PATH
         error: ProviderError | None = None
         try:
             response = self._http().request(

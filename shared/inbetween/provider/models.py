@@ -1,4 +1,4 @@
-"""Typed shapes of the DashScope kf2v task API: what we send and what we read back.
+"""Typed shapes of the DashScope video task APIs (kf2v and wan2.7): what we send and what we read back.
 
 Each ``from_api`` reads only the fields we use and ignores the rest, so new provider fields never break a
 poll. Missing optional fields become ``None``. A structurally wrong body (no task id, a status we do not
@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.domain import catalog
+from inbetween.domain.catalog import model_spec
 from inbetween.domain.models import JobSpec
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
@@ -47,10 +48,26 @@ def shorten(value: str | None, limit: int = _REPR_URL_CHARS) -> str | None:
     return f"{value[:limit]}...({len(value)} chars)"
 
 
+# the request's URL field of each media role
+_URL_FIELDS = {
+    catalog.FIRST: "first_frame_url",
+    catalog.LAST: "last_frame_url",
+    catalog.AUDIO: "audio_url",
+    catalog.FIRST_CLIP: "first_clip_url",
+}
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class CreateTaskRequest:
+    """One create call. The body's shape comes from the catalog entry of ``model`` (kf2v: frame URL
+    fields; wan2.7: ``input.media``); an unknown model is built as kf2v (validation refuses it anyway).
+
+    Media by role: ``first_frame_url``/``last_frame_url`` (images), ``audio_url`` (wan2.7's driving
+    audio) and ``first_clip_url`` (wan2.7's first clip). ``None`` means the task has no such input.
+    """
+
     model: str
-    first_frame_url: str
+    first_frame_url: str | None = None
     last_frame_url: str | None = None
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -60,30 +77,90 @@ class CreateTaskRequest:
     prompt_extend: bool | None = None
     watermark: bool | None = None
     seed: int | None = None
+    audio_url: str | None = None
+    first_clip_url: str | None = None
 
     @classmethod
     def for_spec(
-        cls, spec: JobSpec, *, region: str, first_frame_url: str, last_frame_url: str | None
+        cls,
+        spec: JobSpec,
+        *,
+        region: str,
+        media: Mapping[str, str | None] | None = None,
+        first_frame_url: str | None = None,
+        last_frame_url: str | None = None,
     ) -> CreateTaskRequest:
         """The one place a job's spec becomes the create request (intake validates with it before paying,
-        admission sends it), for ``region``'s name of the model. An effect template's video follows the
-        template, not a prompt, so none is sent (the validator refuses a template with a last frame)."""
+        admission sends it), for ``region``'s name of the model.
+
+        ``media`` maps roles ("first", "last", "audio", "first_clip") to URLs; ``None`` values are left
+        out. ``first_frame_url``/``last_frame_url`` are the same as the roles "first"/"last" (the older
+        form of the call); giving a role both ways is a programming error. The duration is the spec's, or
+        the model's default. An effect template's video follows the template, not a prompt, so none is
+        sent (the validator refuses a template with a last frame)."""
+        urls: dict[str, str | None] = dict(media or {})
+        unknown = sorted(set(urls) - set(_URL_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown media roles {unknown}; use {sorted(_URL_FIELDS)}")
+        for role, url in ((catalog.FIRST, first_frame_url), (catalog.LAST, last_frame_url)):
+            if url is None:
+                continue
+            if urls.get(role) not in (None, url):
+                raise ValueError(f"the {role!r} URL was given both in media and as a keyword")
+            urls[role] = url
+        model = model_spec(spec.model)
+        duration = spec.duration
+        if duration is None:
+            duration = model.default_duration if model else catalog.FIXED_DURATION_S
         return cls(
             model=catalog.provider_model_name(spec.model, region),
-            first_frame_url=first_frame_url,
-            last_frame_url=last_frame_url,
+            first_frame_url=urls.get(catalog.FIRST),
+            last_frame_url=urls.get(catalog.LAST),
+            audio_url=urls.get(catalog.AUDIO),
+            first_clip_url=urls.get(catalog.FIRST_CLIP),
             prompt=None if spec.template else spec.prompt,
             negative_prompt=spec.negative_prompt,
             template=spec.template,
             resolution=spec.resolution,
+            duration=duration,
             prompt_extend=spec.prompt_extend,
             watermark=spec.watermark,
             seed=spec.seed,
         )
 
+    @property
+    def shape(self) -> catalog.RequestShape:
+        spec = model_spec(self.model)
+        return spec.shape if spec else catalog.RequestShape.KF2V
+
+    @property
+    def create_path(self) -> str:
+        """The path (under ``/api/v1``) this request is posted to."""
+        spec = model_spec(self.model)
+        return spec.create_path if spec else catalog.KF2V_CREATE_PATH
+
+    @property
+    def media(self) -> dict[str, str]:
+        """The inputs the request has, by role (an empty string counts: validation refuses it)."""
+        return {role: url for role, name in _URL_FIELDS.items() if (url := getattr(self, name)) is not None}
+
+    @staticmethod
+    def url_field(role: str) -> str:
+        """The request field holding ``role``'s URL (for messages: "first_frame_url", "audio_url", ...)."""
+        return _URL_FIELDS[role]
+
+    @property
+    def uses_oss_urls(self) -> bool:
+        """Whether an input is an ``oss://`` temporary upload (the create call must then ask the provider
+        to resolve it, header ``X-DashScope-OssResourceResolve: enable``)."""
+        return any(url.lower().startswith("oss://") for url in self.media.values())
+
     def to_body(self) -> dict[str, Any]:
-        """The JSON body the API reference documents. ``None`` fields are left out (the provider's default
-        applies). ``parameters`` is always present, possibly empty, as the official SDK sends it."""
+        """The JSON body the API reference documents for the model's shape. ``None`` fields are left out
+        (the provider's default applies). ``parameters`` is always present, possibly empty, as the
+        official SDK sends it."""
+        if self.shape is catalog.RequestShape.I2V_MEDIA:
+            return self._media_body()
         input_fields = {
             "first_frame_url": self.first_frame_url,
             "last_frame_url": self.last_frame_url,
@@ -106,6 +183,31 @@ class CreateTaskRequest:
             "parameters": {key: value for key, value in parameter_fields.items() if value is not None},
         }
 
+    def _media_body(self) -> dict[str, Any]:
+        """wan2.7's body (A1 §1.3): the inputs as ``input.media`` items, in the order of the reference's
+        samples; the duration always sent, as an integer (no template: the model has none)."""
+        media = self.media
+        items = [
+            {"type": kind, "url": media[role]} for role, kind in catalog.MEDIA_TYPES.items() if role in media
+        ]
+        input_fields: dict[str, Any] = {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "media": items,
+        }
+        parameter_fields = {
+            "resolution": self.resolution,
+            "duration": self.duration,
+            "prompt_extend": self.prompt_extend,
+            "watermark": self.watermark,
+            "seed": self.seed,
+        }
+        return {
+            "model": self.model,
+            "input": {key: value for key, value in input_fields.items() if value is not None},
+            "parameters": {key: value for key, value in parameter_fields.items() if value is not None},
+        }
+
     def __repr__(self) -> str:
         shown = []
         for f in fields(self):
@@ -118,10 +220,25 @@ class CreateTaskRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """What a finished task used. kf2v: ``video_duration``, ``video_count``, and ``SR`` (2.2) or
+    ``video_ratio`` (2.1). wan2.7 (A1 §3.3): ``duration`` (the billed seconds), ``input_video_duration``
+    (the first clip's seconds, 0 without one), ``output_video_duration``, ``video_count`` and ``SR``; its
+    SDK adds ``video_duration: 0``, which is not the length."""
+
     video_duration: int | None = None
     video_count: int | None = None
-    sr: int | None = None  # 2.2 models: 480 / 720 / 1080
+    sr: int | None = None  # 2.2 models and wan2.7: 480 / 720 / 1080
     video_ratio: str | None = None  # 2.1 models: "standard"
+    duration: float | None = None  # wan2.7: billed seconds (continuation: including the first clip)
+    input_video_duration: float | None = None
+    output_video_duration: float | None = None
+
+    @property
+    def billed_seconds(self) -> float | None:
+        """The seconds the bill counts: wan2.7's ``duration`` when given, else kf2v's ``video_duration``."""
+        if self.duration is not None:
+            return self.duration
+        return self.video_duration
 
     @classmethod
     def from_api(cls, usage: Any) -> Usage | None:
@@ -132,7 +249,23 @@ class Usage:
             video_count=_int_or_none(usage.get("video_count")),
             sr=_int_or_none(usage.get("SR", usage.get("sr"))),
             video_ratio=_str_or_none(usage.get("video_ratio")),
+            duration=_seconds_or_none(usage.get("duration")),
+            input_video_duration=_seconds_or_none(usage.get("input_video_duration")),
+            output_video_duration=_seconds_or_none(usage.get("output_video_duration")),
         )
+
+    def to_api_dict(self) -> dict[str, Any]:
+        """The fields that were given, under the provider's names (for metadata and notifications)."""
+        named = {
+            "duration": self.duration,
+            "input_video_duration": self.input_video_duration,
+            "output_video_duration": self.output_video_duration,
+            "video_duration": self.video_duration,
+            "video_count": self.video_count,
+            "SR": self.sr,
+            "video_ratio": self.video_ratio,
+        }
+        return {key: value for key, value in named.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +308,11 @@ class TaskState:
     @property
     def succeeded(self) -> bool:
         return self.status is TaskStatus.SUCCEEDED and bool(self.video_url)
+
+    @property
+    def billed_seconds(self) -> float | None:
+        """The seconds the provider bills this task for (usage is counted only for successful tasks)."""
+        return self.usage.billed_seconds if self.usage is not None else None
 
     @classmethod
     def from_api(cls, body: Mapping[str, Any]) -> TaskState:
@@ -310,6 +448,13 @@ def _str_or_none(value: Any) -> str | None:
         return None
     text = str(value)
     return text or None
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    """A number of seconds: an int stays an int (the documented type), a fraction is kept."""
+    if isinstance(value, float) and not value.is_integer():
+        return value if value >= 0 else None
+    return _int_or_none(value)
 
 
 def _int_or_none(value: Any) -> int | None:

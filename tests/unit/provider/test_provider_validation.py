@@ -38,6 +38,8 @@ GOOD = CreateTaskRequest(
         dataclasses.replace(
             GOOD, first_frame_url="data:image/png;base64,iVBORw0KGgo=", last_frame_url="HTTP://x.y/z"
         ),
+        # the provider's temporary upload (the guide's file:// flow), sent with the resolve header
+        dataclasses.replace(GOOD, first_frame_url="oss://dashscope-instant/a.png"),
     ],
     ids=lambda r: f"{r.model}-{r.resolution}-{r.template}",
 )
@@ -86,11 +88,14 @@ BAD_REQUESTS = [
         "first_frame_url",
         dataclasses.replace(GOOD, first_frame_url="file:///tmp/first.png"),
     ),
+    # an oss:// temporary upload needs a bucket and a key (a well-formed one is valid: see
+    # test_valid_requests_pass, and the client's resolve header in test_provider_wan27.py)
     (
         "InvalidFrameUrl",
         "first_frame_url",
-        dataclasses.replace(GOOD, first_frame_url="oss://dashscope-instant/a.png"),
+        dataclasses.replace(GOOD, first_frame_url="oss://dashscope-instant"),
     ),
+    ("InvalidFrameUrl", "first_frame_url", dataclasses.replace(GOOD, first_frame_url="oss:///a.png")),
     ("InvalidFrameUrl", "first_frame_url", dataclasses.replace(GOOD, first_frame_url="/tmp/first.png")),
     ("InvalidFrameUrl", "last_frame_url", dataclasses.replace(GOOD, last_frame_url="https:///no-host.png")),
     (
