@@ -1,9 +1,15 @@
 """The drop-folder convention: which S3 keys make a job, what job.json may say, and a job's identity.
 
-    inbox/<job-name>/first.<ext>    required
-    inbox/<job-name>/last.<ext>     required, except for effect-template jobs
-    inbox/<job-name>/job.json       optional: prompt, model, resolution, template, webhook_url, ...
-    inbox/<job-name>/prompt.txt     optional: the prompt as plain text (job.json's prompt wins)
+    inbox/<job-name>/first.<ext>       the first frame (an image)
+    inbox/<job-name>/last.<ext>        the last frame (an image)
+    inbox/<job-name>/audio.<ext>       wan2.7: the driving audio (wav or mp3)
+    inbox/<job-name>/first_clip.<ext>  wan2.7: a clip to continue (mp4 or mov)
+    inbox/<job-name>/job.json          optional: prompt, model, resolution, duration, template, ...
+    inbox/<job-name>/prompt.txt        optional: the prompt as plain text (job.json's prompt wins)
+
+Which inputs a job needs is the model's (``ModelSpec.media_sets`` in the catalog): kf2v takes a first
+and a last frame (or a first frame and an effect template); wan2.7 also a first frame alone, a driving
+audio beside the frames, or a first clip (optionally ending on a last frame).
 
 Anything else in the folder (error.json that we write, .DS_Store, notes) is ignored, and so is any key
 outside ``inbox/<job-name>/<file>``. A job's identity is the folder name plus the ETags of its
@@ -18,11 +24,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from inbetween.domain.catalog import FIXED_DURATION_S, MODELS, model_spec
+from inbetween.domain.catalog import MODELS, model_spec
 from inbetween.domain.models import JobSpec
 from inbetween.errors import InvalidJob
 
-FRAME_NAMES = ("first", "last")
+# the input files, by the stem of their name: the role they play in the provider's request
+INPUT_NAMES = ("first", "last", "audio", "first_clip")
 JOB_JSON = "job.json"
 PROMPT_TXT = "prompt.txt"
 MAX_JOB_NAME_BYTES = 200
@@ -50,12 +57,13 @@ class DropKey:
 
     @property
     def role(self) -> str | None:
-        """first / last / job.json / prompt.txt, or None for a file outside the convention."""
+        """first / last / audio / first_clip / job.json / prompt.txt, or None for a file outside the
+        convention. The extension is not judged here: the content is, at validation."""
         lower = self.filename.lower()
         if lower in (JOB_JSON, PROMPT_TXT):
             return lower
         stem, dot, ext = lower.partition(".")
-        if stem in FRAME_NAMES and dot and ext and "." not in ext:
+        if stem in INPUT_NAMES and dot and ext and "." not in ext:
             return stem
         return None
 
@@ -195,13 +203,6 @@ def build_spec(
             hint="use one of: " + ", ".join(MODELS),
             field="model",
         )
-    if job_fields.get("duration", FIXED_DURATION_S) != FIXED_DURATION_S:
-        raise InvalidJob(
-            f"duration is fixed at {FIXED_DURATION_S} seconds",
-            code="InvalidParameter",
-            hint="remove 'duration' from job.json",
-            field="duration",
-        )
     resolution = job_fields.get("resolution")
     if resolution is None:
         resolution = default_resolution if default_resolution in spec.resolutions else spec.default_resolution
@@ -216,4 +217,5 @@ def build_spec(
         seed=job_fields.get("seed"),
         template=job_fields.get("template") or None,
         webhook_url=job_fields.get("webhook_url") or default_webhook_url or None,
+        duration=job_fields.get("duration"),  # each model's own range is checked before paying
     )

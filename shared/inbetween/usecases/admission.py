@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from inbetween.deps import Deps
-from inbetween.domain.catalog import model_spec, provider_model_name
+from inbetween.domain.catalog import IMAGE_LIMITS, IMAGE_ROLES, MEDIA_ROLES, model_spec, provider_model_name
 from inbetween.domain.hints import provider_hint
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, SubmitLease, Transition
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
@@ -136,14 +136,17 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
             return submitted, True
 
 
-def _frame(deps: Deps, job: Job, role: str) -> str | None:
-    obj = job.inputs.get(role)
-    if obj is None:
-        return None
+def _input_url(deps: Deps, job: Job, role: str) -> str:
+    """How the provider fetches one input: a presigned S3 link, or, for frames with FRAME_TRANSPORT
+    base64, the image inline (the provider documents base64 for images only)."""
+    obj = job.inputs[role]
     settings = deps.settings
-    if settings.frame_transport == "base64":
+    if settings.frame_transport == "base64" and role in IMAGE_ROLES:
+        spec = model_spec(job.model or "")
         data = deps.blobs.read(settings.inbox_bucket, obj.key)
-        return data_uri(data, inspect_image(data, name=role))
+        return data_uri(
+            data, inspect_image(data, name=role, limits=spec.image_limits if spec else IMAGE_LIMITS)
+        )
     return deps.blobs.presign_get(settings.inbox_bucket, obj.key, settings.presign_ttl_s)
 
 
@@ -153,8 +156,7 @@ def build_request(deps: Deps, job: Job) -> CreateTaskRequest:
     return CreateTaskRequest.for_spec(
         job.spec,
         region=deps.settings.provider_region,
-        first_frame_url=_frame(deps, job, "first") or "",
-        last_frame_url=_frame(deps, job, "last"),
+        media={role: _input_url(deps, job, role) for role in MEDIA_ROLES if role in job.inputs},
     )
 
 

@@ -10,7 +10,7 @@ from inbetween.domain.models import ErrorInfo, Job, JobStatus, StoredVideo
 from inbetween.errors import VideoDownloadFailed, VideoLinkExpired
 from inbetween.observability import count, logger, seconds
 from inbetween.usecases.finishing import finish
-from inbetween.usecases.notify import iso, report_and_notify, results_prefix
+from inbetween.usecases.notify import iso, report_and_notify, results_prefix, video_facts
 
 # the stored object's metadata names the task it came from: a retry recognises its own upload
 TASK_ID_METADATA = "task-id"
@@ -85,6 +85,8 @@ def metadata(deps: Deps, job: Job, stored: StoredVideo) -> dict[str, Any]:
         "template": spec.template if spec else None,
         "actual_prompt": job.provider.get("actual_prompt"),
         "usage": job.provider.get("usage"),
+        "billed_seconds": job.provider.get("billed_seconds"),
+        **video_facts(job),
         "video": {"bucket": stored.bucket, "key": stored.key, "bytes": stored.size, "sha256": stored.sha256},
         "timings": {
             "dropped_at": iso(job.created_at),

@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from inbetween.deps import Deps
-from inbetween.domain.catalog import IMAGE_LIMITS, output_size
+from inbetween.domain.catalog import (
+    IMAGE_ROLES,
+    MEDIA_ROLES,
+    ROLE_FILES,
+    ROLE_NOUNS,
+    expected_output_size,
+    model_spec,
+)
 from inbetween.domain.drops import (
     JOB_JSON,
     MAX_JOB_JSON_BYTES,
@@ -24,14 +32,27 @@ from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpe
 from inbetween.errors import InvalidJob
 from inbetween.observability import count, logger
 from inbetween.provider.models import CreateTaskRequest
-from inbetween.provider.validation import ImageInfo, inspect_image, validate_request
+from inbetween.provider.validation import (
+    AudioInfo,
+    ClipInfo,
+    ImageInfo,
+    InputInfo,
+    inspect_input,
+    validate_request,
+)
 from inbetween.usecases import admission
 from inbetween.usecases.notify import report_and_notify
 
 # S3's LastModified has one-second resolution: an object may be up to a second younger than it says
 LAST_MODIFIED_RESOLUTION_S = 1.0
-# validation never sends a frame: this stands in for the URL the provider would fetch
-PLACEHOLDER_FRAME_URL = "https://frames.invalid/frame.png"
+# validation never sends an input: these stand in for the URLs the provider would fetch
+PLACEHOLDER_URLS = {
+    "first": "https://inputs.invalid/first.png",
+    "last": "https://inputs.invalid/last.png",
+    "audio": "https://inputs.invalid/audio.mp3",
+    "first_clip": "https://inputs.invalid/first_clip.mp4",
+}
+T = TypeVar("T")
 
 
 class IntakeOutcome(StrEnum):
@@ -174,44 +195,79 @@ def _spec(deps: Deps, folder: Folder) -> JobSpec:
 
 
 def _missing(folder: Folder, spec: JobSpec) -> list[str]:
-    missing = []
-    if "first" not in folder.files:
-        missing.append("first frame (first.<ext>)")
-    if "last" not in folder.files and not spec.template:
-        missing.append("last frame (last.<ext>)")
-    return missing
+    """What the folder still needs to be a task the model takes: empty when it is one, or when waiting
+    cannot make it one (validation then says what is wrong). Alternatives are joined with "or"."""
+    model = model_spec(spec.model)
+    if model is None:
+        return []
+    roles = frozenset(role for role in folder.files if role in MEDIA_ROLES)
+    sets = model.template_media_sets if spec.template else model.media_sets
+    if roles in sets:
+        return []
+    completions = [s - roles for s in sets if roles < s]
+    if not completions:
+        return []
+    fewest = min(len(c) for c in completions)
+    options = sorted(
+        {
+            " and ".join(_named(r) for r in sorted(c, key=MEDIA_ROLES.index))
+            for c in completions
+            if len(c) == fewest
+        }
+    )
+    return [" or ".join(options)]
+
+
+def _named(role: str) -> str:
+    return f"{ROLE_NOUNS[role]} ({ROLE_FILES[role]})"
 
 
 def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
-    """Parameters, then the images; nothing here reaches the provider."""
+    """Parameters and the combination first, then every input's bytes against the model's limits;
+    nothing here reaches the provider. Returns the video's size."""
+    model = model_spec(spec.model)
+    present = [role for role in MEDIA_ROLES if role in folder.files]
     request = CreateTaskRequest.for_spec(
         spec,
         region=deps.settings.provider_region,
-        first_frame_url=PLACEHOLDER_FRAME_URL,
-        last_frame_url=PLACEHOLDER_FRAME_URL if "last" in folder.files else None,
+        media={role: PLACEHOLDER_URLS[role] for role in present},
     )
     validate_request(request)
-    infos: dict[str, ImageInfo] = {}
-    for role in ("first", "last"):
-        obj = folder.files.get(role)
-        if obj is None:
-            continue
+    infos: dict[str, InputInfo] = {}
+    for role in present:
+        obj = folder.files[role]
         name = obj.key.rsplit("/", 1)[-1]
-        if obj.size > IMAGE_LIMITS.max_bytes:
+        limit = model.max_input_bytes(role) if model else None
+        if limit is not None and obj.size > limit:
             raise InvalidJob(
-                f"{name} is {obj.size / 1048576:.1f} MB; the provider accepts at most "
-                f"{IMAGE_LIMITS.max_bytes // 1048576} MB",
-                code="ImageFileTooLarge",
-                hint="save the frame as JPEG or a smaller PNG",
+                f"{name} is {obj.size / 1048576:.1f} MB; {spec.model} accepts at most {limit // 1048576} MB "
+                f"for a {ROLE_NOUNS[role]}",
+                code="ImageFileTooLarge" if role in IMAGE_ROLES else "MediaFileTooLarge",
+                hint="save the frame as JPEG or a smaller PNG"
+                if role in IMAGE_ROLES
+                else "use a shorter or smaller file",
                 field=role,
             )
-        data = deps.blobs.read(
-            deps.settings.inbox_bucket, obj.key, etag=obj.etag, max_bytes=IMAGE_LIMITS.max_bytes
-        )
-        infos[role] = inspect_image(data, name=name)
-    validate_request(request, first=infos.get("first"), last=infos.get("last"))
-    first = infos["first"]
-    return output_size(first.width, first.height, spec.resolution)
+        data = deps.blobs.read(deps.settings.inbox_bucket, obj.key, etag=obj.etag, max_bytes=limit)
+        infos[role] = inspect_input(role, data, model=spec.model, name=name)
+    validate_request(
+        request,
+        first=_of(infos, "first", ImageInfo),
+        last=_of(infos, "last", ImageInfo),
+        audio=_of(infos, "audio", AudioInfo),
+        first_clip=_of(infos, "first_clip", ClipInfo),
+    )
+    first, clip = _of(infos, "first", ImageInfo), _of(infos, "first_clip", ClipInfo)
+    return expected_output_size(
+        spec.resolution,
+        first_frame=(first.width, first.height) if first else None,
+        first_clip=(clip.width, clip.height) if clip else None,
+    )
+
+
+def _of(infos: dict[str, InputInfo], role: str, kind: type[T]) -> T | None:
+    info = infos.get(role)
+    return info if isinstance(info, kind) else None
 
 
 def _reject(deps: Deps, job: Job) -> None:

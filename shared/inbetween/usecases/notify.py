@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inbetween.deps import Deps
+from inbetween.domain.catalog import RequestShape, model_spec
 from inbetween.domain.models import ErrorInfo, Job, JobStatus, Notification
 from inbetween.observability import count, logger
 from inbetween.usecases import webhook_delivery
@@ -46,6 +47,23 @@ def error_report(job: Job, error: ErrorInfo) -> dict[str, Any]:
         "at": iso(job.updated_at),
         "note": "your inputs were kept; a changed upload of this folder starts a new run",
     }
+
+
+def video_facts(job: Job) -> dict[str, Any]:
+    """What the video is, for metadata.json and the notifications: its length in seconds (as asked, or
+    the model's default) and its soundtrack ("driving_audio": the given audio; "generated": the model's
+    own; None: a silent video)."""
+    model = model_spec(job.model or "")
+    if job.spec is None or model is None:
+        return {}
+    duration = job.spec.duration or model.default_duration
+    if "audio" in job.inputs:
+        soundtrack: str | None = "driving_audio"
+    elif model.shape is RequestShape.I2V_MEDIA:
+        soundtrack = "generated"
+    else:
+        soundtrack = None
+    return {"duration_s": duration, "soundtrack": soundtrack}
 
 
 def report_and_notify(deps: Deps, job: Job) -> bool:
@@ -108,6 +126,8 @@ def event_data(deps: Deps, job: Job) -> dict[str, Any]:
             "finished_at": iso(job.finished_at),
         },
         "usage": job.provider.get("usage"),
+        "billed_seconds": job.provider.get("billed_seconds"),
+        **video_facts(job),
     }
     if job.status is JobStatus.STORED and job.video_key:
         ttl = settings.webhook_link_ttl_s

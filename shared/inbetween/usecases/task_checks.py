@@ -56,13 +56,8 @@ def provider_facts(state: TaskState) -> dict[str, Any]:
         "message": state.message,
     }
     if state.usage is not None:
-        usage = {
-            "video_duration": state.usage.video_duration,
-            "video_count": state.usage.video_count,
-            "SR": state.usage.sr,
-            "video_ratio": state.usage.video_ratio,
-        }
-        facts["usage"] = {k: v for k, v in usage.items() if v is not None}
+        facts["usage"] = state.usage.to_api_dict()  # as the provider named them (kf2v and wan2.7 differ)
+        facts["billed_seconds"] = state.usage.billed_seconds
     return {k: v for k, v in facts.items() if v is not None}
 
 

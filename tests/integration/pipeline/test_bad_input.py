@@ -77,7 +77,7 @@ def _expect_rejected(pipeline, name: str, code: str, files: dict[str, bytes]) ->
         ),
         (
             {"first.png": frame_png(RED), "last.png": frame_png(BLUE), "job.json": b'{"duration": 10}'},
-            "InvalidParameter",
+            "UnsupportedDuration",
         ),
         (
             {
