@@ -28,9 +28,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-# Every gate, then every tier with branch coverage of shared/inbetween (held at fail_under in pyproject.toml)
+# Every gate; the unit and integration tiers with branch coverage of shared/inbetween (held at fail_under in
+# pyproject.toml); then the end-to-end tier, not traced: tracing would slow the fault suites' timings 2x.
 test: lint typecheck contracts
-	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --cov --cov-branch --cov-report=term-missing:skip-covered
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q --cov --cov-branch --cov-report=term-missing:skip-covered \
+		tests/unit tests/integration
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q tests/e2e
 
 # mypy --strict on shared/inbetween and functions/ ([tool.mypy] in pyproject.toml)
 typecheck: install

@@ -621,7 +621,9 @@ def run_fault_suite(
             "POLL_BUDGET_SECONDS": "3",
             "NOTIFY_GRACE_SECONDS": "15",
             "COMPLETION_GRACE_SECONDS": "30",
-            "SUBMIT_LEASE_SECONDS": "3",
+            # long enough to outlast a create call on a loaded 2-core machine (90 s in the cloud): a create
+            # that reaches the provider after its lease ran out falls outside the reconciliation window
+            "SUBMIT_LEASE_SECONDS": "6",
         },
         environment={
             "PROVIDER_CONCURRENCY": str(CONCURRENCY),

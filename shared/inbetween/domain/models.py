@@ -56,6 +56,7 @@ class ErrorInfo:
     hint: str = ""
     retryable: bool = False
     provider_request_id: str | None = None
+    field: str | None = None  # the job.json field or input file at fault, when there is one
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
@@ -70,6 +71,7 @@ class ErrorInfo:
             hint=str(data.get("hint", "")),
             retryable=bool(data.get("retryable", False)),
             provider_request_id=data.get("provider_request_id"),
+            field=data.get("field"),
         )
 
 

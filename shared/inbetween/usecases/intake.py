@@ -144,12 +144,12 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
                 f"the job folder has no {' and no '.join(missing)} after "
                 f"{settings.incomplete_drop_timeout_s} seconds",
                 code="IncompleteDrop",
-                hint=f"upload {settings.inbox_prefix}{job_name}/first.png and last.png (or a job.json "
-                "naming an effect template); the job runs as soon as the folder is complete",
+                hint=f"upload the {' and the '.join(missing)} to {settings.inbox_prefix}{job_name}/; "
+                "the job runs as soon as the folder is complete",
             )
         expected = _validate(deps, folder, spec)
     except InvalidJob as exc:
-        error = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint)
+        error = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
         rejected = Job(
             job_id, job_name, digest, JobStatus.REJECTED, None, inputs, now, now, error=error, finished_at=now
         )
