@@ -37,15 +37,15 @@ def world() -> MemoryWorld:
     return memory_world(settings_for(push_enabled=True, provider_concurrency=3), push_secret=SECRET)
 
 
-def submitted(world: MemoryWorld, name: str = "shot") -> Job:
+def submitted(world: MemoryWorld, name: str = "shot", model: str = MODEL) -> Job:
     now = world.clock.now()
     inputs = {role: InputObject(f"inbox/{name}/{role}.png", "etag", 1000) for role in ("first", "last")}
-    spec = JobSpec(model=MODEL, resolution="720P", prompt="p")
+    spec = JobSpec(model=model, resolution="720P", prompt="p")
     job = Job(
         f"{name}/run1", name, "run1", JobStatus.WAITING, spec, inputs, now, now, expected_size=(1280, 720)
     )
     assert world.store.add_job(job, due=(DueKind.ADMIT, now))
-    assert admission.admit(world.deps, MODEL) == 1
+    assert admission.admit(world.deps, model) == 1
     found = world.store.get_job(job.job_id)
     assert found is not None and found.status is JobStatus.SUBMITTED and found.task_id
     return found
@@ -349,3 +349,17 @@ def test_the_answer_is_a_function_url_response_and_a_request_never_shows_its_tok
         "headers": {"content-type": "application/json"},
         "body": json.dumps({"outcome": PushOutcome.UNKNOWN_TASK.value}),
     }
+
+
+@pytest.mark.parametrize("model", ["wan2.7-i2v", "wan2.7-i2v-2026-04-25"])
+def test_a_wan27_tasks_event_is_handled_like_a_kf2v_ones(world, model):
+    # Given a submitted wan2.7 job whose task has finished
+    job = submitted(world, "sound", model="wan2.7-i2v")
+    world.provider.set_state(job.task_id, succeeded(job.task_id))
+    # When its event arrives, keyed by the wan2.7 endpoint (or the snapshot name the task was made with)
+    key = f"apikey:v1:aigc:video-generation:video-synthesis:{model}"
+    resp = handle_request(world.deps, request(event(job.task_id, data={"user_api_unique_key": key})))
+    # Then it is ours: one query, the job completes, its slot is free
+    assert (resp.status, resp.outcome) == (200, CheckOutcome.FINISHED)
+    assert world.store.get_job(job.job_id).status is JobStatus.COMPLETING
+    assert world.store.slots_in_use("wan2.7-i2v") == 0
