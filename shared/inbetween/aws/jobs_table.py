@@ -24,6 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from inbetween.domain.models import (
+    DeliveryState,
     DueKind,
     EarlyEvent,
     Job,
@@ -337,7 +338,7 @@ class DynamoJobStore:
         for attr, value in (
             ("last_status", attempt.status),
             ("last_error", attempt.error),
-            ("delivered_at", attempt.at if attempt.state == "delivered" else None),
+            ("delivered_at", attempt.at if attempt.state is DeliveryState.DELIVERED else None),
         ):
             if value is not None:
                 sets.append(f"{attr} = :{attr}")
