@@ -45,7 +45,15 @@ from inbetween.errors import (
     VideoLinkExpired,
     VideoRejected,
 )
-from inbetween.provider.models import CreateTaskRequest, TaskPage, TaskRef, TaskState, TaskStatus, TaskSummary
+from inbetween.provider.models import (
+    CreateTaskRequest,
+    ModelQuota,
+    TaskPage,
+    TaskRef,
+    TaskState,
+    TaskStatus,
+    TaskSummary,
+)
 from inbetween.webhooks.outcome import DeliveryResult
 
 
@@ -529,6 +537,29 @@ class ScriptedProvider:
         pass
 
 
+class FixedQuotas:
+    """``inbetween.ports.QuotaSource``: the live figures a test sets (by the model's provider name);
+    none set means list-quotas knows nothing, so the published figures apply. ``asked`` counts calls."""
+
+    def __init__(self) -> None:
+        self.quotas: dict[str, ModelQuota] = {}
+        self.asked: list[str] = []
+
+    def set(
+        self,
+        model: str,
+        *,
+        concurrency: int | None = None,
+        submit_per_s: float | None = None,
+        queue: int | None = None,
+    ) -> None:
+        self.quotas[model] = ModelQuota(model, concurrency, submit_per_s, queue)
+
+    def quota_for(self, model: str) -> ModelQuota | None:
+        self.asked.append(model)
+        return self.quotas.get(model)
+
+
 class InMemoryVideos:
     """``inbetween.ports.VideoSource``: url -> bytes; a missing URL is an expired link."""
 
@@ -607,6 +638,7 @@ class MemoryWorld:
     queues: RecordingQueues
     notifier: RecordingNotifier
     provider: ScriptedProvider
+    quotas: FixedQuotas
     videos: InMemoryVideos
     webhooks: RecordingWebhooks
     deps: Deps
@@ -627,6 +659,7 @@ def memory_world(
     queues = RecordingQueues()
     notifier = RecordingNotifier()
     provider = ScriptedProvider(clock)
+    quotas = FixedQuotas()
     videos = InMemoryVideos()
     webhooks = RecordingWebhooks()
     deps = Deps(
@@ -637,15 +670,17 @@ def memory_world(
         queues=queues,
         notifier=notifier,
         provider=provider,
+        quotas=quotas,
         videos=videos,
         webhooks=webhooks,
         clock=clock,
         push_secret=lambda: push_secret,
     )
-    return MemoryWorld(clock, store, blobs, queues, notifier, provider, videos, webhooks, deps)
+    return MemoryWorld(clock, store, blobs, queues, notifier, provider, quotas, videos, webhooks, deps)
 
 
 __all__ = [
+    "FixedQuotas",
     "InMemoryBlobs",
     "InMemoryJobStore",
     "InMemoryVideos",

@@ -42,12 +42,15 @@ class Settings:
     # the Model Studio workspace: with it, the region's workspace host ({id}.{region}.maas.aliyuncs.com)
     workspace_id: str = ""
     default_model: str = DEFAULT_MODEL
-    default_resolution: str = "720P"
+    default_resolution: str = MODELS[DEFAULT_MODEL].default_resolution
     prompt_extend: bool = True
     watermark: bool = False
     frame_transport: str = "url"
-    # per-model concurrency we allow ourselves; 0 means "the model's published quota"
+    # per-model concurrency we allow ourselves; 0 means "the account's live quota" (list-quotas), with the
+    # model's published quota as the fallback
     provider_concurrency: int = 0
+    # tasks beyond the concurrency left PENDING in the provider's own queue (models that have one)
+    provider_backlog: int = 0
     default_webhook_url: str = ""
     inbox_prefix: str = "inbox/"
     results_prefix: str = "results/"
@@ -68,6 +71,7 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
 
     def concurrency_for(self, model: str) -> int:
+        """The configured concurrency, else the model's published quota (admission prefers the live one)."""
         spec = model_spec(model)
         published = spec.max_concurrent if spec else 1
         return self.provider_concurrency or published
@@ -111,7 +115,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if spec is None:
         raise ConfigError(f"DEFAULT_MODEL {model!r} is unknown; use one of {sorted(MODELS)}")
     values["default_model"] = spec.name
-    resolution = env.get("DEFAULT_RESOLUTION", spec.default_resolution)
+    resolution = env.get("DEFAULT_RESOLUTION") or spec.default_resolution  # empty: the model's own
     if resolution not in spec.resolutions:
         raise ConfigError(f"DEFAULT_RESOLUTION {resolution!r} is not offered by {spec.name}")
     values["default_resolution"] = resolution
@@ -124,6 +128,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     try:
         for attr, name, cast in (
             ("provider_concurrency", "PROVIDER_CONCURRENCY", int),
+            ("provider_backlog", "PROVIDER_BACKLOG", int),
             ("settle_seconds", "SETTLE_SECONDS", int),
             ("incomplete_drop_timeout_s", "INCOMPLETE_DROP_TIMEOUT_SECONDS", int),
             ("presign_ttl_s", "PRESIGN_TTL_SECONDS", int),
@@ -134,6 +139,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                 values[attr] = cast(env[name])
     except ValueError as exc:
         raise ConfigError(f"a numeric setting is not a number: {exc}") from None
+    for attr, name in (
+        ("provider_concurrency", "PROVIDER_CONCURRENCY"),
+        ("provider_backlog", "PROVIDER_BACKLOG"),
+    ):
+        if values.get(attr, 0) < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {values[attr]}")
 
     for attr, name in (
         ("prompt_extend", "PROMPT_EXTEND"),

@@ -14,6 +14,7 @@ from inbetween.ports import (
     Notifier,
     Provider,
     Queues,
+    QuotaSource,
     SecretSource,
     VideoSource,
     WebhookSender,
@@ -29,6 +30,7 @@ class Deps:
     queues: Queues
     notifier: Notifier
     provider: Provider
+    quotas: QuotaSource
     videos: VideoSource
     webhooks: WebhookSender
     clock: Clock

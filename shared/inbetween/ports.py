@@ -27,7 +27,14 @@ from inbetween.domain.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
-from inbetween.provider.models import CreateTaskRequest, TaskPage, TaskRef, TaskState, TaskSummary
+from inbetween.provider.models import (
+    CreateTaskRequest,
+    ModelQuota,
+    TaskPage,
+    TaskRef,
+    TaskState,
+    TaskSummary,
+)
 from inbetween.webhooks.outcome import DeliveryResult
 
 
@@ -187,6 +194,13 @@ class Provider(Protocol):
     def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]: ...
 
     def close(self) -> None: ...
+
+
+class QuotaSource(Protocol):
+    """The account's live limits per model (list-quotas), cached; None when unknown (the published
+    figures then apply). Never raises: an unreadable quota is not a reason to stop admitting."""
+
+    def quota_for(self, model: str) -> ModelQuota | None: ...
 
 
 class VideoSource(Protocol):

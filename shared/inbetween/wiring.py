@@ -32,6 +32,7 @@ from inbetween.deps import Deps
 from inbetween.errors import ConfigError
 from inbetween.ports import Clock
 from inbetween.provider.client import DashScopeClient
+from inbetween.provider.quotas import LiveQuotas
 from inbetween.provider.video_download import HttpVideoSource
 from inbetween.webhooks.guard import AddressPolicy
 from inbetween.webhooks.sender import WebhookSender
@@ -85,6 +86,13 @@ def build_deps(
             raise ConfigError("PUSH_SECRET_NAME is not set; the provider events function needs it")
         return _push_secret_reader(session).get(settings.push_secret_name)
 
+    provider = DashScopeClient(
+        api_key=lambda: secrets.get(settings.api_key_secret),
+        base_url=settings.provider_base_url,
+        http=httpx.Client(transport=provider_transport) if provider_transport else None,
+        time_left_s=time_left_s,
+        sleep=clock.sleep,
+    )
     return Deps(
         settings=settings,
         timing=timing or Timing.from_env(),
@@ -98,13 +106,8 @@ def build_deps(
             completion_url=settings.completion_queue_url,
         ),
         notifier=SnsNotifier(session.client("sns", config=AWS_RETRIES), settings.topic_arn),
-        provider=DashScopeClient(
-            api_key=lambda: secrets.get(settings.api_key_secret),
-            base_url=settings.provider_base_url,
-            http=httpx.Client(transport=provider_transport) if provider_transport else None,
-            time_left_s=time_left_s,
-            sleep=clock.sleep,
-        ),
+        provider=provider,
+        quotas=LiveQuotas(provider.get_quota, now=clock.now),
         videos=HttpVideoSource(
             httpx.Client(transport=video_transport, follow_redirects=False) if video_transport else None
         ),

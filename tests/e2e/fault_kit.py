@@ -32,6 +32,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from inbetween.deps import Deps
+from inbetween.domain.catalog import DEFAULT_MODEL
 from inbetween.domain.models import JobStatus
 from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.usecases.push import MalformedEvent, parse_event
@@ -328,7 +329,11 @@ EXPECTED = {
     "provider rejects": JobStatus.REJECTED,
     "invalid drop": JobStatus.REJECTED,
 }
-MODELS = (("wan2.2-kf2v-flash", "480P"), ("wanx2.1-kf2v-plus", "720P"))
+# both model families, mixed: the two kf2v models and wan2.7 (another request shape, endpoint, quota and
+# a provider-side queue); jobs with no job.json get the deployment's default model (wan2.7-i2v, 1080P)
+MODELS = (("wan2.2-kf2v-flash", "480P"), ("wanx2.1-kf2v-plus", "720P"), ("wan2.7-i2v", "720P"))
+WAN27_DURATION_S = 2
+FPS = 30
 # the faults both runs must really have injected (push on adds its own)
 SHARED_FAULTS = (
     "provider create 5xx",
@@ -353,6 +358,7 @@ class PlannedJob:
     kind: str
     model: str
     files: dict[str, bytes]
+    duration_s: int = 5
 
     @property
     def expected(self) -> JobStatus:
@@ -365,9 +371,12 @@ def plan_jobs(rng: random.Random, count: int) -> list[PlannedJob]:
     for i in range(count):
         draw = rng.random()
         kind = next(k for share, k in PLAN if draw < share)
-        model, resolution = MODELS[rng.randrange(2)]
+        model, resolution = MODELS[rng.randrange(len(MODELS))]
         prompt = f"fault suite job {i}: the ball rolls"
         spec: dict | None = {"model": model, "resolution": resolution, "prompt": prompt}
+        duration = 5
+        if model == "wan2.7-i2v":
+            spec["duration"] = duration = WAN27_DURATION_S
         if kind == "fail with code":
             spec["prompt"] += " [fail:InternalError.Algo]"
         elif kind == "fail without code":
@@ -376,13 +385,13 @@ def plan_jobs(rng: random.Random, count: int) -> list[PlannedJob]:
             spec["prompt"] += " [reject:DataInspectionFailed]"
         elif kind == "invalid drop":
             spec["resolution"] = "4K"
-        elif model == MODELS[0][0] and rng.random() < 0.5:
-            spec = None  # just the two frames: the deployment's defaults
-            model = MODELS[0][0]
+        elif model == DEFAULT_MODEL and rng.random() < 0.5:
+            spec = None  # just the two frames: the deployment's defaults (wan2.7-i2v, 1080P, 5 s)
+            duration = 5
         files = {"first.png": first, "last.png": last}
         if spec is not None:
             files["job.json"] = json.dumps(spec).encode()
-        jobs.append(PlannedJob(f"fault-{i:03d}", kind, model, files))
+        jobs.append(PlannedJob(f"fault-{i:03d}", kind, model, files, duration))
     return jobs
 
 
@@ -689,7 +698,7 @@ def run_fault_suite(
             stats = emulator.stats
             attempts, delivered = endpoint.snapshot()
             copies_sent = sum(p.copies_sent for p in stack.pumps)
-            videos = verify_videos(stack, items, tmp_path)
+            videos = verify_videos(stack, items, tmp_path, {j.name: FPS * j.duration_s for j in jobs})
             secrets = (stack.api_key, stack.webhook_secret)
             max_pollers = count_overlaps(stack, dice)
             if stack.push is not None:
@@ -751,7 +760,8 @@ def figures(run: FaultSuiteRun) -> list[tuple[str, Any]]:
         ("provider tasks created", len(run.tasks)),
         ("tasks succeeded", len(succeeded)),
         ("videos stored, verified (MP4 check + bytes + sha256)", run.videos["verified"]),
-        ("videos decoded (h264, 150 frames)", run.videos["decoded"]),
+        ("videos decoded (h264, 30 fps x duration)", run.videos["decoded"]),
+        ("  jobs by model", dict(sorted(Counter(j.model for j in run.jobs).items()))),
         ("SNS messages", len(run.notifications)),
         ("jobs with exactly one SNS message", sum(1 for n in sns_per_job.values() if n == 1)),
         ("webhook events delivered (distinct ids)", len(delivered_ids)),
@@ -847,6 +857,9 @@ def assert_nothing_lost(run: FaultSuiteRun) -> None:
     submitted, tasks, stats = run.submitted, run.tasks, run.stats
     assert set(tasks) == set(submitted), task_trouble(run, set(tasks) ^ set(submitted))
     assert stats.creates_accepted == len(tasks) == len(submitted)
+    # Both model families ran: each model has stored videos
+    stored_models = Counter(by_name[n].model for n, s in final.items() if s is JobStatus.STORED)
+    assert set(stored_models) == {model for model, _ in MODELS}, stored_models
     # Every succeeded task is a stored, verified video, and nothing else is
     stored = {n for n, s in final.items() if s is JobStatus.STORED}
     assert {submitted[t] for t in run.succeeded} == stored
@@ -901,9 +914,11 @@ def task_trouble(run: FaultSuiteRun, task_ids: set[str]) -> str:
     return "\n".join(lines)
 
 
-def verify_videos(stack: LocalStack, items: dict[str, dict], tmp_path: Path) -> dict:
+def verify_videos(
+    stack: LocalStack, items: dict[str, dict], tmp_path: Path, expected_frames: dict[str, int]
+) -> dict:
     """Every stored video: object size = recorded bytes = metadata bytes, sha256 as recorded, an MP4 with
-    a video track; a sample decoded with PyAV (h264, 150 frames)."""
+    a video track; a sample decoded with PyAV (h264, 30 fps times the job's duration in frames)."""
     import hashlib
 
     import av
@@ -933,7 +948,7 @@ def verify_videos(stack: LocalStack, items: dict[str, dict], tmp_path: Path) -> 
             probe = probe_mp4(path)
             with av.open(str(path)) as container:
                 frames = sum(1 for _ in container.decode(video=0))
-            if probe["codec"] == "h264" and frames == 150:
+            if probe["codec"] == "h264" and frames == expected_frames[name]:
                 decoded += 1
             else:
                 problems.append((name, {"codec": probe["codec"], "frames": frames}))

@@ -65,6 +65,7 @@ class EmulatorStats:
     list_calls: int
     cancels: int
     downloads: int  # result downloads that started sending a body
+    quota_reads: int  # list-quotas answers
     per_task: dict[str, TaskCounters]
 
 
@@ -196,6 +197,7 @@ class EmulatorServer:
                 list_calls=counters.list_calls,
                 cancels=counters.cancels,
                 downloads=counters.downloads,
+                quota_reads=counters.quota_reads,
                 per_task=per_task,
             )
 
@@ -601,6 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as error:
             self._send_error(error)
             return
+        emulator._count("quota_reads")
         models = emulator.quota_models()
         if params.get("model"):
             models = [m for m in models if m == params["model"]]

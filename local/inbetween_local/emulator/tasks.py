@@ -204,6 +204,7 @@ class _Counters:
     list_calls: int = 0
     cancels: int = 0
     downloads: int = 0
+    quota_reads: int = 0
 
 
 class TaskEngine:

@@ -294,7 +294,8 @@ MODEL_ALIASES: dict[str, str] = {
     alias: spec.name for spec in MODELS.values() for alias in spec.names if alias != spec.name
 }
 
-DEFAULT_MODEL = "wan2.2-kf2v-flash"
+# what a new deployment uses when a drop names no model: the provider's current model
+DEFAULT_MODEL = "wan2.7-i2v"
 
 
 def model_spec(name: str) -> ModelSpec | None:

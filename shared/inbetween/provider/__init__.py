@@ -12,6 +12,8 @@ _EXPORTS = {
     "DEFAULT_TIMEOUT": "inbetween.provider.client",
     "DashScopeClient": "inbetween.provider.client",
     "ImageInfo": "inbetween.provider.validation",
+    "LiveQuotas": "inbetween.provider.quotas",
+    "ModelQuota": "inbetween.provider.models",
     "TaskPage": "inbetween.provider.models",
     "TaskRef": "inbetween.provider.models",
     "TaskState": "inbetween.provider.models",

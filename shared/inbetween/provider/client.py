@@ -39,6 +39,7 @@ from inbetween.errors import (
 from inbetween.provider.models import (
     CHINA_TZ,
     CreateTaskRequest,
+    ModelQuota,
     TaskPage,
     TaskRef,
     TaskState,
@@ -55,6 +56,8 @@ LIST_MAX_SPAN = timedelta(hours=24)
 LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
 
 # Status codes that mean "try again later" rather than "this request is wrong".
+# list-quotas: the English page's path, then the Chinese page's (reference wan27-i2v.md §5.2)
+QUOTA_PATHS = ("/quotas", "/models/limits")
 _RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 # Transport failures that prove the request never left this machine.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -128,6 +131,7 @@ class DashScopeClient:
         self._time_left_s = time_left_s
         self._sleep = sleep
         self._owns_http = http is None
+        self._quota_path = QUOTA_PATHS[0]
         # Built on first use: a function that never calls the provider pays nothing for it at cold start.
         self._http_client = http
 
@@ -236,6 +240,32 @@ class DashScopeClient:
         code ``UnsupportedOperation``). Not retried."""
         path = f"/tasks/{_path_segment(task_id)}/cancel"
         self._send("POST", path, operation="cancel task", task_id=task_id, attempts=1)
+
+    def get_quota(self, model: str) -> ModelQuota | None:
+        """The account's live limits for ``model`` (its name in this region), None if no row names it.
+
+        The provider's two pages disagree on the path (reference wan27-i2v.md §5.2): the English one
+        documents ``/quotas``, the Chinese one ``/models/limits``. We ask ``/quotas`` first (what client
+        code in the wild calls), then the other on a 404, and keep to whichever answered."""
+        paths = dict.fromkeys([self._quota_path, *QUOTA_PATHS])
+        for path in paths:
+            try:
+                response = self._send("GET", path, operation="list quotas", params={"model": model})
+            except ProviderRejected as error:
+                if error.status_code == 404:
+                    continue
+                raise
+            self._quota_path = path
+            body = self._json_object(response, operation="list quotas")
+            try:
+                return ModelQuota.from_rows(body, model)
+            except ValueError as exc:
+                raise self._malformed("list quotas", exc, response, body) from None
+        raise ProviderRejected(
+            "DashScope list quotas: neither /quotas nor /models/limits exists at this base URL",
+            code="NotFound",
+            status_code=404,
+        )
 
     def close(self) -> None:
         if self._owns_http and self._http_client is not None:

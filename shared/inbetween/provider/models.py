@@ -11,15 +11,17 @@ The task list returns epoch milliseconds, also returned as aware UTC datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from inbetween.domain import catalog
 from inbetween.domain.catalog import model_spec
 from inbetween.domain.models import JobSpec
+
+_N = TypeVar("_N", int, float)
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 
@@ -394,6 +396,66 @@ class TaskPage:
             tasks=tasks,
             request_id=_str_or_none(body.get("request_id")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelQuota:
+    """The account's live limits for one model, from list-quotas (reference wan27-i2v.md §5.2).
+
+    ``concurrency``: tasks in flight (``async_user_concurrency_limit``); ``submit_per_s``: creates per
+    second (``request_limit`` over ``request_limit_period`` seconds); ``queue``: tasks the provider holds
+    PENDING beyond the running ones (``async_user_queue_limit``). Each is the tightest of the account cap
+    (``model_limit``) and the workspace override (``workspace_limit``); ``None`` when no row says."""
+
+    model: str
+    concurrency: int | None
+    submit_per_s: float | None
+    queue: int | None
+
+    @classmethod
+    def from_rows(cls, body: Mapping[str, Any], model: str) -> ModelQuota | None:
+        """The quota of ``model`` (exact name) in a list-quotas answer; None when no row names it."""
+        output = body.get("output")
+        rows = output.get("quotas") if isinstance(output, Mapping) else None
+        if not isinstance(rows, list):
+            raise ValueError("list-quotas answer has no 'output.quotas' list")
+        limits = [
+            limit
+            for row in rows
+            if isinstance(row, Mapping) and row.get("model") == model
+            for limit in (row.get("model_limit"), row.get("workspace_limit"))
+            if isinstance(limit, Mapping)
+        ]
+        if not limits:
+            return None
+        return cls(
+            model=model,
+            concurrency=_tightest(
+                _positive_int(limit.get("async_user_concurrency_limit")) for limit in limits
+            ),
+            submit_per_s=_tightest(_rate(limit) for limit in limits),
+            queue=_tightest(_int_or_none(limit.get("async_user_queue_limit")) for limit in limits),
+        )
+
+
+def _positive_int(value: Any) -> int | None:
+    number = _int_or_none(value)
+    return number if number is not None and number > 0 else None
+
+
+def _rate(limit: Mapping[str, Any]) -> float | None:
+    """Requests per second of a limit row, None when it sets no request limit."""
+    count, period = limit.get("request_limit"), limit.get("request_limit_period") or 1
+    if isinstance(count, bool) or not isinstance(count, int | float) or count <= 0:
+        return None
+    if isinstance(period, bool) or not isinstance(period, int | float) or period <= 0:
+        return None
+    return float(count) / float(period)
+
+
+def _tightest(values: Iterable[_N | None]) -> _N | None:
+    known = [value for value in values if value is not None]
+    return min(known) if known else None
 
 
 def parse_provider_time(value: Any) -> datetime | None:

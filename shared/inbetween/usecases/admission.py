@@ -14,6 +14,7 @@ and exactly one provider task per job.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -84,10 +85,41 @@ def admit(deps: Deps, model: str) -> int:
     return submitted
 
 
-def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int, bool]:
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """What admission allows itself for one model: tasks in flight (the slots) and creates per second."""
+
+    concurrency: int
+    submit_per_s: float
+    source: str  # "configured" (PROVIDER_CONCURRENCY), "live" (list-quotas) or "published" (catalog)
+
+
+def admission_limits(deps: Deps, model: str) -> AdmissionLimits:
+    """The slots and create rate for ``model``: ``PROVIDER_CONCURRENCY`` when set, else the account's
+    live quota (list-quotas, cached for minutes), else the catalog's published figures. The create rate
+    is the live one when known (a raised quota raises it too), else the published one.
+
+    A model whose provider holds tasks PENDING in its own queue gets ``PROVIDER_BACKLOG`` slots beyond
+    its concurrency: those tasks start the moment a running one ends, with no hand-over gap."""
     spec = model_spec(model)
-    limit = deps.settings.concurrency_for(model)
-    min_gap = SUBMIT_GAP_FACTOR / (spec.submit_rps if spec else 1.0)
+    live = deps.quotas.quota_for(provider_model_name(model, deps.settings.provider_region))
+    published_rate = spec.submit_rps if spec else 1.0
+    submit_per_s = live.submit_per_s if live and live.submit_per_s else published_rate
+    if deps.settings.provider_concurrency:
+        concurrency, source = deps.settings.provider_concurrency, "configured"
+    elif live and live.concurrency:
+        concurrency, source = live.concurrency, "live"
+    else:
+        concurrency, source = deps.settings.concurrency_for(model), "published"
+    queue = live.queue if live and live.queue is not None else (spec.provider_queue if spec else None)
+    backlog = min(deps.settings.provider_backlog, queue or 0)
+    return AdmissionLimits(concurrency + backlog, submit_per_s, source)
+
+
+def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int, bool]:
+    limits = admission_limits(deps, model)
+    limit = limits.concurrency
+    min_gap = SUBMIT_GAP_FACTOR / limits.submit_per_s
     next_submit_at = lease.next_submit_at
     if lease.expired_until is not None:
         # the last holder never released the lease: its last create may have run until its lease ran
