@@ -53,6 +53,7 @@ def probe_video(path: Path) -> dict[str, Any]:
             "frames": stream.frames,
             "fps": float(stream.average_rate) if stream.average_rate else None,
             "duration_s": round(duration, 2),
+            "audio": container.streams.audio[0].codec_context.name if container.streams.audio else None,
         }
 
 
@@ -82,6 +83,7 @@ def run(stack: Any, *, output_dir: Path, prompt: str, timeout: float, out: Any =
             )
         say(f"dropped samples/first.png + samples/last.png as s3://{stack.inbox_bucket}/{prefix}")
         say(f"prompt: {prompt}")
+        say(_model_line(stack.environment))
         say()
         try:
             job = follow(target, job_name, since=since, timeout=timeout, out=out)
@@ -106,12 +108,20 @@ def run(stack: Any, *, output_dir: Path, prompt: str, timeout: float, out: Any =
         say(f"s3://{stack.output_bucket}/{job.video_key}")
         say(f"copied to {_shown(video_path)} and {_shown(metadata_path)}")
         probe = probe_video(video_path)
+        sound = f"{probe['audio']} soundtrack ({metadata.get('soundtrack')})" if probe["audio"] else "silent"
         say(
-            f"{probe['codec']} {probe['width']}x{probe['height']}, {probe['duration_s']} s, "
-            f"{probe['frames']} frames at {probe['fps']:.0f} fps, {video_path.stat().st_size} bytes"
+            f"{metadata['model']}: {probe['codec']} {probe['width']}x{probe['height']}, "
+            f"{probe['duration_s']} s, {probe['frames']} frames at {probe['fps']:.0f} fps, {sound}, "
+            f"{video_path.stat().st_size} bytes"
         )
-        if probe["codec"] != "h264" or abs(probe["duration_s"] - 5.0) > 0.5:
-            say("demo FAILED: the video is not a 5-second H.264 MP4")
+        asked_s = float(metadata.get("duration_s") or 5)
+        if probe["codec"] != "h264" or abs(probe["duration_s"] - asked_s) > 0.5:
+            say(f"demo FAILED: the video is not a {asked_s:g}-second H.264 MP4")
+            return 1
+        if bool(probe["audio"]) != bool(metadata.get("soundtrack")):
+            say(
+                f"demo FAILED: the soundtrack is {probe['audio']}, metadata.json says {metadata.get('soundtrack')}"
+            )
             return 1
 
         say("\n== metadata.json")
@@ -132,6 +142,22 @@ def run(stack: Any, *, output_dir: Path, prompt: str, timeout: float, out: Any =
             say(f"(the receiver also rejected {len(receiver.rejected)} request(s) with a bad signature)")
     say(f"\ndemo OK: {_shown(video_path)}")
     return 0
+
+
+def _model_line(environment: dict[str, str]) -> str:
+    """The deployment's default model (the job.json names none) and what it makes by default."""
+    from inbetween.domain.catalog import DEFAULT_MODEL, model_spec
+
+    name = environment.get("DEFAULT_MODEL") or DEFAULT_MODEL
+    spec = model_spec(name)
+    if spec is None:
+        return f"model: {name} (the deployment's default)"
+    resolution = environment.get("DEFAULT_RESOLUTION") or spec.default_resolution
+    durations = f"{min(spec.durations)}-{max(spec.durations)} s" if len(spec.durations) > 1 else "5 s only"
+    return (
+        f"model: {spec.name} (the deployment's default; job.json may name another), {resolution}, "
+        f"{spec.default_duration} s (offers {durations})"
+    )
 
 
 def _shown(path: Path) -> str:

@@ -42,6 +42,9 @@ def test_region_gives_the_base_url_and_a_custom_url_wins():
         ({"FRAME_TRANSPORT": "carrier-pigeon"}, "FRAME_TRANSPORT"),
         ({"WATERMARK": "maybe"}, "WATERMARK"),
         ({"SETTLE_SECONDS": "soon"}, "not a number"),
+        ({"DEFAULT_MODEL": "wan2.7-i2v", "DEFAULT_RESOLUTION": "480P"}, "DEFAULT_RESOLUTION"),
+        ({"PROVIDER_BACKLOG": "-1"}, "PROVIDER_BACKLOG"),
+        ({"PROVIDER_CONCURRENCY": "-2"}, "PROVIDER_CONCURRENCY"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(extra, fragment):
@@ -53,3 +56,17 @@ def test_bad_values_are_refused_with_the_variable_named(extra, fragment):
 def test_concurrency_defaults_to_the_published_quota():
     assert load_settings(BASE).concurrency_for("wan2.2-kf2v-flash") == 2
     assert load_settings(dict(BASE, PROVIDER_CONCURRENCY="5")).concurrency_for("wan2.2-kf2v-flash") == 5
+
+
+def test_a_new_deployment_uses_wan27_at_its_own_default_resolution():
+    settings = load_settings(BASE)
+    assert (settings.default_model, settings.default_resolution) == ("wan2.7-i2v", "1080P")
+    # the template's empty DefaultResolution means "the default model's own"
+    for model, own in (("wan2.7-i2v", "1080P"), ("wan2.2-kf2v-flash", "720P"), ("wanx2.1-kf2v-plus", "720P")):
+        chosen = load_settings(dict(BASE, DEFAULT_MODEL=model, DEFAULT_RESOLUTION=""))
+        assert chosen.default_resolution == own
+
+
+def test_the_provider_backlog_is_read_and_off_by_default():
+    assert load_settings(BASE).provider_backlog == 0
+    assert load_settings(dict(BASE, PROVIDER_BACKLOG="2")).provider_backlog == 2
