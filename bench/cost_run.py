@@ -890,6 +890,7 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
         names,
         PROVIDER_BASE_URL="https://dashscope.aliyuncs.com/api/v1",
         PROVIDER_CONCURRENCY=str(quota),
+        DEFAULT_MODEL=MODEL,  # the figure is kf2v flash's (not the product default)
         DEFAULT_RESOLUTION="480P",
     )
     settings = load_settings(env)

@@ -363,6 +363,7 @@ def _run_pipeline(sc: Scenario, harness) -> dict[str, Any]:
         names,
         PROVIDER_BASE_URL=emulator.base_url,
         SETTLE_SECONDS="0",
+        DEFAULT_MODEL=MODEL,  # the scenarios are kf2v flash's (not the product default)
         DEFAULT_RESOLUTION="480P",
         FRAME_TRANSPORT="base64",
     )

@@ -17,6 +17,7 @@ import pytest
 from cfnlint.decode import decode_str
 from inbetween.config import _REQUIRED, load_settings
 from inbetween.domain.catalog import MODELS, REGION_BASE_URLS, model_spec
+from inbetween.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -368,21 +369,26 @@ def test_the_default_parameters_make_valid_settings(template):
     # When the code loads its settings from it
     settings = load_settings(env)
 
-    # Then the defaults are accepted and mean what the parameters say
+    # Then the defaults are accepted and mean what the parameters say: wan2.7-i2v at its own 1080P
     assert settings.provider_base_url == REGION_BASE_URLS["cn-beijing"]
-    assert (settings.default_model, settings.default_resolution) == ("wan2.2-kf2v-flash", "720P")
+    assert env["DEFAULT_RESOLUTION"] == ""  # empty: the default model's own
+    assert (settings.default_model, settings.default_resolution) == ("wan2.7-i2v", "1080P")
     assert settings.prompt_extend is True and settings.watermark is False
     assert settings.provider_concurrency == 0 and settings.settle_seconds == 5
     assert env["POWERTOOLS_SERVICE_NAME"] == "inbetween"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Inbetween"
+    # and every model the parameter offers, with the default (empty) resolution, runs at its own
+    for model in template["Parameters"]["DefaultModel"]["AllowedValues"]:
+        chosen = load_settings(dict(env, DEFAULT_MODEL=model))
+        assert (chosen.default_model, chosen.default_resolution) == (model, MODELS[model].default_resolution)
 
 
 def test_parameter_choices_agree_with_the_catalogue(template):
     params = template["Parameters"]
     assert set(params["ProviderRegion"]["AllowedValues"]) <= set(REGION_BASE_URLS)
     assert all(model_spec(model) for model in params["DefaultModel"]["AllowedValues"])
-    # a model that lacks an offered resolution is guarded by a deploy-time rule
-    resolutions = set(params["DefaultResolution"]["AllowedValues"])
+    # a model that lacks an offered resolution is guarded by a deploy-time rule ("" is every model's own)
+    resolutions = set(params["DefaultResolution"]["AllowedValues"]) - {""}
     guarded = {
         rule["RuleCondition"]["Fn::Equals"][1]
         for rule in template.get("Rules", {}).values()
@@ -390,6 +396,46 @@ def test_parameter_choices_agree_with_the_catalogue(template):
     }
     limited = {name for name, spec in MODELS.items() if not resolutions <= set(spec.resolutions)}
     assert limited <= guarded
+
+
+def _holds(condition: dict, parameters: dict[str, str]) -> bool:
+    """A rule's condition or assertion (Fn::Equals, Or, And, Not over parameter Refs) for these values."""
+    [(function, args)] = condition.items()
+    if function == "Fn::Equals":
+        left, right = (parameters[arg["Ref"]] if isinstance(arg, dict) else str(arg) for arg in args)
+        return left == right
+    if function == "Fn::Not":
+        return not _holds(args[0], parameters)
+    if function in ("Fn::Or", "Fn::And"):
+        results = [_holds(arg, parameters) for arg in args]
+        return any(results) if function == "Fn::Or" else all(results)
+    raise AssertionError(f"{function} in a rule: teach _holds about it")
+
+
+def test_the_deploy_rules_allow_exactly_the_model_and_resolution_pairs_the_settings_accept(template):
+    # Given every DefaultModel x DefaultResolution choice the parameters offer, the rest at their defaults
+    params = template["Parameters"]
+    defaults = {name: str(param.get("Default", "")) for name, param in params.items()}
+    env = {name: _resolve_with_defaults(template, value) for name, value in _globals_env(template).items()}
+    for model in params["DefaultModel"]["AllowedValues"]:
+        for resolution in params["DefaultResolution"]["AllowedValues"]:
+            values = dict(defaults, DefaultModel=model, DefaultResolution=resolution)
+            # When CloudFormation checks the rules, and the code loads its settings
+            allowed = all(
+                _holds(assertion["Assert"], values)
+                for rule in template.get("Rules", {}).values()
+                if _holds(rule["RuleCondition"], values)
+                for assertion in rule["Assertions"]
+            )
+            try:
+                settings = load_settings(dict(env, DEFAULT_MODEL=model, DEFAULT_RESOLUTION=resolution))
+            except ConfigError:
+                settings = None
+            # Then a deploy the rules let through starts, one they refuse would not have, and an empty
+            # resolution is the model's own
+            assert allowed == (settings is not None), (model, resolution)
+            if settings is not None:
+                assert settings.default_resolution == (resolution or MODELS[model].default_resolution)
 
 
 def test_functions_share_the_layer_and_the_runtime(template):

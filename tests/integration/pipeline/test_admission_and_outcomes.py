@@ -1,4 +1,9 @@
-"""Admission control under the provider's quota, and every way a job can end."""
+"""Admission control under the provider's quota, and every way a job can end.
+
+The deployment defaults to wan2.2-kf2v-flash here, not to the product's wan2.7-i2v: these cases are kf2v's
+(two concurrent tasks, a drop is a pair, 800-character prompts). A first frame alone under wan2.7 is
+test_happy_path's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,13 @@ import json
 import pytest
 from PIL import Image
 from pipeline_kit import API_KEY, BLUE, RED, frame_png
+
+KF2V = "wan2.2-kf2v-flash"
+
+
+@pytest.fixture
+def template_parameters():
+    return {"DefaultModel": KF2V}  # DefaultResolution "": the model's own 720P
 
 
 def _all_final(pipeline, names):
@@ -28,7 +40,7 @@ def test_a_backlog_keeps_both_slots_busy_and_never_earns_a_throttling_error(pipe
     # When the pipeline works through them
     def done():
         nonlocal peak
-        peak = max(peak, pipeline.deps.store.slots_in_use("wan2.2-kf2v-flash"))
+        peak = max(peak, pipeline.deps.store.slots_in_use(KF2V))
         return _all_final(pipeline, names)()
 
     pipeline.run_until(done, timeout=60)
@@ -37,7 +49,7 @@ def test_a_backlog_keeps_both_slots_busy_and_never_earns_a_throttling_error(pipe
     assert peak <= 2
     assert pipeline.emulator.stats.creates_accepted == 6
     assert not any(code.startswith("Throttling") for code in pipeline.emulator.stats.creates_rejected)
-    assert pipeline.deps.store.slots_in_use("wan2.2-kf2v-flash") == 0
+    assert pipeline.deps.store.slots_in_use(KF2V) == 0
 
 
 def test_jobs_are_submitted_in_arrival_order(pipeline, pair):
@@ -80,7 +92,7 @@ def test_a_provider_rejection_ends_the_job_with_an_error_report_and_a_failure_no
     assert report["what_to_do"]
     notes = pipeline.notifications()
     assert [n["attributes"]["event_type"] for n in notes] == ["video.generation.failed"]
-    assert pipeline.deps.store.slots_in_use("wan2.2-kf2v-flash") == 0
+    assert pipeline.deps.store.slots_in_use(KF2V) == 0
 
 
 @pytest.mark.parametrize(

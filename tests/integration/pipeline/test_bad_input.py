@@ -10,8 +10,12 @@ import struct
 import zlib
 
 import pytest
+from inbetween.domain.catalog import output_size
 from PIL import Image
 from pipeline_kit import BLUE, RED, frame_png
+
+# the cases about a kf2v limit name the model: the deployment's default is wan2.7-i2v (20 MB, 2-15 s)
+KF2V_JOB = json.dumps({"model": "wan2.2-kf2v-flash"}).encode()
 
 
 def _gif() -> bytes:
@@ -52,7 +56,11 @@ def _expect_rejected(pipeline, name: str, code: str, files: dict[str, bytes]) ->
         ({"first.png": _bomb_png(), "last.png": frame_png(BLUE)}, "DecompressionBomb"),
         ({"first.png": frame_png(RED, (8001, 240)), "last.png": frame_png(BLUE)}, "ImageTooLarge"),
         (
-            {"first.png": b"\x89PNG" + b"\x00" * (10 * 1024 * 1024 + 1), "last.png": frame_png(BLUE)},
+            {
+                "first.png": b"\x89PNG" + b"\x00" * (10 * 1024 * 1024 + 1),
+                "last.png": frame_png(BLUE),
+                "job.json": KF2V_JOB,
+            },
             "ImageFileTooLarge",
         ),
         (
@@ -76,7 +84,11 @@ def _expect_rejected(pipeline, name: str, code: str, files: dict[str, bytes]) ->
             "InvalidSeed",
         ),
         (
-            {"first.png": frame_png(RED), "last.png": frame_png(BLUE), "job.json": b'{"duration": 10}'},
+            {
+                "first.png": frame_png(RED),
+                "last.png": frame_png(BLUE),
+                "job.json": b'{"model": "wan2.2-kf2v-flash", "duration": 10}',
+            },
             "UnsupportedDuration",
         ),
         (
@@ -154,7 +166,8 @@ def test_frames_of_different_aspect_ratios_follow_the_first_frame(pipeline):
     )
     item = pipeline.run_until_final("ratios")
     assert item["status"] == "STORED"
-    assert [int(v) for v in item["expected_size"]] == [1280, 720]
+    # at the default model's 1080P: 16:9 scaled to 1920x1080, each side down to a multiple of 16
+    assert [int(v) for v in item["expected_size"]] == list(output_size(480, 270, "1080P")) == [1920, 1072]
 
 
 def test_a_webhook_that_redirects_is_not_followed_and_the_video_is_still_stored(pipeline, pair):

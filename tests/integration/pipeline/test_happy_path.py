@@ -1,4 +1,5 @@
-"""A drop becomes a stored, verified video with metadata and exactly one notification."""
+"""A drop becomes a stored, verified video with metadata and exactly one notification: a kf2v pair, and
+a first frame alone under the default model (wan2.7-i2v)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 
 import av
 from inbetween.domain.catalog import output_size
+from pipeline_kit import RED, frame_png
 
 
 def test_a_dropped_pair_becomes_a_stored_video_with_metadata_and_one_notification(pipeline, pair, tmp_path):
-    # Given a job folder with two frames and a job.json
-    job_json = json.dumps({"prompt": "a red square turns blue", "resolution": "480P"}).encode()
+    # Given a job folder with two frames and a job.json asking for kf2v flash at 480P
+    job_json = json.dumps(
+        {"model": "wan2.2-kf2v-flash", "prompt": "a red square turns blue", "resolution": "480P"}
+    ).encode()
     pipeline.drop("shot-1", dict(pair, **{"job.json": job_json}))
 
     # When the pipeline runs
@@ -56,3 +60,34 @@ def test_inputs_are_kept_after_success(pipeline, pair):
     pipeline.run_until_final("keep")
     keys = {o["Key"] for o in pipeline.s3.list_objects_v2(Bucket=pipeline.settings.inbox_bucket)["Contents"]}
     assert {"inbox/keep/first.png", "inbox/keep/last.png"} <= keys
+
+
+def test_a_first_frame_alone_becomes_a_video_with_sound_under_the_default_model(pipeline, tmp_path):
+    # Given a folder with only a first frame and a prompt, on a deployment with the template's defaults
+    pipeline.drop("solo", {"first.png": frame_png(RED), "prompt.txt": b"a red square drifts"})
+
+    # When the pipeline runs
+    item = pipeline.run_until_final("solo")
+
+    # Then wan2.7-i2v made it a 5 s video at its own 1080P, with a soundtrack, and it is stored
+    assert item["status"] == "STORED"
+    assert (item["spec"]["model"], item["spec"]["resolution"]) == ("wan2.7-i2v", "1080P")
+    path = tmp_path / "v.mp4"
+    output = pipeline.settings.output_bucket
+    path.write_bytes(pipeline.s3.get_object(Bucket=output, Key=item["video_key"])["Body"].read())
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == output_size(320, 240, "1080P")
+        assert video.frames == 150 and len(container.streams.audio) == 1
+    metadata = pipeline.read_json(output, item["video_key"].replace("video.mp4", "metadata.json"))
+    assert metadata["usage"]["duration"] == 5
+    # and one notification naming the model, one task of one first-frame item
+    [note] = pipeline.notifications()
+    assert note["attributes"]["model"] == "wan2.7-i2v"
+    assert pipeline.emulator.stats.creates_accepted == 1
+    task = pipeline.emulator.task(item["task_id"])
+    assert task is not None and (task.model, task.media_types, task.duration) == (
+        "wan2.7-i2v",
+        ("first_frame",),
+        5,
+    )

@@ -19,6 +19,7 @@ from pipeline_kit import API_KEY
 
 SECRET = "push-secret-0123456789abcdefghijklmnopqrstuv"
 OVERDUE_AFTER_S = 1000.0  # push-on: the first check comes this long after submission (plus grace)
+KF2V = "wan2.2-kf2v-flash"
 
 
 @pytest.fixture
@@ -335,6 +336,8 @@ def test_with_push_on_the_poller_leaves_tasks_alone_until_their_event_is_overdue
 # ---------------------------------------------------------------- a freed slot is used at once
 
 
+# kf2v flash's published quota of two (wan2.7-i2v, the template's default, runs five and queues more)
+@pytest.mark.parametrize("template_parameters", [{"PushEnabled": "true", "DefaultModel": KF2V}], ids=["kf2v"])
 def test_an_event_that_frees_a_slot_gets_the_next_waiting_job_submitted_without_the_poller(pushing, pair):
     # Given the two slots of the published quota busy and a third job waiting
     running = [submitted_job(pushing, f"slot-{i}", pair) for i in range(2)]

@@ -4,6 +4,10 @@ The promises of tests/integration/pipeline (test_bad_input, test_delivery_semant
 cases of test_admission_and_outcomes), kept quickly: a settling folder is looked at again later, an
 incomplete one is rejected after its timeout, a valid one becomes one job and one provider task however
 often its events arrive, and an invalid one gets an error report and one notification, no provider call.
+
+The deployment here defaults to wan2.2-kf2v-flash (a drop is a pair, two slots, 800-character prompts,
+10 MB frames), not the product's default wan2.7-i2v: its drops are test_intake_wan27's, and the one case
+where the default changes what a drop means (a first frame alone) is below, under both.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from dataclasses import replace
 
 import pytest
+from inbetween.domain.catalog import DEFAULT_MODEL
 from inbetween.domain.models import DueKind, JobStatus
 from inbetween.usecases.intake import IntakeOutcome, examine, on_object_created, settle_overdue_drops
 from inbetween.usecases.notify import FAILED_EVENT
@@ -33,10 +38,17 @@ from usecase_kit import (
     submitted_job,
 )
 
+WAN27 = "wan2.7-i2v"
+
+
+def kf2v_settings(**overrides):
+    """Settings of a deployment whose default model is wan2.2-kf2v-flash at its 720P."""
+    return settings_with(default_model=FLASH, default_resolution="720P", **overrides)
+
 
 @pytest.fixture
 def world():
-    return memory_world()
+    return memory_world(kf2v_settings())
 
 
 def _event(world, name: str, filename: str = "first.png") -> IntakeOutcome:
@@ -88,7 +100,7 @@ def test_a_folder_that_is_empty_again_is_ignored_and_forgotten(world):
 
 def test_a_folder_still_being_written_is_looked_at_again_once_it_has_been_quiet():
     # Given a five-second settle window and a pair just uploaded
-    world = memory_world(settings_with(settle_seconds=5))
+    world = memory_world(kf2v_settings(settle_seconds=5))
     drop(world, "shot", pair())
     # When its event arrives at once
     assert _event(world, "shot") is IntakeOutcome.SETTLING
@@ -106,7 +118,7 @@ def test_a_folder_still_being_written_is_looked_at_again_once_it_has_been_quiet(
 
 def test_files_arriving_in_any_order_make_one_job_with_the_late_job_json_applied():
     # Given a settle window, and a folder whose job.json lands after the frames (as `aws s3 sync` may)
-    world = memory_world(settings_with(settle_seconds=2))
+    world = memory_world(kf2v_settings(settle_seconds=2))
     drop(world, "sync", {"last.png": frame_png(BLUE)})
     assert _event(world, "sync", "last.png") is IntakeOutcome.SETTLING
     world.clock.advance(1)
@@ -155,6 +167,27 @@ def test_a_folder_with_only_one_frame_waits_then_is_rejected_after_the_timeout_w
     assert (settings.inbox_bucket, "inbox/lonely/first.png") in world.blobs.objects
     assert world.provider.created == []
     assert world.store.overdue_drops(world.clock.now() + 10**6) == []
+
+
+def test_a_first_frame_alone_is_a_complete_drop_under_the_default_model_and_half_a_pair_under_kf2v():
+    # Given a deployment on the product's default model, and one still defaulting to kf2v flash
+    assert DEFAULT_MODEL == WAN27
+    default, kf2v = memory_world(), memory_world(kf2v_settings())
+    for world in (default, kf2v):
+        drop(world, "solo", {"first.png": frame_png(RED, (750, 1000))})
+    # When only a first frame is dropped in each
+    # Then under wan2.7-i2v it is a first-frame video at once: the model's own 1080P and 5 s, one task
+    assert _event(default, "solo") is IntakeOutcome.ACCEPTED
+    job = job_named(default, "solo")
+    assert job is not None and job.status is JobStatus.SUBMITTED and job.spec is not None
+    assert (job.spec.model, job.spec.resolution, job.expected_size) == (WAN27, "1080P", (1232, 1648))
+    [request] = default.provider.created
+    assert (request.model, request.duration, request.last_frame_url) == (WAN27, 5, None)
+    assert set(job.inputs) == {"first"}
+    assert default.store.overdue_drops(default.clock.now() + 10**6) == []
+    # while under kf2v it waits for its last frame, with no job and no task
+    assert _event(kf2v, "solo") is IntakeOutcome.INCOMPLETE
+    assert job_named(kf2v, "solo") is None and kf2v.provider.created == []
 
 
 def test_a_folder_without_its_first_frame_is_rejected_naming_it(world):
