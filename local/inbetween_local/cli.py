@@ -276,20 +276,28 @@ def follow(
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_drop(args: argparse.Namespace) -> int:
-    first = Path(args.first)
-    last = Path(args.last) if args.last else None
-    if last is None and not args.template:
-        raise CliError("LAST is required unless --template is given")
-    for path in (first, last):
+    # Which inputs make a job is the model's (wan2.7-i2v: a first frame alone will do; kf2v: a pair, or a
+    # first frame and a template): the pipeline checks the set and answers with error.json, as for any drop.
+    media = {
+        "first": Path(args.first) if args.first else None,
+        "last": Path(args.last) if args.last else None,
+        "audio": Path(args.audio) if args.audio else None,
+        "first_clip": Path(args.first_clip) if args.first_clip else None,
+    }
+    named = media["first"] or media["first_clip"]
+    if named is None:
+        raise CliError("give a FIRST frame, or --first-clip to continue a clip (wan2.7-i2v)")
+    for path in media.values():
         if path is not None and not path.is_file():
             raise CliError(f"{path} is not a file")
     target = resolve_target(args)
-    job_name = args.job or f"{first.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    job_name = args.job or f"{named.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     fields: dict[str, Any] = {
         "prompt": args.prompt,
         "negative_prompt": args.negative_prompt,
         "model": args.model,
         "resolution": args.resolution,
+        "duration": args.duration,
         "seed": args.seed,
         "template": args.template,
         "watermark": args.watermark,
@@ -303,7 +311,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
     uploads: list[tuple[str, bytes, str]] = []
     if job_json:
         uploads.append((prefix + "job.json", json.dumps(job_json, indent=2).encode(), "application/json"))
-    for role, path in (("first", first), ("last", last)):
+    for role, path in media.items():
         if path is not None:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             uploads.append((f"{prefix}{role}{path.suffix.lower()}", path.read_bytes(), content_type))
@@ -560,14 +568,24 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--local-stack-name", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_local_up)
 
-    drop = sub.add_parser("drop", parents=[target], help="upload a keyframe pair as a job")
-    drop.add_argument("first", metavar="FIRST", help="first frame (png, jpg, webp, bmp)")
-    drop.add_argument("last", metavar="LAST", nargs="?", help="last frame (optional with --template)")
+    drop = sub.add_parser("drop", parents=[target], help="upload keyframes (and audio, a clip) as a job")
+    drop.add_argument("first", metavar="FIRST", nargs="?", help="first frame (png, jpg, webp, bmp)")
+    drop.add_argument(
+        "last",
+        metavar="LAST",
+        nargs="?",
+        help="last frame (kf2v needs it unless --template; wan2.7-i2v can go without)",
+    )
     drop.add_argument("--job", help="job (folder) name; default: FIRST's name and the time")
     drop.add_argument("--prompt")
     drop.add_argument("--negative-prompt")
-    drop.add_argument("--model", help="wan2.2-kf2v-flash or wanx2.1-kf2v-plus")
-    drop.add_argument("--resolution", help="480P, 720P or 1080P")
+    drop.add_argument(
+        "--model", help="wan2.7-i2v, wan2.2-kf2v-flash or wanx2.1-kf2v-plus; default: the deployment's"
+    )
+    drop.add_argument("--resolution", help="720P or 1080P (wan2.7-i2v); 480P, 720P or 1080P (kf2v flash)")
+    drop.add_argument("--duration", type=int, help="seconds, 2 to 15 (wan2.7-i2v; kf2v makes 5)")
+    drop.add_argument("--audio", help="driving audio, wav or mp3, 2 to 30 s (wan2.7-i2v)")
+    drop.add_argument("--first-clip", help="a clip to continue, mp4 or mov, 2 to 10 s (wan2.7-i2v)")
     drop.add_argument("--seed", type=int)
     drop.add_argument("--template", help="an effect template (wanx2.1-kf2v-plus)")
     _bool_flag(drop, "watermark", "add the provider's watermark (--no-watermark: without)")

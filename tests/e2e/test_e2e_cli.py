@@ -61,6 +61,37 @@ def test_drop_wait_then_jobs_status_and_fetch(cli_env, tmp_path, capsys):
     assert probe_mp4(target)["codec"] == "h264"
 
 
+def test_a_first_frame_alone_with_a_duration_makes_a_wan27_video_with_sound(cli_env, tmp_path, capsys):
+    # When only a first frame is dropped, with a duration, on the deployment's default model (wan2.7-i2v)
+    code = cli.main(
+        [
+            "drop",
+            str(SAMPLES / "first.png"),
+            "--duration",
+            "3",
+            "--resolution",
+            "720P",
+            "--job",
+            "cli-e2e-first-only",
+            "--wait",
+            "--timeout",
+            "90",
+        ]
+    )
+    out = capsys.readouterr().out
+    # Then the job is stored, and its video lasts the asked 3 s, with a soundtrack
+    assert code == 0, out
+    assert "status:    STORED" in out
+    target = tmp_path / "first-only.mp4"
+    assert cli.main(["fetch", "cli-e2e-first-only", "-o", str(target)]) == 0
+    import av
+
+    with av.open(str(target)) as container:
+        video = container.streams.video[0]
+        assert round(float(video.duration * video.time_base)) == 3
+        assert container.streams.audio, "wan2.7-i2v videos have a soundtrack"
+
+
 def test_a_failed_job_ends_drop_wait_with_its_error(cli_env, capsys):
     # Given a prompt the emulator fails (content inspection)
     code = cli.main(

@@ -49,6 +49,6 @@ def test_an_endpoint_url_where_nothing_answers(no_stack, capsys):
     assert "nothing answers at" in capsys.readouterr().err
 
 
-def test_drop_without_last_frame_needs_a_template(no_stack, capsys):
-    assert cli.main(["drop", "first.png"]) == 2
-    assert "LAST is required unless --template is given" in capsys.readouterr().err
+def test_drop_needs_a_first_frame_or_a_first_clip(no_stack, capsys):
+    assert cli.main(["drop"]) == 2
+    assert "give a FIRST frame, or --first-clip" in capsys.readouterr().err

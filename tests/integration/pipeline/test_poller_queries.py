@@ -23,6 +23,12 @@ def emulator_config():
 
 
 @pytest.fixture
+def template_parameters():
+    # the pairs are kf2v jobs, so that the emulator's raised figure above is the one that counts
+    return {"DefaultModel": MODEL}
+
+
+@pytest.fixture
 def env_overrides():
     return {"PROVIDER_CONCURRENCY": "4", "POLL_INTERVAL_SECONDS": "0.5"}
 
