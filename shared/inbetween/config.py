@@ -49,8 +49,9 @@ class Settings:
     # per-model concurrency we allow ourselves; 0 means "the account's live quota" (list-quotas), with the
     # model's published quota as the fallback
     provider_concurrency: int = 0
-    # tasks beyond the concurrency left PENDING in the provider's own queue (models that have one)
-    provider_backlog: int = 0
+    # tasks beyond the concurrency left PENDING in the provider's own queue (models that have one): one
+    # closes the hand-over gap between a task's end and the next create (`make bench`, figure "backlog")
+    provider_backlog: int = 1
     default_webhook_url: str = ""
     inbox_prefix: str = "inbox/"
     results_prefix: str = "results/"

@@ -67,6 +67,7 @@ def test_a_new_deployment_uses_wan27_at_its_own_default_resolution():
         assert chosen.default_resolution == own
 
 
-def test_the_provider_backlog_is_read_and_off_by_default():
-    assert load_settings(BASE).provider_backlog == 0
+def test_the_provider_backlog_is_read_and_one_by_default():
+    assert load_settings(BASE).provider_backlog == 1
+    assert load_settings(dict(BASE, PROVIDER_BACKLOG="0")).provider_backlog == 0
     assert load_settings(dict(BASE, PROVIDER_BACKLOG="2")).provider_backlog == 2

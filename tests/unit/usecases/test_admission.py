@@ -108,55 +108,68 @@ WAN27 = "wan2.7-i2v"
 WAN27_SPEC = JobSpec(model=WAN27, resolution="720P", duration=5)
 
 
+@pytest.fixture
+def exact():
+    """A world without the provider-side backlog: the slots are exactly the concurrency."""
+    return memory_world(settings_with(provider_backlog=0))
+
+
 def _waiting(world, n, *, spec=WAN27_SPEC):
     t = world.clock.now()
     return [waiting_job(world, f"job-{i}", spec=spec, created_at=t - n + i) for i in range(n)]
 
 
-def test_the_accounts_live_quota_sets_the_slots_when_no_concurrency_is_configured(world):
+def test_the_accounts_live_quota_sets_the_slots_when_no_concurrency_is_configured(exact):
     # Given an account whose quota was raised to 7 (list-quotas says so) and ten waiting wan2.7 jobs
-    world.quotas.set(WAN27, concurrency=7, submit_per_s=5.0, queue=500)
-    _waiting(world, 10)
+    exact.quotas.set(WAN27, concurrency=7, submit_per_s=5.0, queue=500)
+    _waiting(exact, 10)
     # When admission runs
-    assert admission.admission_limits(world.deps, WAN27).source == "live"
+    assert admission.admission_limits(exact.deps, WAN27).source == "live"
     # Then seven tasks are in flight, not the published five
-    assert admit(world.deps, WAN27) == 7
-    assert world.store.slots_in_use(WAN27) == 7
+    assert admit(exact.deps, WAN27) == 7
+    assert exact.store.slots_in_use(WAN27) == 7
     # and the quota was asked by the model's name in the deployment's region
-    assert set(world.quotas.asked) == {WAN27}
+    assert set(exact.quotas.asked) == {WAN27}
 
 
-def test_a_lowered_live_quota_admits_nothing_more_until_tasks_end(world):
-    world.quotas.set(WAN27, concurrency=5)
-    _waiting(world, 8)
-    assert admit(world.deps, WAN27) == 5
-    world.quotas.set(WAN27, concurrency=3)  # a workspace override appeared
-    assert admit(world.deps, WAN27) == 0
-    assert world.store.slots_in_use(WAN27) == 5
+def test_a_lowered_live_quota_admits_nothing_more_until_tasks_end(exact):
+    exact.quotas.set(WAN27, concurrency=5)
+    _waiting(exact, 8)
+    assert admit(exact.deps, WAN27) == 5
+    exact.quotas.set(WAN27, concurrency=3)  # a workspace override appeared
+    assert admit(exact.deps, WAN27) == 0
+    assert exact.store.slots_in_use(WAN27) == 5
 
 
-def test_unknown_live_quotas_fall_back_to_the_published_figures(world):
+def test_unknown_live_quotas_fall_back_to_the_published_figures(exact):
     # Given list-quotas that knows nothing of the model (or could not be read)
-    _waiting(world, 8)
-    limits = admission.admission_limits(world.deps, WAN27)
+    _waiting(exact, 8)
+    limits = admission.admission_limits(exact.deps, WAN27)
     assert (limits.concurrency, limits.submit_per_s, limits.source) == (5, 5.0, "published")
-    assert admit(world.deps, WAN27) == model_spec(WAN27).max_concurrent
+    assert admit(exact.deps, WAN27) == model_spec(WAN27).max_concurrent
 
 
 def test_a_configured_concurrency_wins_over_the_live_quota():
-    world = memory_world(settings_with(provider_concurrency=2))
+    world = memory_world(settings_with(provider_concurrency=2, provider_backlog=0))
     world.quotas.set(WAN27, concurrency=7)
     _waiting(world, 4)
     assert admission.admission_limits(world.deps, WAN27).source == "configured"
     assert admit(world.deps, WAN27) == 2
 
 
-def test_creates_are_spaced_to_the_live_submit_rate(world):
+def test_creates_are_spaced_to_the_live_submit_rate(exact):
     # Given an account allowed 2 creates per second (120 per minute in its row) for wan2.7
-    world.quotas.set(WAN27, concurrency=5, submit_per_s=2.0)
-    _waiting(world, 3)
-    assert admit(world.deps, WAN27) == 3
-    assert world.clock.slept == [pytest.approx(admission.SUBMIT_GAP_FACTOR / 2.0)] * 2
+    exact.quotas.set(WAN27, concurrency=5, submit_per_s=2.0)
+    _waiting(exact, 3)
+    assert admit(exact.deps, WAN27) == 3
+    assert exact.clock.slept == [pytest.approx(admission.SUBMIT_GAP_FACTOR / 2.0)] * 2
+
+
+def test_by_default_one_task_waits_in_the_providers_queue_beyond_the_concurrency(world):
+    # the measured default (make bench, "backlog"): one more wan2.7 task than slots, none for kf2v
+    assert world.deps.settings.provider_backlog == 1
+    assert admission.admission_limits(world.deps, WAN27).concurrency == 6
+    assert admission.admission_limits(world.deps, FLASH).concurrency == 2
 
 
 def test_a_backlog_adds_slots_only_where_the_provider_queues_tasks():
