@@ -41,7 +41,7 @@ typecheck: install
 
 # import contracts ([tool.importlinter]); the three roots live in shared/, local/ and the repo root
 contracts: install
-	PYTHONPATH=shared:local:. $(VENV)/bin/lint-imports --no-cache
+	PYTHONPATH=shared:local:media:. $(VENV)/bin/lint-imports --no-cache
 
 gates: typecheck contracts
 
