@@ -17,10 +17,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from inbetween.config import Settings, Timing
 from inbetween.deps import Deps
+from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
     DeliveryState,
     DueKind,
@@ -36,6 +39,7 @@ from inbetween.domain.models import (
     VideoDownload,
     WebhookAttempt,
     WebhookDelivery,
+    item_value,
 )
 from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.errors import (
@@ -92,13 +96,14 @@ class InMemoryJobStore:
         self._clock = clock
         self._lock = threading.RLock()
         self.jobs: dict[str, dict[str, Any]] = {}  # job_id -> Job.to_item()
-        self.due: dict[str, _Due] = {}  # "job#id", "drop#name", "hook#id", "early#task" -> due
+        self.due: dict[str, _Due] = {}  # "job#id", "drop#name", "hook#id", "early#task", "film#run" -> due
         self.slots: dict[str, int] = {}
         self.tasks: dict[str, str] = {}
         self.lease: dict[str, Any] = {}
         self.drops: dict[str, float] = {}
         self.deliveries: dict[str, WebhookDelivery] = {}
         self.early: dict[str, EarlyEvent] = {}
+        self.films: dict[str, dict[str, Any]] = {}  # run_id -> FilmRun.to_item()
         self._order = itertools.count()
 
     # -- jobs ----------------------------------------------------------------------------------------
@@ -342,6 +347,89 @@ class InMemoryJobStore:
             self.early.pop(task_id, None)
             self.due.pop(f"early#{task_id}", None)
 
+    # -- film runs (storyboards) ---------------------------------------------------------------------
+    def add_film_run(self, run: FilmRun, *, due_at: float | None = None) -> bool:
+        with self._lock:
+            if run.run_id in self.films:
+                return False
+            self.films[run.run_id] = run.to_item()
+            if due_at is not None:
+                self.due[f"film#{run.run_id}"] = _Due(DueKind.FILM.key(), due_at)
+            return True
+
+    def get_film_run(self, run_id: str) -> FilmRun | None:
+        with self._lock:
+            item = self.films.get(run_id)
+            return FilmRun.from_item(copy.deepcopy(item)) if item else None
+
+    def move_film_run(
+        self,
+        run_id: str,
+        expected: FilmStatus,
+        new: FilmStatus,
+        *,
+        due_at: float | None = None,
+        **changes: Any,
+    ) -> bool:
+        unknown = set(changes) - FILM_SETTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not a settable film run field: {', '.join(sorted(unknown))}")
+        with self._lock:
+            item = self.films.get(run_id)
+            if item is None or item["status"] != expected.value:
+                return False
+            item["status"] = new.value
+            item["updated_at"] = self._clock.now()
+            for name, value in changes.items():
+                value = item_value(value)
+                if value is None:
+                    item.pop(name, None)
+                else:
+                    item[name] = copy.deepcopy(value.value if isinstance(value, Enum) else value)
+            if due_at is None:
+                self.due.pop(f"film#{run_id}", None)
+            else:
+                self.due[f"film#{run_id}"] = _Due(DueKind.FILM.key(), due_at)
+            return True
+
+    def postpone_film_run(self, run_id: str, at: float) -> None:
+        with self._lock:
+            if run_id in self.films:
+                self.due[f"film#{run_id}"] = _Due(DueKind.FILM.key(), at)
+
+    def due_film_runs(self, now: float, limit: int = 50) -> list[str]:
+        with self._lock:
+            return [k.removeprefix("film#") for k in self._due_keys(DueKind.FILM.key(), now, "film#")[:limit]]
+
+    def link_shot(self, job_id: str, run_id: str) -> bool:
+        with self._lock:
+            item = self.jobs.get(job_id)
+            if item is None:
+                return False
+            runs = list(item.get("film_runs") or [])
+            if run_id not in runs:
+                item["film_runs"] = [*runs, run_id]
+            return True
+
+    def claim_film_notification(self, run_id: str, *, now: float, until: float) -> bool:
+        with self._lock:
+            item = self.films.get(run_id)
+            if item is None or item.get("notified_at") is not None:
+                return False
+            claimed = item.get("notify_claimed_until")
+            if claimed is not None and not claimed < now:
+                return False
+            item["notify_claimed_until"] = until
+            return True
+
+    def mark_film_notified(self, run_id: str, at: float) -> None:
+        with self._lock:
+            item = self.films.get(run_id)
+            if item is None or item.get("notified_at") is not None:
+                return
+            item["notified_at"] = at
+            self.due.pop(f"film#{run_id}", None)
+
 
 class InMemoryBlobs:
     """``inbetween.ports.Blobs``: buckets as dictionaries of key -> bytes (and metadata)."""
@@ -380,6 +468,17 @@ class InMemoryBlobs:
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         return f"https://{bucket}.s3.test/{key}?expires={int(self._clock.now() + ttl_s)}"
+
+    def download_file(self, bucket: str, key: str, path: Path) -> int:
+        data = self.read(bucket, key)
+        path.write_bytes(data)
+        return len(data)
+
+    def upload_file(self, bucket: str, key: str, path: Path, *, content_type: str) -> int:
+        data = path.read_bytes()
+        self.put(bucket, key, data)
+        self.metadata[(bucket, key)] = {"content-type": content_type}
+        return len(data)
 
     def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None:
         self.json[(bucket, key)] = copy.deepcopy(data)
@@ -427,6 +526,7 @@ class RecordingQueues:
     admissions: list[str] = field(default_factory=list)
     completions: list[str] = field(default_factory=list)
     webhooks: list[str] = field(default_factory=list)
+    stitches: list[str] = field(default_factory=list)
 
     def recheck_drop_later(self, job_name: str, delay_s: int) -> None:
         self.rechecks.append((job_name, delay_s))
@@ -439,6 +539,9 @@ class RecordingQueues:
 
     def deliver_webhook(self, delivery_id: str) -> None:
         self.webhooks.append(delivery_id)
+
+    def stitch_film(self, run_id: str) -> None:
+        self.stitches.append(run_id)
 
 
 @dataclass

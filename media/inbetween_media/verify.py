@@ -53,12 +53,23 @@ class FilmExpectations:
 
 
 class _ReportLike(Protocol):
-    clip_frames: tuple[int, ...]
-    seam_blend_frames: int
-    fps: int
-    width: int
-    height: int
-    audio_duration_s: float | None
+    @property
+    def clip_frames(self) -> tuple[int, ...]: ...
+
+    @property
+    def seam_blend_frames(self) -> int: ...
+
+    @property
+    def fps(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def audio_duration_s(self) -> float | None: ...
 
 
 def expectations_of(report: _ReportLike) -> FilmExpectations:

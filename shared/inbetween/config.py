@@ -53,6 +53,7 @@ class Settings:
     # closes the hand-over gap between a task's end and the next create (`make bench`, figure "backlog")
     provider_backlog: int = 1
     default_webhook_url: str = ""
+    stitch_queue_url: str = ""  # the stitch function's queue (films); empty where no film is stitched
     inbox_prefix: str = "inbox/"
     results_prefix: str = "results/"
     settle_seconds: int = 5
@@ -156,6 +157,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if env.get(name, "") != "":
             values[attr] = _bool(env[name], name)
     values["default_webhook_url"] = env.get("WEBHOOK_URL", "")
+    values["stitch_queue_url"] = env.get("STITCH_QUEUE_URL", "")
     values["push_secret_name"] = env.get("PUSH_SECRET_NAME", "")
     return Settings(**values)
 

@@ -8,11 +8,13 @@ DynamoDB expressions, boto3 call shapes or HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
+from inbetween.domain.films import FilmRun, FilmStatus
 from inbetween.domain.models import (
     DueKind,
     EarlyEvent,
@@ -129,6 +131,40 @@ class JobStore(Protocol):
 
     def forget_early_event(self, task_id: str) -> None: ...
 
+    # --- film runs (storyboards) ---
+    def add_film_run(self, run: FilmRun, *, due_at: float | None = None) -> bool:
+        """Store a new film run (with a safety-net due time); False if that run id exists already."""
+        ...
+
+    def get_film_run(self, run_id: str) -> FilmRun | None: ...
+
+    def move_film_run(
+        self,
+        run_id: str,
+        expected: FilmStatus,
+        new: FilmStatus,
+        *,
+        due_at: float | None = None,
+        **changes: Any,
+    ) -> bool:
+        """``expected`` -> ``new`` with ``changes`` (``FILM_SETTABLE_FIELDS``) in one conditional write;
+        the run's due time becomes ``due_at`` (None: none). False if the run was not in ``expected``."""
+        ...
+
+    def postpone_film_run(self, run_id: str, at: float) -> None: ...
+
+    def due_film_runs(self, now: float, limit: int = 50) -> list[str]:
+        """Run ids whose safety-net check is due (the poller advances them), oldest due first."""
+        ...
+
+    def link_shot(self, job_id: str, run_id: str) -> bool:
+        """Add ``run_id`` to the job's film runs (once, however often called); False if no such job."""
+        ...
+
+    def claim_film_notification(self, run_id: str, *, now: float, until: float) -> bool: ...
+
+    def mark_film_notified(self, run_id: str, at: float) -> None: ...
+
 
 class Blobs(Protocol):
     """S3: the inbox (inputs, error reports) and the output bucket (videos, metadata)."""
@@ -142,6 +178,15 @@ class Blobs(Protocol):
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str: ...
 
     def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None: ...
+
+    # files (the stitch function's ephemeral storage)
+    def download_file(self, bucket: str, key: str, path: Path) -> int:
+        """Write the object to ``path``; returns its size. ``StorageError`` if it cannot be read."""
+        ...
+
+    def upload_file(self, bucket: str, key: str, path: Path, *, content_type: str) -> int:
+        """Store the file at ``path`` (multipart for large files); returns its size."""
+        ...
 
     def head(self, bucket: str, key: str) -> ObjectHead | None: ...
 
@@ -162,6 +207,42 @@ class Blobs(Protocol):
     ) -> StoredVideo: ...
 
 
+class StitchedFilm(Protocol):
+    """What a stitch made: the film's frame count, length, size, soundtrack and its two pictures."""
+
+    @property
+    def total_frames(self) -> int: ...
+
+    @property
+    def duration_s(self) -> float: ...
+
+    @property
+    def audio_duration_s(self) -> float | None: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def poster_jpeg(self) -> bytes: ...
+
+    @property
+    def contact_sheet_png(self) -> bytes: ...
+
+
+class FilmStitcher(Protocol):
+    """Joins a film's clips (the media tooling: its own layer, only in the stitch function).
+
+    ``stitch`` raises ``ValueError`` for clips that cannot be joined (say which); ``verify`` returns the
+    film's problems (empty: the film is what the clips and keyframes call for)."""
+
+    def stitch(self, clips: Sequence[Path], out: Path, *, seam_blend_frames: int) -> StitchedFilm: ...
+
+    def verify(self, film: Path, stitched: StitchedFilm, keyframes: Sequence[bytes]) -> list[str]: ...
+
+
 class Queues(Protocol):
     """Hand-offs between the functions (SQS)."""
 
@@ -172,6 +253,8 @@ class Queues(Protocol):
     def complete_job(self, job_id: str) -> None: ...
 
     def deliver_webhook(self, delivery_id: str) -> None: ...
+
+    def stitch_film(self, run_id: str) -> None: ...
 
 
 class Notifier(Protocol):

@@ -104,6 +104,7 @@ def build_deps(
             session.client("sqs", config=AWS_RETRIES),
             intake_url=settings.intake_queue_url,
             completion_url=settings.completion_queue_url,
+            stitch_url=settings.stitch_queue_url,
         ),
         notifier=SnsNotifier(session.client("sns", config=AWS_RETRIES), settings.topic_arn),
         provider=provider,

@@ -8,6 +8,7 @@ One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     task#<task_id>    which job owns a provider task (tells our tasks from foreign ones)
     hook#<event_id>   a webhook delivery and its attempts
     early#<task_id>   a push event for a task not (yet) in the table
+    film#<run_id>     a film run (a storyboard's shots, stitched into one video)
 
 Everything the poller must act on later carries ``due_kind`` / ``due_at``: the sparse ``due-index``
 holds only those items, so a poll cycle reads what is due and nothing else (no Scan, ever).
@@ -18,11 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
     DeliveryState,
     DueKind,
@@ -32,6 +35,7 @@ from inbetween.domain.models import (
     Transition,
     WebhookAttempt,
     WebhookDelivery,
+    item_value,
     plain,
 )
 from inbetween.errors import InbetweenError
@@ -81,6 +85,22 @@ def _deser(item: dict[str, Any]) -> dict[str, Any]:
 
 def job_key(job_id: str) -> str:
     return f"job#{job_id}"
+
+
+def film_key(run_id: str) -> str:
+    return f"film#{run_id}"
+
+
+def _film_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """A film run's changes as the table stores them; a name outside ``FILM_SETTABLE_FIELDS`` is refused."""
+    unknown = set(changes) - FILM_SETTABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not a settable film run field: {', '.join(sorted(unknown))}")
+    out = {}
+    for name, value in changes.items():
+        value = item_value(value)
+        out[name] = value.value if isinstance(value, Enum) else value
+    return out
 
 
 _SUBMIT_LOCK = "lock#submit"
@@ -402,6 +422,95 @@ class DynamoJobStore:
     def forget_early_event(self, task_id: str) -> None:
         self._delete(f"early#{task_id}")
 
+    # ---- film runs (storyboards) -------------------------------------------------------------------------
+    def add_film_run(self, run: FilmRun, *, due_at: float | None = None) -> bool:
+        item = dict(run.to_item(), pk=film_key(run.run_id))
+        if due_at is not None:
+            item["due_kind"], item["due_at"] = DueKind.FILM.key(), due_stamp(due_at)
+        return self._put(item, only_if_absent=True)
+
+    def get_film_run(self, run_id: str) -> FilmRun | None:
+        item = self._get(film_key(run_id))
+        return FilmRun.from_item(item) if item else None
+
+    def move_film_run(
+        self,
+        run_id: str,
+        expected: FilmStatus,
+        new: FilmStatus,
+        *,
+        due_at: float | None = None,
+        **changes: Any,
+    ) -> bool:
+        stored = _film_changes(changes)
+        names: dict[str, str] = {"#status": "status"}
+        values: dict[str, Any] = {":now": self._clock(), ":expected": expected.value, ":new": new.value}
+        sets = ["#status = :new", "updated_at = :now"]
+        removes: list[str] = []
+        for i, (name, value) in enumerate(stored.items()):
+            names[f"#c{i}"] = name
+            if value is None:
+                removes.append(f"#c{i}")
+            else:
+                values[f":c{i}"] = value
+                sets.append(f"#c{i} = :c{i}")
+        if due_at is None:
+            removes += ["due_kind", "due_at"]
+        else:
+            sets += ["due_kind = :dk", "due_at = :da"]
+            values[":dk"], values[":da"] = DueKind.FILM.key(), due_stamp(due_at)
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": film_key(run_id)}),
+            UpdateExpression=expression,
+            ConditionExpression="#status = :expected",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_ser(values),
+        )
+
+    def postpone_film_run(self, run_id: str, at: float) -> None:
+        self._set_due(film_key(run_id), DueKind.FILM.key(), at)
+
+    def due_film_runs(self, now: float, limit: int = 50) -> list[str]:
+        return [str(item["pk"]).removeprefix("film#") for item in self._due(DueKind.FILM.key(), now, limit)]
+
+    def link_shot(self, job_id: str, run_id: str) -> bool:
+        linked = self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": job_key(job_id)}),
+            UpdateExpression="SET film_runs = list_append(if_not_exists(film_runs, :none), :runs)",
+            ConditionExpression="attribute_exists(pk) AND NOT contains(film_runs, :run)",
+            ExpressionAttributeValues=_ser({":none": [], ":runs": [run_id], ":run": run_id}),
+        )
+        # the condition failed: either the job is linked already (True) or there is no such job
+        return linked or self._get(job_key(job_id)) is not None
+
+    def claim_film_notification(self, run_id: str, *, now: float, until: float) -> bool:
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": film_key(run_id)}),
+            UpdateExpression="SET notify_claimed_until = :until",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at) AND "
+            "(attribute_not_exists(notify_claimed_until) OR notify_claimed_until < :now)",
+            ExpressionAttributeValues=_ser({":until": until, ":now": now}),
+        )
+
+    def mark_film_notified(self, run_id: str, at: float) -> None:
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": film_key(run_id)}),
+            UpdateExpression="SET notified_at = :at REMOVE due_kind, due_at",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at)",
+            ExpressionAttributeValues=_ser({":at": at}),
+        )
+
     # ---- plumbing ----------------------------------------------------------------------------------------
     def _get(self, pk: str, *, consistent: bool = True) -> dict[str, Any] | None:
         resp = self._call(
@@ -470,4 +579,4 @@ class DynamoJobStore:
             raise
 
 
-__all__ = ["DUE_INDEX", "DynamoJobStore", "StoreUnavailable", "due_stamp", "job_key"]
+__all__ = ["DUE_INDEX", "DynamoJobStore", "StoreUnavailable", "due_stamp", "film_key", "job_key"]

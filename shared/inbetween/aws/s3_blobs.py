@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -63,6 +64,20 @@ class S3Blobs:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(ttl_s)
         )
         return url
+
+    def download_file(self, bucket: str, key: str, path: Path) -> int:
+        try:
+            self._s3.download_file(bucket, key, str(path))
+        except ClientError as exc:
+            raise StorageError(
+                f"could not read s3://{bucket}/{key}: {exc.response['Error']['Code']}"
+            ) from exc
+        return path.stat().st_size
+
+    def upload_file(self, bucket: str, key: str, path: Path, *, content_type: str) -> int:
+        # boto3's managed transfer: multipart above its threshold, parts in parallel
+        self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+        return path.stat().st_size
 
     def put_json(self, bucket: str, key: str, data: dict[str, Any]) -> None:
         body = json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()

@@ -1,10 +1,12 @@
-"""SQS hand-offs: delayed re-checks of a settling drop, admissions after a slot came free, and work for
-the completion function."""
+"""SQS hand-offs: delayed re-checks of a settling drop, admissions after a slot came free, work for the
+completion function, and films for the stitch function."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from inbetween.errors import ConfigError
 
 MAX_DELAY_S = 900  # SQS's own cap
 
@@ -12,10 +14,11 @@ MAX_DELAY_S = 900  # SQS's own cap
 class SqsQueues:
     """``inbetween.ports.Queues`` on the intake and completion queues."""
 
-    def __init__(self, client: Any, *, intake_url: str, completion_url: str):
+    def __init__(self, client: Any, *, intake_url: str, completion_url: str, stitch_url: str = ""):
         self._sqs = client
         self._intake = intake_url
         self._completion = completion_url
+        self._stitch = stitch_url
 
     def recheck_drop_later(self, job_name: str, delay_s: int) -> None:
         body = {"inbetween": "settle", "job_name": job_name}
@@ -39,4 +42,12 @@ class SqsQueues:
     def deliver_webhook(self, delivery_id: str) -> None:
         self._sqs.send_message(
             QueueUrl=self._completion, MessageBody=json.dumps({"kind": "webhook", "delivery_id": delivery_id})
+        )
+
+    def stitch_film(self, run_id: str) -> None:
+        """Every shot of a film run is stored: the stitch function joins them."""
+        if not self._stitch:
+            raise ConfigError("STITCH_QUEUE_URL is not set; films need the stitch function's queue")
+        self._sqs.send_message(
+            QueueUrl=self._stitch, MessageBody=json.dumps({"kind": "stitch", "run_id": run_id})
         )

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.domain.drops import INPUT_NAMES, JOB_FIELDS, parse_job_json
+from inbetween.domain.models import ErrorInfo, plain
 from inbetween.errors import InvalidJob
 
 FILM_JSON = "film.json"
@@ -95,6 +96,134 @@ class ShotPlan:
     def number(self) -> int:
         """The number of the shot's first keyframe: how film.json and prompt files name the shot."""
         return self.first.number
+
+
+class FilmStatus(StrEnum):
+    RUNNING = "RUNNING"  # its shots are being made (or reused)
+    STITCHING = "STITCHING"  # every shot stored: the stitch function is joining them
+    STORED = "STORED"  # film.mp4, its poster and contact sheet are stored and verified
+    FAILED = "FAILED"  # a shot failed, or the stitch did (the error names which)
+    REJECTED = "REJECTED"  # the folder was refused before anything was paid for
+
+    @property
+    def is_final(self) -> bool:
+        return self in (FilmStatus.STORED, FilmStatus.FAILED, FilmStatus.REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class ShotRef:
+    """A film run's shot: its place, its keyframes' numbers and the (possibly shared) job that makes it."""
+
+    index: int
+    number: int  # the number of its first keyframe
+    last_number: int
+    job_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "number": self.number,
+            "last_number": self.last_number,
+            "job_id": self.job_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShotRef:
+        return cls(int(data["index"]), int(data["number"]), int(data["last_number"]), str(data["job_id"]))
+
+
+@dataclass(frozen=True, slots=True)
+class FilmRun:
+    """One run of a film folder, as the jobs table holds it: ``run_id`` is ``<film>/<film digest>``."""
+
+    run_id: str
+    film: str
+    status: FilmStatus
+    shots: tuple[ShotRef, ...]
+    created_at: float
+    updated_at: float
+    seam: int = 0
+    mode: FilmMode = FilmMode.INDEPENDENT
+    shot_events: bool = False
+    webhook_url: str | None = None
+    keyframes: tuple[str, ...] = ()  # the keyframes' S3 keys, in order (the stitch verifies the seams)
+    error: ErrorInfo | None = None
+    finished_at: float | None = None
+    video_key: str | None = None
+    video_bytes: int | None = None
+    frames: int | None = None
+    duration_s: float | None = None
+    notified_at: float | None = None
+    notify_claimed_until: float | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.run_id.rsplit("/", 1)[-1]
+
+    def to_item(self) -> dict[str, Any]:
+        """The table item's attributes (no key, no due fields: the store adds those). None is left out."""
+        item: dict[str, Any] = {
+            "run_id": self.run_id,
+            "film": self.film,
+            "status": self.status.value,
+            "shots": [shot.to_dict() for shot in self.shots],
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "seam": self.seam,
+            "mode": self.mode.value,
+            "shot_events": self.shot_events,
+            "webhook_url": self.webhook_url,
+            "keyframes": list(self.keyframes) or None,
+            "error": self.error.to_dict() if self.error else None,
+            "finished_at": self.finished_at,
+            "video_key": self.video_key,
+            "video_bytes": self.video_bytes,
+            "frames": self.frames,
+            "duration_s": self.duration_s,
+            "notified_at": self.notified_at,
+            "notify_claimed_until": self.notify_claimed_until,
+        }
+        return {k: v for k, v in item.items() if v is not None}
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> FilmRun:
+        data = plain(dict(item))
+
+        def number(name: str, kind: type) -> Any:
+            value = data.get(name)
+            return None if value is None else kind(value)
+
+        return cls(
+            run_id=str(data["run_id"]),
+            film=str(data["film"]),
+            status=FilmStatus(data["status"]),
+            shots=tuple(ShotRef.from_dict(s) for s in data.get("shots") or ()),
+            created_at=float(data["created_at"]),
+            updated_at=float(data["updated_at"]),
+            seam=int(data.get("seam", 0)),
+            mode=FilmMode(data.get("mode", FilmMode.INDEPENDENT.value)),
+            shot_events=bool(data.get("shot_events", False)),
+            webhook_url=data.get("webhook_url"),
+            keyframes=tuple(data.get("keyframes") or ()),
+            error=ErrorInfo.from_dict(data.get("error")),
+            finished_at=number("finished_at", float),
+            video_key=data.get("video_key"),
+            video_bytes=number("video_bytes", int),
+            frames=number("frames", int),
+            duration_s=number("duration_s", float),
+            notified_at=number("notified_at", float),
+            notify_claimed_until=number("notify_claimed_until", float),
+        )
+
+
+# what a film run's state change may set
+FILM_SETTABLE_FIELDS = frozenset(FilmRun.__dataclass_fields__) - {
+    "run_id",
+    "film",
+    "status",
+    "updated_at",
+    "shots",
+}
 
 
 def is_film_folder(filenames: list[str]) -> bool:

@@ -34,6 +34,11 @@ class DeliverWebhook:
     delivery_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class StitchFilm:
+    run_id: str
+
+
 class MalformedMessage(ValueError):
     pass
 
@@ -77,3 +82,10 @@ def completion_item(body: str) -> CompleteJob | DeliverWebhook:
     if data.get("kind") == "webhook":
         return DeliverWebhook(delivery_id=str(data["delivery_id"]))
     raise MalformedMessage(f"unknown completion message kind {data.get('kind')!r}")
+
+
+def stitch_item(body: str) -> StitchFilm:
+    data = _json(body)
+    if data.get("kind") == "stitch" and data.get("run_id"):
+        return StitchFilm(run_id=str(data["run_id"]))
+    raise MalformedMessage(f"unknown stitch message kind {data.get('kind')!r}")

@@ -43,6 +43,7 @@ class DueKind(StrEnum):
     SETTLE = "settle"  # incomplete drop folder: reject it if still incomplete
     WEBHOOK = "webhook"  # webhook delivery attempt due
     EARLY = "early"  # push event for a task not (yet) known: look the task up again
+    FILM = "film"  # film run: advance it, hand it to the stitch again, or announce it (safety net)
 
     def key(self, model: str | None = None) -> str:
         """The index partition: waiting jobs queue per model, everything else shares its kind's."""
@@ -174,6 +175,9 @@ class Job:
     push_claim_until: float | None = None
     push_event_id: str | None = None
     push_received_at: float | None = None
+    # storyboards: the film runs this job is a shot of (a shot shared by two runs of a film is one job)
+    film_runs: tuple[str, ...] = ()
+    announce: bool = True  # False: a film's shot, announced only by its film's event (film.json shot_events)
 
     @property
     def model(self) -> str | None:
@@ -194,6 +198,8 @@ class Job:
             "error": self.error.to_dict() if self.error else None,
             "provider": self.provider or None,
             "polls": self.polls or None,
+            "film_runs": list(self.film_runs) or None,
+            "announce": None if self.announce else False,
         }
         for name in _SCALAR_FIELDS:
             item[name] = getattr(self, name)
@@ -222,6 +228,8 @@ class Job:
             error=ErrorInfo.from_dict(item.get("error")),
             provider=item.get("provider") or {},
             polls=int(item.get("polls", 0)),
+            film_runs=tuple(dict.fromkeys(item.get("film_runs") or ())),
+            announce=bool(item.get("announce", True)),
             **scalars,
         )
 
@@ -262,6 +270,7 @@ SETTABLE_FIELDS = frozenset(f.name for f in fields(Job)) - {
     "run_id",
     "status",
     "updated_at",
+    "film_runs",  # grows only, by JobStore.link_shot
 }
 
 
@@ -423,11 +432,11 @@ class WebhookAttempt:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One event for the deployment's topic: what happened to which job, with the event's data."""
+    """One event for the deployment's topic: what happened to which job (or film), with the event's data."""
 
     event_type: str
     job_name: str
-    status: JobStatus
+    status: StrEnum  # a JobStatus, or a film's FilmStatus
     model: str | None
     timestamp: str
     data: dict[str, Any]

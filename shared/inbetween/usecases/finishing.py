@@ -1,4 +1,5 @@
-"""How a job ends: its final state, once, then the report and the notifications (``notify``)."""
+"""How a job ends: its final state, once, then the report and the notifications (``notify``), and for a
+film's shot, its film runs' next step (``film_runs``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from inbetween.deps import Deps
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, Transition
 from inbetween.observability import count, seconds
+from inbetween.usecases import film_runs
 from inbetween.usecases.notify import report_and_notify
 
 _FINAL_COUNTERS = {JobStatus.STORED: "JobsStored", JobStatus.REJECTED: "JobsRejected"}
@@ -41,4 +43,7 @@ def finish(
     final = deps.store.get_job(job.job_id)
     if final is not None:
         report_and_notify(deps, final)
+        # a film's shot: its film runs move on (the poller's check of each run is the safety net)
+        for run_id in final.film_runs:
+            film_runs.advance(deps, run_id)
     return True

@@ -85,6 +85,10 @@ def report_and_notify(deps: Deps, job: Job) -> bool:
             deps.blobs.put_json(settings.inbox_bucket, inbox_key, report)
         if job.error.code != UNSAFE_NAME_CODE:
             deps.blobs.put_json(settings.output_bucket, results_prefix(deps, job) + "error.json", report)
+    if not job.announce:
+        # a film's shot: its film's event tells of it (per-shot events only if film.json asks)
+        deps.store.mark_notified(job.job_id, deps.clock.now())
+        return True
     payload = event_data(deps, job)
     event_type = SUCCEEDED_EVENT if job.status is JobStatus.STORED else FAILED_EVENT
     deps.notifier.publish(

@@ -31,7 +31,7 @@ from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger
 from inbetween.provider.models import TaskStatus
-from inbetween.usecases import admission, intake, push, webhook_delivery
+from inbetween.usecases import admission, film_runs, intake, push, webhook_delivery
 from inbetween.usecases.notify import report_and_notify
 from inbetween.usecases.task_checks import CheckOutcome, note_still_running, observe_task
 
@@ -82,6 +82,7 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
     report.handed_over += _guarded("complete", _rehand_due_completions, deps) or 0
     report.handed_over += _guarded("webhook", webhook_delivery.hand_over_due, deps) or 0
     report.admitted += _guarded("admit", _admit_all, deps) or 0
+    _guarded("films", film_runs.check_due, deps)
     if deps.settings.push_enabled:
         _guarded("early-events", push.follow_up_early_events, deps)
     pacer = _Pacer(deps, deps.timing.query_rps)

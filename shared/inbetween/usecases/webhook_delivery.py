@@ -34,16 +34,29 @@ class AttemptOutcome(StrEnum):
 
 def event_id(job: Job) -> str:
     """The Standard Webhooks message id: stable for a job's final state, so receivers deduplicate."""
-    return "msg_" + hashlib.sha256(f"{job.job_id}|{job.status.value}".encode()).hexdigest()[:26]
+    return subject_event_id(job.job_id, job.status.value)
+
+
+def subject_event_id(subject_id: str, status: str) -> str:
+    """The message id of a job's or a film run's final state (``status``)."""
+    return "msg_" + hashlib.sha256(f"{subject_id}|{status}".encode()).hexdigest()[:26]
 
 
 def start(deps: Deps, job: Job, event_type: str, payload: dict[str, Any], url: str) -> None:
-    delivery_id = event_id(job)
+    start_for(deps, job.job_id, job.status.value, event_type, payload, url)
+
+
+def start_for(
+    deps: Deps, subject_id: str, status: str, event_type: str, payload: dict[str, Any], url: str
+) -> None:
+    """Record the event's delivery to ``url`` and make its first attempt; ``subject_id`` is the job id or
+    the film run id whose final ``status`` the event announces (one delivery per subject and state)."""
+    delivery_id = subject_event_id(subject_id, status)
     now = deps.clock.now()
     body = build_event(event_type, payload, occurred_at=datetime.fromtimestamp(now, UTC))
     delivery = WebhookDelivery(
         delivery_id=delivery_id,
-        job_id=job.job_id,
+        job_id=subject_id,
         url=url,
         body=body.decode(),
         created_at=now,

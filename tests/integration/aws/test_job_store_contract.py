@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from inbetween.aws.jobs_table import DynamoJobStore
+from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmMode, FilmRun, FilmStatus, ShotRef
 from inbetween.domain.models import (
     DeliveryState,
     DueKind,
@@ -627,3 +628,234 @@ def test_an_attempt_recorded_for_an_unknown_delivery_creates_nothing(subject):
 def test_a_waiting_job_is_never_postponed(subject):
     with pytest.raises(ValueError, match="keeps its place"):
         subject.store.postpone("any", DueKind.ADMIT, T0)
+
+
+# ---------------------------------------------------------------------------------------------- film runs
+RUN = "reel/0123456789ab"
+
+
+def a_run(run_id: str = RUN, status: FilmStatus = FilmStatus.RUNNING, **kw: Any) -> FilmRun:
+    film = run_id.split("/", 1)[0]
+    shots = (ShotRef(1, 1, 2, f"{film}~s1/aaaa"), ShotRef(2, 2, 5, f"{film}~s2/bbbb"))
+    return FilmRun(run_id, film, status, shots, T0, T0, **kw)
+
+
+def every_field_run() -> FilmRun:
+    return FilmRun(
+        run_id=RUN,
+        film="reel",
+        status=FilmStatus.FAILED,
+        shots=(ShotRef(1, 1, 2, "reel~01/abc"), ShotRef(2, 2, 7, "reel~02/def")),
+        created_at=T0 + 0.25,
+        updated_at=T0 + 0.5,
+        seam=6,
+        mode=FilmMode.CONTINUE,
+        shot_events=True,
+        webhook_url="https://hooks.test/film?x=1",
+        keyframes=("inbox/reel/01.png", "inbox/reel/02.png", "inbox/reel/07.png"),
+        error=ErrorInfo("ShotFailed", "shot 2 failed", "fix it", False, "req-9", "shots.2"),
+        finished_at=T0 + 30.125,
+        video_key="results/reel/0123456789ab/film.mp4",
+        video_bytes=987_654,
+        frames=241,
+        duration_s=10.041,
+        notified_at=T0 + 31.0,
+        notify_claimed_until=T0 + 151.0,
+    )
+
+
+def run_of(subject: Subject, run_id: str = RUN) -> FilmRun:
+    found = subject.store.get_film_run(run_id)
+    assert found is not None
+    return found
+
+
+def test_a_film_run_with_every_field_set_reads_back_as_written(subject):
+    run = every_field_run()
+    defaults = FilmRun("", "", FilmStatus.RUNNING, (), 0.0, 0.0)
+    same = [f.name for f in fields(FilmRun) if getattr(run, f.name) == getattr(defaults, f.name)]
+    assert same == [], "every_field_run() must set every FilmRun field"
+    assert FilmRun.from_item(run.to_item()) == run
+    assert subject.store.add_film_run(run)
+    assert subject.store.get_film_run(RUN) == run
+    assert subject.store.due_film_runs(T0 + 10**6) == []  # added without a due time
+
+
+def test_an_unknown_film_run_is_none_and_not_a_job(subject):
+    assert subject.store.get_film_run("nobody/0") is None
+    subject.store.add_film_run(a_run(), due_at=T0)
+    assert subject.store.recent_jobs() == []
+    assert subject.store.get_job(RUN) is None
+    assert due_ids(subject, DueKind.NOTIFY, T0 + 10**6) == []
+
+
+def test_add_film_run_is_idempotent_and_never_overwrites(subject):
+    run = a_run()
+    assert subject.store.add_film_run(run, due_at=T0 + 300)
+    assert not subject.store.add_film_run(replace(run, status=FilmStatus.REJECTED), due_at=T0)
+    assert run_of(subject) == run
+    assert subject.store.due_film_runs(T0 + 299) == []
+    assert subject.store.due_film_runs(T0 + 300) == [RUN]
+    assert subject.store.next_due_at(DueKind.FILM) == T0 + 300
+
+
+def test_move_film_run_from_the_expected_status_sets_changes_the_time_and_the_due(subject):
+    subject.store.add_film_run(a_run(), due_at=T0 + 300)
+    subject.clock.advance(5)
+    error = ErrorInfo("ShotFailed", "shot 1 failed", "fix it", field="shots.1")
+    assert subject.store.move_film_run(
+        RUN,
+        FilmStatus.RUNNING,
+        FilmStatus.FAILED,
+        due_at=T0 + 125,
+        error=error,
+        finished_at=T0 + 5,
+        keyframes=("inbox/reel/01.png", "inbox/reel/02.png"),
+        mode=FilmMode.CONTINUE,
+        frames=120,
+    )
+    after = run_of(subject)
+    assert (after.status, after.error, after.finished_at, after.updated_at) == (
+        FilmStatus.FAILED,
+        error,
+        T0 + 5,
+        T0 + 5,
+    )
+    assert (after.keyframes, after.mode, after.frames) == (
+        ("inbox/reel/01.png", "inbox/reel/02.png"),
+        FilmMode.CONTINUE,
+        120,
+    )
+    assert (after.shots, after.created_at, after.film) == (a_run().shots, T0, "reel")
+    assert subject.store.due_film_runs(T0 + 124) == []
+    assert subject.store.due_film_runs(T0 + 125) == [RUN]
+
+
+def test_move_film_run_from_another_status_or_of_an_unknown_run_changes_nothing(subject):
+    run = a_run(status=FilmStatus.STITCHING)
+    subject.store.add_film_run(run, due_at=T0 + 1200)
+    subject.clock.advance(1)
+    assert not subject.store.move_film_run(
+        RUN, FilmStatus.RUNNING, FilmStatus.FAILED, due_at=T0, finished_at=T0 + 1
+    )
+    assert not subject.store.move_film_run(RUN, FilmStatus.RUNNING, FilmStatus.STITCHING)  # due None
+    assert run_of(subject) == run
+    assert subject.store.due_film_runs(T0 + 1200) == [RUN]
+    assert not subject.store.move_film_run("nobody/0", FilmStatus.RUNNING, FilmStatus.FAILED, due_at=T0)
+    assert subject.store.get_film_run("nobody/0") is None
+    assert subject.store.due_film_runs(T0 + 10**6) == [RUN]
+
+
+@pytest.mark.parametrize("name", ["status", "shots", "film", "updated_at", "no_such_field"])
+def test_move_film_run_refuses_a_field_it_may_not_set_before_writing(subject, name):
+    assert name not in FILM_SETTABLE_FIELDS
+    run = a_run()
+    subject.store.add_film_run(run, due_at=T0 + 300)
+    subject.clock.advance(1)
+    with pytest.raises(ValueError, match=name):
+        subject.store.move_film_run(
+            RUN, FilmStatus.RUNNING, FilmStatus.FAILED, due_at=T0, finished_at=T0 + 1, **{name: "x"}
+        )
+    assert run_of(subject) == run
+    assert subject.store.due_film_runs(T0 + 300) == [RUN]
+
+
+def test_a_change_of_none_removes_the_field_and_a_due_of_none_leaves_the_index(subject):
+    run = a_run(video_key="results/reel/x/film.mp4", webhook_url="https://hooks.test/f", frames=10)
+    subject.store.add_film_run(run, due_at=T0 + 1)
+    assert subject.store.move_film_run(
+        RUN, FilmStatus.RUNNING, FilmStatus.RUNNING, video_key=None, frames=None, seam=3
+    )
+    after = run_of(subject)
+    assert (after.video_key, after.frames, after.seam, after.webhook_url) == (
+        None,
+        None,
+        3,
+        "https://hooks.test/f",
+    )
+    assert subject.store.due_film_runs(T0 + 10**6) == []
+    assert subject.store.next_due_at(DueKind.FILM) is None
+
+
+def test_due_film_runs_are_oldest_due_first_bounded_and_postponed(subject):
+    for run_id, at in (("b/1", T0 + 2), ("a/1", T0 + 1), ("c/1", T0 + 3), ("d/1", T0 + 60)):
+        subject.store.add_film_run(a_run(run_id), due_at=at)
+    subject.store.add_webhook_delivery(a_delivery("msg_x", next_attempt_at=T0))  # another due kind
+    subject.store.add_job(a_job(status=JobStatus.SUBMITTED), due=(DueKind.POLL, T0))
+    assert subject.store.due_film_runs(T0 + 5) == ["a/1", "b/1", "c/1"]
+    assert subject.store.due_film_runs(T0 + 5, limit=2) == ["a/1", "b/1"]
+    subject.store.postpone_film_run("a/1", T0 + 300)
+    assert subject.store.due_film_runs(T0 + 5) == ["b/1", "c/1"]
+    assert subject.store.due_film_runs(T0 + 300) == ["b/1", "c/1", "d/1", "a/1"]
+    subject.store.postpone_film_run("nobody/0", T0)  # an unknown run stays unknown
+    assert subject.store.get_film_run("nobody/0") is None
+    assert subject.store.due_film_runs(T0 + 5) == ["b/1", "c/1"]
+
+
+def test_a_film_run_added_without_a_due_time_can_be_postponed_into_the_index(subject):
+    subject.store.add_film_run(a_run())
+    subject.store.postpone_film_run(RUN, T0 + 10.0015)
+    assert subject.store.due_film_runs(T0 + 10) == []
+    assert subject.store.due_film_runs(T0 + 10.001) == [RUN]
+    assert subject.store.next_due_at(DueKind.FILM) == T0 + 10.001  # whole milliseconds, as for jobs
+
+
+def test_a_film_notification_is_claimed_once_until_the_claim_runs_out_and_never_after_it_is_sent(subject):
+    subject.store.add_film_run(a_run(status=FilmStatus.STORED), due_at=T0 + 120)
+    assert subject.store.claim_film_notification(RUN, now=T0, until=T0 + 120)
+    assert not subject.store.claim_film_notification(RUN, now=T0 + 60, until=T0 + 180)
+    assert not subject.store.claim_film_notification(RUN, now=T0 + 120, until=T0 + 240)
+    assert subject.store.claim_film_notification(RUN, now=T0 + 121, until=T0 + 241)
+    assert run_of(subject).notify_claimed_until == T0 + 241
+    subject.store.mark_film_notified(RUN, T0 + 122)
+    assert run_of(subject).notified_at == T0 + 122
+    assert subject.store.due_film_runs(T0 + 10**6) == []
+    assert not subject.store.claim_film_notification(RUN, now=T0 + 1000, until=T0 + 1120)
+    subject.store.mark_film_notified(RUN, T0 + 500)  # a second mark keeps the first time
+    assert run_of(subject).notified_at == T0 + 122
+    assert run_of(subject).status is FilmStatus.STORED
+
+
+def test_an_unknown_film_run_cannot_be_claimed_or_marked(subject):
+    assert not subject.store.claim_film_notification("nobody/0", now=T0, until=T0 + 1)
+    subject.store.mark_film_notified("nobody/0", T0)
+    assert subject.store.get_film_run("nobody/0") is None
+    assert subject.store.due_film_runs(T0 + 10**6) == []
+
+
+def test_link_shot_adds_a_run_once_however_often_and_leaves_the_job_alone(subject):
+    job = a_job(status=JobStatus.SUBMITTED, task_id="t-1")
+    subject.store.add_job(job, due=(DueKind.POLL, T0 + 15))
+    subject.clock.advance(5)
+    assert subject.store.link_shot(job.job_id, "reel/aaa")
+    assert subject.store.link_shot(job.job_id, "reel/aaa")
+    assert subject.store.link_shot(job.job_id, "reel/bbb")
+    assert subject.store.link_shot(job.job_id, "reel/aaa")
+    after = job_of(subject, job)
+    assert after.film_runs == ("reel/aaa", "reel/bbb")
+    assert replace(after, film_runs=()) == job  # updated_at included: linking is not a transition
+    assert due_ids(subject, DueKind.POLL, T0 + 15) == [job.job_id]
+
+
+def test_link_shot_to_an_unknown_job_is_false_and_creates_nothing(subject):
+    assert not subject.store.link_shot("nobody/run", "reel/aaa")
+    assert not subject.store.link_shot("nobody/run", "reel/aaa")
+    assert subject.store.get_job("nobody/run") is None
+    assert subject.store.recent_jobs() == []
+
+
+def test_concurrent_link_shots_leave_the_run_once(subject):
+    job = a_job()
+    subject.store.add_job(job)
+    results: list[bool] = []
+    runs = ["reel/aaa", "reel/bbb", "reel/aaa", "reel/bbb", "reel/aaa", "reel/ccc"] * 2
+    threads = [
+        threading.Thread(target=lambda r=r: results.append(subject.store.link_shot(job.job_id, r)))
+        for r in runs
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * len(runs)
+    assert sorted(job_of(subject, job).film_runs) == ["reel/aaa", "reel/bbb", "reel/ccc"]

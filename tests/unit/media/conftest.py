@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from inbetween_media import synth
+from stitch_helpers import ROOT, SIZE  # noqa: F401 - ROOT re-exported for the fixtures' users
 
-ROOT = Path(__file__).resolve().parents[3]
-
-SIZE = (320, 240)
 FRAMES = 30
 GRAIN = 3.0
 

@@ -18,8 +18,8 @@ from inbetween_media.pictures import (
 )
 from inbetween_media.stitch import plan_film, stitch_film
 from inbetween_media.verify import picture_distance
-from media_helpers import decode_pictures
 from PIL import Image
+from stitch_helpers import decode_pictures
 
 
 def _open(data: bytes, fmt: str) -> Image.Image:

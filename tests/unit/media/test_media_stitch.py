@@ -13,14 +13,13 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import ROOT, SIZE
 from inbetween_media import synth
 from inbetween_media.frames import fit_image
 from inbetween_media.pictures import FilmPictures
 from inbetween_media.probe import probe_clip
 from inbetween_media.stitch import StitchError, plan_film, stitch_film
 from inbetween_media.verify import picture_distance, verify_film
-from media_helpers import decode_audio, decode_pictures, pts_steps
+from stitch_helpers import ROOT, SIZE, decode_audio, decode_pictures, pts_steps
 
 SPF = 1600
 

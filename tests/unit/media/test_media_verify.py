@@ -8,7 +8,7 @@ import pytest
 from inbetween_media import synth
 from inbetween_media.stitch import stitch_film
 from inbetween_media.verify import FilmExpectations, verify_film
-from media_helpers import decode_pictures
+from stitch_helpers import decode_pictures
 
 SPF = 1600
 

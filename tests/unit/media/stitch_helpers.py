@@ -9,6 +9,9 @@ from pathlib import Path
 import av
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[3]
+SIZE = (320, 240)  # the synthetic clips' size
+
 
 def decode_pictures(path: Path) -> list[Image.Image]:
     with av.open(str(path)) as c:

@@ -1,0 +1,212 @@
+"""A film run's life after intake: wait for its shots, hand it to the stitch, announce how it ended.
+
+Order, so that nothing is lost and nothing is said twice:
+  1. every shot is an ordinary job; when one ends, ``finishing`` calls ``advance`` for each film run it
+     belongs to (a shot shared by two runs of a film advances both);
+  2. ``advance`` moves the run RUNNING -> STITCHING (every shot stored: the stitch is handed over) or
+     RUNNING -> FAILED (a shot failed: the error names it), by a conditional write, so only one caller
+     does either, and sets the run's due time (the safety net);
+  3. the poller's ``check_due`` picks up what a crash left: a RUNNING run is advanced again, an overdue
+     STITCHING run handed to the stitch again, a final run not yet announced is announced;
+  4. ``announce`` publishes one ``film.succeeded`` or ``film.failed`` per run (claimed first, like a job's
+     notification), with every shot's state, task id, duration and usage.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from inbetween.deps import Deps
+from inbetween.domain.films import FilmRun, FilmStatus, ShotRef
+from inbetween.domain.models import ErrorInfo, Job, JobStatus, Notification
+from inbetween.observability import count, logger
+from inbetween.usecases import webhook_delivery
+from inbetween.usecases.notify import iso, video_facts
+
+FILM_SUCCEEDED_EVENT = "film.succeeded"
+FILM_FAILED_EVENT = "film.failed"
+# a RUNNING run is looked at again this often even if no shot's end reached it (a crash in between)
+FILM_RECHECK_S = 300.0
+# a stitch not finished in this long is handed over again (the stitch function's timeout is 900 s)
+STITCH_OVERDUE_S = 1200.0
+
+
+class FilmProgress(StrEnum):
+    WAITING = "waiting for shots"
+    STITCH = "handed to the stitch"
+    FAILED = "failed"
+    NOTHING = "nothing to do"
+
+
+def advance(deps: Deps, run_id: str) -> FilmProgress:
+    """Look at a RUNNING film run's shots and move it on if they are all final. Safe to repeat."""
+    run = deps.store.get_film_run(run_id)
+    if run is None or run.status is not FilmStatus.RUNNING:
+        return FilmProgress.NOTHING
+    jobs = [deps.store.get_job(shot.job_id) for shot in run.shots]
+    if any(job is None or not job.status.is_final for job in jobs):
+        return FilmProgress.WAITING
+    now = deps.clock.now()
+    failed = [
+        (shot, job)
+        for shot, job in zip(run.shots, jobs, strict=True)
+        if job is not None and job.status is not JobStatus.STORED
+    ]
+    if failed:
+        shot, job = failed[0]
+        error = shot_failure(shot, job, others=len(failed) - 1)
+        if deps.store.move_film_run(
+            run_id,
+            FilmStatus.RUNNING,
+            FilmStatus.FAILED,
+            due_at=now + deps.timing.notify_grace_s,
+            error=error,
+            finished_at=now,
+        ):
+            count("FilmsFailed")
+            logger.info("film failed", extra={"film_run": run_id, "shot": shot.number, "code": error.code})
+            announce(deps, run_id)
+        return FilmProgress.FAILED
+    if deps.store.move_film_run(
+        run_id, FilmStatus.RUNNING, FilmStatus.STITCHING, due_at=now + STITCH_OVERDUE_S
+    ):
+        deps.queues.stitch_film(run_id)
+        logger.info("film handed to the stitch", extra={"film_run": run_id, "shots": len(run.shots)})
+        return FilmProgress.STITCH
+    return FilmProgress.NOTHING
+
+
+def shot_failure(shot: ShotRef, job: Job, *, others: int = 0) -> ErrorInfo:
+    """The film's error for a failed shot: which shot, why, and what to do."""
+    cause = job.error
+    reason = f"{cause.code}: {cause.message}" if cause else job.status.value
+    more = f" ({others} other shot{'s' if others != 1 else ''} failed too)" if others else ""
+    return ErrorInfo(
+        code="ShotFailed",
+        message=f"shot {shot.index} (keyframe {shot.number} to {shot.last_number}) ended "
+        f"{job.status.value}: {reason}{more}",
+        hint=(cause.hint if cause and cause.hint else "")
+        + (" " if cause and cause.hint else "")
+        + "Fix that shot's keyframes or its options in film.json and upload them again: only the shots "
+        "that changed are made again, the others are reused.",
+        field=f"shots.{shot.number}",
+    )
+
+
+def check_due(deps: Deps, limit: int = 50) -> int:
+    """Poller: the film runs whose safety-net time has come. Returns how many were looked at."""
+    looked = 0
+    for run_id in deps.store.due_film_runs(deps.clock.now(), limit):
+        looked += 1
+        run = deps.store.get_film_run(run_id)
+        if run is None:
+            continue
+        now = deps.clock.now()
+        if run.status is FilmStatus.RUNNING:
+            if advance(deps, run_id) is FilmProgress.WAITING:
+                deps.store.postpone_film_run(run_id, now + FILM_RECHECK_S)
+        elif run.status is FilmStatus.STITCHING:
+            logger.warning("film stitch overdue; handing it over again", extra={"film_run": run_id})
+            deps.store.postpone_film_run(run_id, now + STITCH_OVERDUE_S)
+            deps.queues.stitch_film(run_id)
+        elif run.notified_at is None:
+            announce(deps, run_id)
+    return looked
+
+
+def announce(deps: Deps, run_id: str) -> bool:
+    """One film event per run and final state (SNS, and the webhook). True if this call announced."""
+    run = deps.store.get_film_run(run_id)
+    if run is None or not run.status.is_final or run.notified_at is not None:
+        return False
+    now = deps.clock.now()
+    if not deps.store.claim_film_notification(run_id, now=now, until=now + deps.timing.notify_grace_s):
+        return False
+    settings = deps.settings
+    if run.error is not None:
+        report = {
+            "film": run.film,
+            "film_run": run.run_id,
+            "status": run.status.value,
+            "error": run.error.to_dict(),
+            "what_to_do": run.error.hint,
+            "at": iso(run.updated_at),
+            "note": "your keyframes were kept; upload a fixed keyframe or film.json to retry what changed",
+        }
+        deps.blobs.put_json(settings.inbox_bucket, f"{settings.inbox_prefix}{run.film}/error.json", report)
+        deps.blobs.put_json(settings.output_bucket, film_prefix(deps, run) + "error.json", report)
+    payload = film_event_data(deps, run)
+    event_type = FILM_SUCCEEDED_EVENT if run.status is FilmStatus.STORED else FILM_FAILED_EVENT
+    deps.notifier.publish(
+        Notification(
+            event_type=event_type,
+            job_name=run.film,
+            status=run.status,
+            model=payload.get("model"),
+            timestamp=iso(now) or "",
+            data=payload,
+        )
+    )
+    count("FilmNotificationsPublished")
+    url = run.webhook_url or settings.default_webhook_url
+    if url:
+        webhook_delivery.start_for(deps, run.run_id, run.status.value, event_type, payload, url)
+    deps.store.mark_film_notified(run_id, deps.clock.now())
+    logger.info("film notified", extra={"film_run": run_id, "status": run.status.value})
+    return True
+
+
+def film_prefix(deps: Deps, run: FilmRun) -> str:
+    """Where a run's film, poster, contact sheet (and error report) are stored, beside its shots."""
+    return f"{deps.settings.results_prefix}{run.film}/film-{run.digest}/"
+
+
+def film_event_data(deps: Deps, run: FilmRun) -> dict[str, Any]:
+    """The film event's data: the run, its film (when stored) and every shot's state and facts."""
+    shots = []
+    model = None
+    for shot in run.shots:
+        job = deps.store.get_job(shot.job_id)
+        model = model or (job.model if job else None)
+        facts = video_facts(job) if job else {}
+        shots.append(
+            {
+                "index": shot.index,
+                "keyframes": [shot.number, shot.last_number],
+                "job_id": shot.job_id,
+                "status": job.status.value if job else None,
+                "task_id": job.task_id if job else None,
+                "duration_s": facts.get("duration_s"),
+                "usage": job.provider.get("usage") if job else None,
+                "error": job.error.to_dict() if job and job.error else None,
+            }
+        )
+    data: dict[str, Any] = {
+        "film": run.film,
+        "film_run": run.run_id,
+        "status": run.status.value,
+        "model": model,
+        "shots": [{k: v for k, v in s.items() if v is not None} for s in shots],
+        "seam": run.seam,
+        "mode": run.mode.value,
+        "timings": {"dropped_at": iso(run.created_at), "finished_at": iso(run.finished_at)},
+    }
+    if run.status is FilmStatus.STORED and run.video_key:
+        ttl = deps.settings.webhook_link_ttl_s
+        bucket = deps.settings.output_bucket
+        prefix = film_prefix(deps, run)
+        data["film_video"] = {
+            "bucket": bucket,
+            "key": run.video_key,
+            "size_bytes": run.video_bytes,
+            "frames": run.frames,
+            "duration_s": run.duration_s,
+            "url": deps.blobs.presign_get(bucket, run.video_key, ttl),
+            "url_expires_at": iso(deps.clock.now() + ttl),
+        }
+        data["poster_url"] = deps.blobs.presign_get(bucket, prefix + "poster.jpg", ttl)
+        data["contact_sheet_url"] = deps.blobs.presign_get(bucket, prefix + "contact-sheet.png", ttl)
+    if run.error:
+        data["error"] = run.error.to_dict()
+    return {k: v for k, v in data.items() if v is not None}
