@@ -189,8 +189,15 @@ class InMemoryJobStore:
             return self.slots.get(model, 0)
 
     def claim_notification(self, job_id: str, *, now: float, until: float) -> bool:
+        return self._claim_notification(self.jobs, job_id, now=now, until=until)
+
+    def mark_notified(self, job_id: str, at: float) -> None:
+        self._mark_notified(self.jobs, job_id, f"job#{job_id}", at)
+
+    def _claim_notification(self, items: dict[str, Any], key: str, *, now: float, until: float) -> bool:
+        """A job's or a film run's claim on announcing its end (``items``: the jobs or the film runs)."""
         with self._lock:
-            item = self.jobs.get(job_id)
+            item = items.get(key)
             if item is None or item.get("notified_at") is not None:
                 return False
             claimed = item.get("notify_claimed_until")
@@ -199,13 +206,13 @@ class InMemoryJobStore:
             item["notify_claimed_until"] = until
             return True
 
-    def mark_notified(self, job_id: str, at: float) -> None:
+    def _mark_notified(self, items: dict[str, Any], key: str, due_key: str, at: float) -> None:
         with self._lock:
-            item = self.jobs.get(job_id)
+            item = items.get(key)
             if item is None or item.get("notified_at") is not None:
                 return
             item["notified_at"] = at
-            self.due.pop(f"job#{job_id}", None)
+            self.due.pop(due_key, None)
 
     def recent_jobs(self, limit: int = 50) -> list[Job]:
         with self._lock:
@@ -412,23 +419,10 @@ class InMemoryJobStore:
             return True
 
     def claim_film_notification(self, run_id: str, *, now: float, until: float) -> bool:
-        with self._lock:
-            item = self.films.get(run_id)
-            if item is None or item.get("notified_at") is not None:
-                return False
-            claimed = item.get("notify_claimed_until")
-            if claimed is not None and not claimed < now:
-                return False
-            item["notify_claimed_until"] = until
-            return True
+        return self._claim_notification(self.films, run_id, now=now, until=until)
 
     def mark_film_notified(self, run_id: str, at: float) -> None:
-        with self._lock:
-            item = self.films.get(run_id)
-            if item is None or item.get("notified_at") is not None:
-                return
-            item["notified_at"] = at
-            self.due.pop(f"film#{run_id}", None)
+        self._mark_notified(self.films, run_id, f"film#{run_id}", at)
 
 
 class InMemoryBlobs:

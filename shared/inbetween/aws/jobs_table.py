@@ -165,25 +165,10 @@ class DynamoJobStore:
         return int(item.get("in_flight", 0)) if item else 0
 
     def claim_notification(self, job_id: str, *, now: float, until: float) -> bool:
-        return self._conditional(
-            self._db.update_item,
-            TableName=self._table,
-            Key=_ser({"pk": job_key(job_id)}),
-            UpdateExpression="SET notify_claimed_until = :until",
-            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at) AND "
-            "(attribute_not_exists(notify_claimed_until) OR notify_claimed_until < :now)",
-            ExpressionAttributeValues=_ser({":until": until, ":now": now}),
-        )
+        return self._claim_notification(job_key(job_id), now=now, until=until)
 
     def mark_notified(self, job_id: str, at: float) -> None:
-        self._conditional(
-            self._db.update_item,
-            TableName=self._table,
-            Key=_ser({"pk": job_key(job_id)}),
-            UpdateExpression="SET notified_at = :at REMOVE due_kind, due_at",
-            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at)",
-            ExpressionAttributeValues=_ser({":at": at}),
-        )
+        self._mark_notified(job_key(job_id), at)
 
     def recent_jobs(self, limit: int = 50) -> list[Job]:
         resp = self._call(
@@ -491,21 +476,28 @@ class DynamoJobStore:
         return linked or self._get(job_key(job_id)) is not None
 
     def claim_film_notification(self, run_id: str, *, now: float, until: float) -> bool:
+        return self._claim_notification(film_key(run_id), now=now, until=until)
+
+    def mark_film_notified(self, run_id: str, at: float) -> None:
+        self._mark_notified(film_key(run_id), at)
+
+    def _claim_notification(self, pk: str, *, now: float, until: float) -> bool:
+        """A short claim on announcing a job's or a film run's end: only if not announced, and no live claim."""
         return self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": film_key(run_id)}),
+            Key=_ser({"pk": pk}),
             UpdateExpression="SET notify_claimed_until = :until",
             ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at) AND "
             "(attribute_not_exists(notify_claimed_until) OR notify_claimed_until < :now)",
             ExpressionAttributeValues=_ser({":until": until, ":now": now}),
         )
 
-    def mark_film_notified(self, run_id: str, at: float) -> None:
+    def _mark_notified(self, pk: str, at: float) -> None:
         self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": film_key(run_id)}),
+            Key=_ser({"pk": pk}),
             UpdateExpression="SET notified_at = :at REMOVE due_kind, due_at",
             ConditionExpression="attribute_exists(pk) AND attribute_not_exists(notified_at)",
             ExpressionAttributeValues=_ser({":at": at}),
