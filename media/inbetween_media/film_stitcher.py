@@ -7,18 +7,12 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from PIL import Image
 
 from .pictures import FilmPictures
 from .stitch import StitchError, StitchReport, plan_film, stitch_film
 from .verify import verify_film
-
-
-class _Stitched(Protocol):
-    @property
-    def report(self) -> StitchReport: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +68,9 @@ class PyAvFilmStitcher:
             raise ValueError(str(exc)) from exc
         return StitchedFilm(report, pictures.poster_jpeg(), pictures.sheet_png())
 
-    def verify(self, film: Path, stitched: _Stitched, keyframes: Sequence[bytes]) -> list[str]:
+    def verify(self, film: Path, stitched: object, keyframes: Sequence[bytes]) -> list[str]:
+        """``stitched``: what this stitcher's ``stitch`` returned for ``film`` (its report is the plan)."""
+        if not isinstance(stitched, StitchedFilm):
+            raise TypeError(f"verify takes what stitch returned, not {type(stitched).__name__}")
         images = [Image.open(io.BytesIO(data)).convert("RGB") for data in keyframes]
         return verify_film(film, stitched.report, images or None)

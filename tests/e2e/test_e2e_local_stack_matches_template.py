@@ -161,6 +161,7 @@ def test_functions_get_the_template_environment_resolved_to_local_resources(stac
     assert env["NOTIFY_TOPIC_ARN"] == stack.topic_arn
     assert env["INTAKE_QUEUE_URL"] == stack.queue_urls["IntakeQueue"]
     assert env["COMPLETION_QUEUE_URL"] == stack.queue_urls["CompletionQueue"]
+    assert env["STITCH_QUEUE_URL"] == stack.queue_urls["StitchQueue"]
     assert env["PROVIDER_BASE_URL"] == stack.emulator_url
     # every function of the template is running, with its SQS sources and schedules
     functions = of_type(template, "AWS::Serverless::Function")
@@ -172,3 +173,16 @@ def test_functions_get_the_template_environment_resolved_to_local_resources(stac
                 assert (lid, event["Properties"]["Queue"]["Fn::GetAtt"][0]) in sources
             if event["Type"] == "Schedule":
                 assert any(s.function.definition.logical_id == lid for s in stack.schedulers)
+
+
+def test_each_function_runs_with_its_template_layers_on_the_path(stack, template):
+    # Given the layers the template gives each function (SAM appends a function's Layers to the Globals)
+    root = TEMPLATE.parent
+    globals_layers = template["Globals"]["Function"].get("Layers", [])
+    for lid, props in of_type(template, "AWS::Serverless::Function").items():
+        refs = [layer["Ref"] for layer in [*globals_layers, *props.get("Layers", [])]]
+        folders = [root / template["Resources"][ref]["Properties"]["ContentUri"] for ref in refs]
+        # Then the running function has their folders (what Lambda unpacks under /opt/python)
+        assert list(stack.functions[lid].definition.layer_paths) == folders, lid
+    # the stitch function's media layer (PyAV's inbetween_media) among them
+    assert (root / "media") in stack.functions["StitchFunction"].definition.layer_paths

@@ -21,7 +21,7 @@ from inbetween.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
-FUNCTIONS = ("SubmitFunction", "PollerFunction", "CompletionFunction")
+FUNCTIONS = ("SubmitFunction", "PollerFunction", "CompletionFunction", "StitchFunction")
 # created only with PushEnabled=true; its rows in the IAM matrix are checked like the others'
 PUSH_FUNCTIONS = ("ProviderEventsFunction",)
 
@@ -39,6 +39,8 @@ _INBOX_AND_RESULTS = {
     ("s3:PutObject", "OutputBucket/results/*"),
     ("s3:GetObject", "OutputBucket/results/*"),
 }
+# every function that can finish a job may finish a film run's last shot and hand the film to the stitch
+_HANDS_FILMS_TO_THE_STITCH = {("sqs:SendMessage", "StitchQueue")}
 _BOTH_SECRETS = {
     ("secretsmanager:GetSecretValue", "DashScopeApiKeySecret"),
     ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
@@ -58,12 +60,14 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     | _TRACES
     | _consumes("IntakeQueue")
     | {("sqs:SendMessage", "IntakeQueue"), ("sns:Publish", "NotifyTopic")}
+    | _HANDS_FILMS_TO_THE_STITCH
     | _INBOX_AND_RESULTS
     | _JOB_TABLE
     | _BOTH_SECRETS,
     "PollerFunction": _logs("PollerLogGroup")
     | _TRACES
     | {("sqs:SendMessage", "CompletionQueue"), ("sns:Publish", "NotifyTopic")}
+    | _HANDS_FILMS_TO_THE_STITCH
     | _INBOX_AND_RESULTS
     | _JOB_TABLE
     | _BOTH_SECRETS,
@@ -80,13 +84,32 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("sns:Publish", "NotifyTopic"),
         ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
     }
+    | _HANDS_FILMS_TO_THE_STITCH
     | _JOB_TABLE,
+    # the clips and keyframes in; the film, its pictures (or error.json) out; the run's end announced
+    "StitchFunction": _logs("StitchLogGroup")
+    | _TRACES
+    | _consumes("StitchQueue")
+    | {
+        ("sqs:SendMessage", "CompletionQueue"),  # a failed film webhook's retries
+        ("s3:GetObject", "InboxBucket/inbox/*"),
+        ("s3:PutObject", "InboxBucket/inbox/*/error.json"),
+        ("s3:GetObject", "OutputBucket/results/*"),
+        ("s3:PutObject", "OutputBucket/results/*"),
+        ("s3:AbortMultipartUpload", "OutputBucket/results/*"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:PutItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("sns:Publish", "NotifyTopic"),
+        ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
+    },
     # one task query, then the completion queue, or a final state (error.json, SNS, webhook) for a failure
     "ProviderEventsFunction": _logs("ProviderEventsLogGroup")
     | _TRACES
     | {
         ("sqs:SendMessage", "CompletionQueue"),
         ("sqs:SendMessage", "IntakeQueue"),
+        ("sqs:SendMessage", "StitchQueue"),
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:PutItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
@@ -291,7 +314,11 @@ def test_the_jobs_table_has_the_due_index_and_is_protected(template):
 
 @pytest.mark.parametrize(
     ("queue", "dead_letter_queue"),
-    [("IntakeQueue", "IntakeDeadLetterQueue"), ("CompletionQueue", "CompletionDeadLetterQueue")],
+    [
+        ("IntakeQueue", "IntakeDeadLetterQueue"),
+        ("CompletionQueue", "CompletionDeadLetterQueue"),
+        ("StitchQueue", "StitchDeadLetterQueue"),
+    ],
 )
 def test_queues_park_poison_messages_and_outlast_their_consumer(template, queue, dead_letter_queue):
     props = _props(template, queue)
@@ -311,7 +338,7 @@ def test_queues_park_poison_messages_and_outlast_their_consumer(template, queue,
 
 def test_sqs_event_sources_report_partial_batch_failures(template):
     events = _sqs_events(template)
-    assert set(events) == {"IntakeQueue", "CompletionQueue"}
+    assert set(events) == {"IntakeQueue", "CompletionQueue", "StitchQueue"}
     for event in events.values():
         assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -324,12 +351,22 @@ def test_sqs_event_sources_report_partial_batch_failures(template):
     assert completion["function"] == "CompletionFunction"
     assert completion["BatchSize"] == 1
 
+    # one film per invocation: a stitch takes minutes, a batch would share one timeout
+    stitch = events["StitchQueue"]
+    assert stitch["function"] == "StitchFunction"
+    assert stitch["BatchSize"] == 1
+
 
 def test_function_timeouts_and_memory(template):
     assert _function_timeout(template, "SubmitFunction") == 60
     assert _function_timeout(template, "PollerFunction") == 75
     assert _function_timeout(template, "CompletionFunction") == 300
     assert _props(template, "CompletionFunction")["MemorySize"] == 512
+    # the stitch (media/README.md): Lambda's longest timeout, the CPU of 3008 MB, /tmp for clips and film
+    stitch = _props(template, "StitchFunction")
+    assert _function_timeout(template, "StitchFunction") == 900
+    assert stitch["MemorySize"] == 3008
+    assert stitch["EphemeralStorage"] == {"Size": 2048}
 
 
 def test_the_poller_runs_every_minute_without_retrying_missed_ticks(template):
@@ -458,6 +495,44 @@ def test_functions_share_the_layer_and_the_runtime(template):
         assert (props["CodeUri"], props["Handler"]) == (f"functions/{name}/", "app.lambda_handler")
 
 
+def test_only_the_stitch_function_gets_the_media_layer(template):
+    # Given the media layer: PyAV's inbetween_media, built by SAM's python3.12 builder for arm64
+    layer = template["Resources"]["MediaLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "media/"
+    assert (layer["Metadata"]["BuildMethod"], layer["Metadata"]["BuildArchitecture"]) == (
+        "python3.12",
+        "arm64",
+    )
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    # Then the stitch function adds it to the Globals' shared layer (SAM appends a function's Layers to
+    # the Globals ones), and no other function has it
+    function_globals = template["Globals"]["Function"]
+    for function in FUNCTIONS + PUSH_FUNCTIONS:
+        layers = [*function_globals["Layers"], *_props(template, function).get("Layers", [])]
+        expected = ["InbetweenLayer", "MediaLayer"] if function == "StitchFunction" else ["InbetweenLayer"]
+        assert [layer["Ref"] for layer in layers] == expected, function
+
+
+def test_every_function_can_hand_a_film_to_the_stitch(template):
+    env = _globals_env(template)
+    assert env["STITCH_QUEUE_URL"] == {"Ref": "StitchQueue"}
+    resolved = {name: _resolve_with_defaults(template, value) for name, value in env.items()}
+    assert load_settings(resolved).stitch_queue_url == "value-of-StitchQueue"
+
+
+def test_the_media_layer_requirements_are_pinned_to_a_locked_version():
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        locked.setdefault(package["name"], set()).add(package["version"])
+    lines = (ROOT / "media" / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert set(pins) == {"av"}  # Pillow comes with the shared layer
+    assert all(version in locked.get(name, set()) for name, version in pins.items()), pins
+
+
 def test_the_layer_requirements_are_pinned_to_the_lock_file():
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     locked = {package["name"]: package["version"] for package in lock["package"]}
@@ -479,7 +554,9 @@ def test_the_webhook_signing_secret_is_32_alphanumeric_characters(template):
 # ---------------------------------------------------------------- alarms and outputs
 
 
-@pytest.mark.parametrize("dead_letter_queue", ["IntakeDeadLetterQueue", "CompletionDeadLetterQueue"])
+@pytest.mark.parametrize(
+    "dead_letter_queue", ["IntakeDeadLetterQueue", "CompletionDeadLetterQueue", "StitchDeadLetterQueue"]
+)
 def test_a_message_in_a_dead_letter_queue_raises_an_alarm(template, dead_letter_queue):
     alarms = [
         a["Properties"]
@@ -524,8 +601,10 @@ def test_outputs_name_everything_an_operator_and_the_local_stack_need(template):
         "JobsTableName",
         "IntakeQueueUrl",
         "CompletionQueueUrl",
+        "StitchQueueUrl",
         "IntakeDeadLetterQueueUrl",
         "CompletionDeadLetterQueueUrl",
+        "StitchDeadLetterQueueUrl",
         "DashScopeApiKeySecretArn",
         "WebhookSigningSecretArn",
         "AlarmTopicArn",

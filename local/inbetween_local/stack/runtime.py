@@ -2,7 +2,8 @@
 
 * The Lambda simulation every harness shares (the local stack, the integration tests, the bench):
   ``load_handler`` loads a function's handler module by file path (the template's CodeUri and Handler)
-  under a unique module name (every handler file is ``app.py``); ``LambdaContext.for_function`` is a
+  under a unique module name (every handler file is ``app.py``), with its layers' folders on
+  ``sys.path`` (``add_layers_to_path``: media/ for the stitch function); ``LambdaContext.for_function`` is a
   context whose remaining time counts down from the template's ``Timeout``; ``run_sqs_batch`` delivers
   received messages as Lambda's SQS event source does (``sqs_event``; delete what succeeded, honour
   ``batchItemFailures``, an exception or a ``FunctionCrashed`` fails the whole batch).
@@ -145,7 +146,18 @@ class LambdaContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+def add_layers_to_path(fn: FunctionDef) -> None:
+    """What Lambda's /opt/python is for the function: its layers' source folders on ``sys.path`` (after
+    what is there, as /opt/python comes after the function's own code). The shared layer (shared/) is
+    there already through the editable install; the media layer (media/, PyAV's inbetween_media) is
+    added here for the function that has it."""
+    for path in fn.layer_paths:
+        if str(path) not in sys.path:
+            sys.path.append(str(path))
+
+
 def load_handler(fn: FunctionDef, stack_name: str, instance: int = 0) -> Callable[[dict, Any], Any]:
+    add_layers_to_path(fn)
     module_name = f"inbetween_local_fn_{stack_name.replace('-', '_')}_{fn.logical_id}"
     if instance:
         module_name += f"_{instance}"  # another container: its own module state (batch processor)

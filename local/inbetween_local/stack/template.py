@@ -68,6 +68,8 @@ class FunctionDef:
     environment: dict[str, Any]  # unresolved values (intrinsics)
     sqs_sources: tuple[SqsEventSource, ...] = ()
     schedules: tuple[ScheduleEvent, ...] = ()
+    # the folders of the template's own layers (their ContentUri) that the function gets, in order
+    layer_paths: tuple[Path, ...] = ()
 
     @property
     def module_path(self) -> Path:
@@ -250,9 +252,27 @@ class LocalTemplate:
                     environment=env,
                     sqs_sources=tuple(sqs),
                     schedules=tuple(schedules),
+                    layer_paths=self._layer_paths([*globals_.get("Layers", []), *props.get("Layers", [])]),
                 )
             )
         return out
+
+    def _layer_paths(self, layers: list[Any]) -> tuple[Path, ...]:
+        """The source folders of a function's layers: SAM adds a function's Layers to the Globals ones
+        (Globals first); a layer of this template (``!Ref <LayerVersion>``) is its ContentUri, an ARN of
+        someone else's layer has no local source and is left out."""
+        paths: list[Path] = []
+        for layer in layers:
+            lid = layer.get("Ref") if isinstance(layer, dict) else None
+            res = self.resources.get(lid) if isinstance(lid, str) else None
+            if res is None or res.get("Type") != "AWS::Serverless::LayerVersion":
+                continue
+            content = res.get("Properties", {}).get("ContentUri")
+            if isinstance(content, str):
+                path = REPO_ROOT / content
+                if path not in paths:
+                    paths.append(path)
+        return tuple(paths)
 
 
 def physical_name(template: LocalTemplate, logical_id: str) -> str:

@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TypeVar
 
 from inbetween.deps import Deps
-from inbetween.domain.catalog import (
-    IMAGE_ROLES,
-    MEDIA_ROLES,
-    ROLE_FILES,
-    ROLE_NOUNS,
-    expected_output_size,
-    model_spec,
-)
+from inbetween.domain.catalog import MEDIA_ROLES, ROLE_FILES, ROLE_NOUNS, model_spec
 from inbetween.domain.drops import (
     JOB_JSON,
     MAX_JOB_JSON_BYTES,
@@ -31,46 +21,16 @@ from inbetween.domain.drops import (
 from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpec, JobStatus, ObjectInfo
 from inbetween.errors import InvalidJob
 from inbetween.observability import count, logger
-from inbetween.provider.models import CreateTaskRequest
-from inbetween.provider.validation import (
-    AudioInfo,
-    ClipInfo,
-    ImageInfo,
-    InputInfo,
-    inspect_input,
-    validate_request,
-)
 from inbetween.usecases import admission
+from inbetween.usecases.drop_checks import (
+    LAST_MODIFIED_RESOLUTION_S,
+    Folder,
+    IntakeOutcome,
+    validate_folder,
+)
 from inbetween.usecases.notify import report_and_notify
 
-# S3's LastModified has one-second resolution: an object may be up to a second younger than it says
-LAST_MODIFIED_RESOLUTION_S = 1.0
-# validation never sends an input: these stand in for the URLs the provider would fetch
-PLACEHOLDER_URLS = {
-    "first": "https://inputs.invalid/first.png",
-    "last": "https://inputs.invalid/last.png",
-    "audio": "https://inputs.invalid/audio.mp3",
-    "first_clip": "https://inputs.invalid/first_clip.mp4",
-}
-T = TypeVar("T")
-
-
-class IntakeOutcome(StrEnum):
-    IGNORED_BUCKET = "ignored: not the inbox bucket"
-    IGNORED_KEY = "ignored: outside the drop-folder convention"
-    IGNORED_EMPTY = "ignored: empty folder"
-    SETTLING = "settling"
-    DUPLICATE = "duplicate"
-    INCOMPLETE = "incomplete"
-    REJECTED = "rejected"
-    ACCEPTED = "accepted"
-
-
-@dataclass(frozen=True, slots=True)
-class Folder:
-    job_name: str
-    files: dict[str, ObjectInfo]  # role -> object
-    newest: float
+__all__ = ["Folder", "IntakeOutcome", "examine", "on_object_created", "settle_overdue_drops"]
 
 
 def on_object_created(deps: Deps, bucket: str, key: str) -> IntakeOutcome:
@@ -84,12 +44,11 @@ def on_object_created(deps: Deps, bucket: str, key: str) -> IntakeOutcome:
     return examine(deps, drop.job_name)
 
 
-def _read_folder(deps: Deps, job_name: str) -> tuple[Folder, list[str]]:
+def _read_folder(deps: Deps, job_name: str, objects: list[ObjectInfo]) -> tuple[Folder, list[str]]:
     settings = deps.settings
-    prefix = f"{settings.inbox_prefix}{job_name}/"
     files: dict[str, ObjectInfo] = {}
     problems: list[str] = []
-    for obj in deps.blobs.list_folder(settings.inbox_bucket, prefix):
+    for obj in objects:
         drop = parse_key(obj.key, settings.inbox_prefix)
         if drop is None or drop.role is None:
             continue
@@ -106,7 +65,8 @@ def _read_folder(deps: Deps, job_name: str) -> tuple[Folder, list[str]]:
 def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
     """Look at a job folder as it is now. ``final``: the folder had its time; incomplete means rejected."""
     settings = deps.settings
-    folder, problems = _read_folder(deps, job_name)
+    objects = deps.blobs.list_folder(settings.inbox_bucket, f"{settings.inbox_prefix}{job_name}/")
+    folder, problems = _read_folder(deps, job_name, objects)
     if not folder.files:
         deps.store.forget_drop(job_name)
         return IntakeOutcome.IGNORED_EMPTY
@@ -147,7 +107,7 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
                 hint=f"upload the {' and the '.join(missing)} to {settings.inbox_prefix}{job_name}/; "
                 "the job runs as soon as the folder is complete",
             )
-        expected = _validate(deps, folder, spec)
+        expected = validate_folder(deps, folder, spec)
     except InvalidJob as exc:
         error = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
         rejected = Job(
@@ -220,54 +180,6 @@ def _missing(folder: Folder, spec: JobSpec) -> list[str]:
 
 def _named(role: str) -> str:
     return f"{ROLE_NOUNS[role]} ({ROLE_FILES[role]})"
-
-
-def _validate(deps: Deps, folder: Folder, spec: JobSpec) -> tuple[int, int]:
-    """Parameters and the combination first, then every input's bytes against the model's limits;
-    nothing here reaches the provider. Returns the video's size."""
-    model = model_spec(spec.model)
-    present = [role for role in MEDIA_ROLES if role in folder.files]
-    request = CreateTaskRequest.for_spec(
-        spec,
-        region=deps.settings.provider_region,
-        media={role: PLACEHOLDER_URLS[role] for role in present},
-    )
-    validate_request(request)
-    infos: dict[str, InputInfo] = {}
-    for role in present:
-        obj = folder.files[role]
-        name = obj.key.rsplit("/", 1)[-1]
-        limit = model.max_input_bytes(role) if model else None
-        if limit is not None and obj.size > limit:
-            raise InvalidJob(
-                f"{name} is {obj.size / 1048576:.1f} MB; {spec.model} accepts at most {limit // 1048576} MB "
-                f"for a {ROLE_NOUNS[role]}",
-                code="ImageFileTooLarge" if role in IMAGE_ROLES else "MediaFileTooLarge",
-                hint="save the frame as JPEG or a smaller PNG"
-                if role in IMAGE_ROLES
-                else "use a shorter or smaller file",
-                field=role,
-            )
-        data = deps.blobs.read(deps.settings.inbox_bucket, obj.key, etag=obj.etag, max_bytes=limit)
-        infos[role] = inspect_input(role, data, model=spec.model, name=name)
-    validate_request(
-        request,
-        first=_of(infos, "first", ImageInfo),
-        last=_of(infos, "last", ImageInfo),
-        audio=_of(infos, "audio", AudioInfo),
-        first_clip=_of(infos, "first_clip", ClipInfo),
-    )
-    first, clip = _of(infos, "first", ImageInfo), _of(infos, "first_clip", ClipInfo)
-    return expected_output_size(
-        spec.resolution,
-        first_frame=(first.width, first.height) if first else None,
-        first_clip=(clip.width, clip.height) if clip else None,
-    )
-
-
-def _of(infos: dict[str, InputInfo], role: str, kind: type[T]) -> T | None:
-    info = infos.get(role)
-    return info if isinstance(info, kind) else None
 
 
 def _reject(deps: Deps, job: Job) -> None:

@@ -160,6 +160,9 @@ class Pipeline:
     def completion_step(self) -> dict:
         return self.invoke_queue("completion", self.settings.completion_queue_url)
 
+    def stitch_step(self) -> dict:
+        return self.invoke_queue("stitch", self.settings.stitch_queue_url)
+
     def poll_step(self) -> dict:
         rule = f"arn:aws:events:us-east-1:123456789012:rule/{self.stack_name}-PollerFunction-EveryMinute"
         return self.invoke("poller", scheduled_event(rule))
@@ -187,6 +190,7 @@ class Pipeline:
             self.submit_step()
             self.poll_step()
             self.completion_step()
+            self.stitch_step()
             if done():
                 return
             time.sleep(0.05)

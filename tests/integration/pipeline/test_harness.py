@@ -38,7 +38,7 @@ def test_the_pipeline_runs_on_the_resources_the_template_declares(pipeline):
         "IntakeDeadLetterQueue"
     )
     # and the handlers are the template's functions
-    assert set(pipeline.functions) == {"submit", "poller", "completion"}
+    assert set(pipeline.functions) == {"submit", "poller", "completion", "stitch"}
 
 
 def test_a_context_counts_down_from_the_template_timeout(pipeline):

@@ -1,0 +1,271 @@
+"""From a film folder to shots: settle, order the keyframes, validate every shot before paying, then make
+(or reuse) one ordinary job per shot and the film run that waits for them.
+
+Every shot is checked as a single job would be (its model's combination, resolution, duration, prompt,
+both keyframes' bytes) and all shots must come out at one size: the first keyframe's output size. A
+keyframe of another aspect ratio is refused, naming it (a film is one frame size; letterboxing is the
+stitch's safety net, not a rule users should meet). Nothing is paid for unless every shot is valid.
+
+Order, for crash safety: the shots' jobs first (a job that exists is linked to the run instead, which is
+how an unchanged shot is reused and never paid twice), then the run, then one look at the run (every
+shot may already be stored). A crash before the run exists leaves jobs that a redelivered event links;
+a run never exists without its shots' jobs.
+
+Not yet reached from ``intake`` (so a film folder is still ignored, as before): routing waits for the
+seam check to tell a duplicated keyframe of ours from a clip that itself ends on two identical frames
+(the emulator's clips do, after encoding), which today fails such a film at verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from inbetween.deps import Deps
+from inbetween.domain.catalog import expected_output_size
+from inbetween.domain.drops import MAX_PROMPT_TXT_BYTES, build_spec, check_job_name, decode_prompt_txt
+from inbetween.domain.films import (
+    FILM_JSON,
+    MAX_FILM_JSON_BYTES,
+    FilmMode,
+    FilmOptions,
+    FilmRun,
+    FilmStatus,
+    Keyframe,
+    ShotPlan,
+    ShotRef,
+    film_digest,
+    keyframe_number,
+    order_keyframes,
+    parse_film_json,
+    plan_shots,
+    prompt_file_stem,
+)
+from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpec, JobStatus, ObjectInfo
+from inbetween.errors import InvalidJob
+from inbetween.observability import count, logger
+from inbetween.provider.validation import ImageInfo, inspect_input
+from inbetween.usecases import admission, film_runs
+from inbetween.usecases.drop_checks import LAST_MODIFIED_RESOLUTION_S, Folder, IntakeOutcome, validate_folder
+
+# the last keyframe is read within the largest image limit (wan2.7: 20 MB); its shot's check applied the model's
+MAX_KEYFRAME_BYTES = 20 * 1024 * 1024
+
+
+def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: bool = False) -> IntakeOutcome:
+    """Look at a film folder as it is now (``objects``: everything under ``inbox/<film>/``)."""
+    settings = deps.settings
+    files = {obj.key.rsplit("/", 1)[-1]: obj for obj in objects if _is_film_file(obj.key.rsplit("/", 1)[-1])}
+    if not files:
+        return IntakeOutcome.IGNORED_EMPTY
+    now = deps.clock.now()
+    newest = max(obj.last_modified for obj in files.values())
+    age = now - (newest + LAST_MODIFIED_RESOLUTION_S)
+    if not final and settings.settle_seconds > 0 and age < settings.settle_seconds:
+        deps.queues.recheck_drop_later(film, math.ceil(settings.settle_seconds - age) + 1)
+        return IntakeOutcome.SETTLING
+    logger.set_correlation_id(film)
+    try:
+        check_job_name(film)
+        keyframes = order_keyframes(
+            {name: obj.etag for name, obj in files.items() if keyframe_number(name) is not None}
+        )
+        options = _options(deps, files)
+        shots = plan_shots(keyframes, options, _prompts(deps, files, keyframes))
+        specs, size = _validate(deps, film, files, shots, options)
+    except InvalidJob as exc:
+        return _reject(
+            deps, film, files, ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
+        )
+    run_id = f"{film}/{film_digest(shots, options)}"
+    existing = deps.store.get_film_run(run_id)
+    if existing is not None:
+        if existing.status.is_final and existing.notified_at is None:
+            film_runs.announce(deps, run_id)
+        return IntakeOutcome.DUPLICATE
+    created = 0
+    refs = []
+    for shot, spec in zip(shots, specs, strict=True):
+        job_id = f"{film}/shot-{shot.digest}"
+        job = Job(
+            job_id=job_id,
+            job_name=film,
+            run_id=f"shot-{shot.digest}",
+            status=JobStatus.WAITING,
+            spec=spec,
+            inputs={"first": _input(files[shot.first.filename]), "last": _input(files[shot.last.filename])},
+            created_at=now,
+            updated_at=now,
+            expected_size=size,
+            film_runs=(run_id,),
+            announce=options.shot_events,
+        )
+        if deps.store.add_job(job, due=(DueKind.ADMIT, now)):
+            created += 1
+        else:
+            deps.store.link_shot(job_id, run_id)  # the same shot in an earlier run: reused, not paid again
+        refs.append(ShotRef(shot.index, shot.number, shot.last.number, job_id))
+    run = FilmRun(
+        run_id=run_id,
+        film=film,
+        status=FilmStatus.RUNNING,
+        shots=tuple(refs),
+        created_at=now,
+        updated_at=now,
+        seam=options.seam,
+        mode=options.mode,
+        shot_events=options.shot_events,
+        webhook_url=options.webhook_url or settings.default_webhook_url or None,
+        keyframes=tuple(files[k.filename].key for k in keyframes),
+    )
+    if not deps.store.add_film_run(run, due_at=now + film_runs.FILM_RECHECK_S):
+        return IntakeOutcome.DUPLICATE  # a duplicate event got here first
+    count("FilmsAccepted")
+    logger.info(
+        "film accepted",
+        extra={"film_run": run_id, "shots": len(shots), "new_shots": created, "reused": len(shots) - created},
+    )
+    deps.store.forget_drop(film)
+    if created:
+        admission.admit(deps, specs[0].model)
+    film_runs.advance(deps, run_id)
+    return IntakeOutcome.ACCEPTED
+
+
+def _is_film_file(name: str) -> bool:
+    return (
+        name.lower() == FILM_JSON or keyframe_number(name) is not None or prompt_file_stem(name) is not None
+    )
+
+
+def _input(obj: ObjectInfo) -> InputObject:
+    return InputObject(key=obj.key, etag=obj.etag, size=obj.size)
+
+
+def _options(deps: Deps, files: dict[str, ObjectInfo]) -> FilmOptions:
+    film_json = next((obj for name, obj in files.items() if name.lower() == FILM_JSON), None)
+    if film_json is None:
+        return FilmOptions()
+    options = parse_film_json(
+        deps.blobs.read(deps.settings.inbox_bucket, film_json.key, max_bytes=MAX_FILM_JSON_BYTES + 1)
+    )
+    if options.mode is FilmMode.CONTINUE:
+        raise InvalidJob(
+            "film.json mode 'continue' (each shot continuing the previous shot's clip) is not offered yet",
+            code="InvalidFilmJson",
+            hint="leave mode out: every shot is made from its two keyframes, all at once",
+            field="mode",
+        )
+    return options
+
+
+def _prompts(deps: Deps, files: dict[str, ObjectInfo], keyframes: list[Keyframe]) -> dict[int, str]:
+    """Prompt files by the number of the keyframe they sit beside (``03.txt`` beside ``03.png``)."""
+    by_stem = {k.filename.rpartition(".")[0]: k.number for k in keyframes}
+    prompts: dict[int, str] = {}
+    for name, obj in files.items():
+        stem = prompt_file_stem(name)
+        if stem is None:
+            continue
+        if stem not in by_stem:
+            raise InvalidJob(
+                f"{name} sits beside no keyframe named {stem}.<image>",
+                code="InvalidFilm",
+                hint="name a shot's prompt file after its first keyframe (03.txt beside 03.png)",
+                field=name,
+            )
+        raw = deps.blobs.read(deps.settings.inbox_bucket, obj.key, max_bytes=MAX_PROMPT_TXT_BYTES + 1)
+        prompts[by_stem[stem]] = decode_prompt_txt(raw)
+    return prompts
+
+
+def _validate(
+    deps: Deps, film: str, files: dict[str, ObjectInfo], shots: list[ShotPlan], options: FilmOptions
+) -> tuple[list[JobSpec], tuple[int, int]]:
+    """Every shot as a job would be checked, before anything is paid for; one output size for all."""
+    settings = deps.settings
+    specs: list[JobSpec] = []
+    size: tuple[int, int] | None = None
+    for shot in shots:
+        try:
+            spec = build_spec(
+                shot.fields,
+                None,
+                default_model=settings.default_model,
+                default_resolution=settings.default_resolution,
+                default_prompt_extend=settings.prompt_extend,
+                default_watermark=settings.watermark,
+            )
+            first, last = files[shot.first.filename], files[shot.last.filename]
+            folder = Folder(job_name=film, files={"first": first, "last": last}, newest=0.0)
+            shot_size = validate_folder(deps, folder, spec)
+        except InvalidJob as exc:
+            raise _in_shot(exc, shot) from None
+        if size is None:
+            size = shot_size
+        elif shot_size != size:
+            raise _mixed(shot.first.filename, shot_size, size)
+        specs.append(spec)
+    assert size is not None  # noqa: S101 - a film has at least one shot (order_keyframes)
+    # the last keyframe is no shot's first frame: its own size must agree too (it ends the film)
+    ending = shots[-1].last
+    ending_size = expected_output_size(
+        specs[-1].resolution, first_frame=_image_size(deps, files[ending.filename], specs[-1])
+    )
+    if ending_size != size:
+        raise _mixed(ending.filename, ending_size, size)
+    if options.webhook_url:
+        deps.webhooks.check_destination(options.webhook_url)
+    return specs, size
+
+
+def _in_shot(exc: InvalidJob, shot: ShotPlan) -> InvalidJob:
+    """A shot's error, saying which shot; a keyframe's own error names the keyframe's file."""
+    names = {"first": shot.first.filename, "last": shot.last.filename}
+    keyframe = names.get(exc.field or "") or (exc.field if exc.field in names.values() else None)
+    return InvalidJob(
+        f"shot {shot.index} (keyframe {shot.number} to {shot.last.number}): {exc.message}",
+        code=exc.code,
+        hint=exc.hint,
+        field=keyframe or (f"shots.{shot.number}.{exc.field}" if exc.field else f"shots.{shot.number}"),
+    )
+
+
+def _mixed(filename: str, got: tuple[int, int], film_size: tuple[int, int]) -> InvalidJob:
+    return InvalidJob(
+        f"keyframe {filename} makes a {got[0]}x{got[1]} shot; the film is {film_size[0]}x{film_size[1]} "
+        "(its first keyframe's aspect ratio at the film's resolution)",
+        code="MixedAspectRatios",
+        hint="give every keyframe the first keyframe's aspect ratio (crop or pad it)",
+        field=filename,
+    )
+
+
+def _image_size(deps: Deps, obj: ObjectInfo, spec: JobSpec) -> tuple[int, int]:
+    data = deps.blobs.read(deps.settings.inbox_bucket, obj.key, etag=obj.etag, max_bytes=MAX_KEYFRAME_BYTES)
+    info = inspect_input("first", data, model=spec.model, name=obj.key.rsplit("/", 1)[-1])
+    assert isinstance(info, ImageInfo)  # noqa: S101 - the "first" role is an image
+    return info.width, info.height
+
+
+def _reject(deps: Deps, film: str, files: dict[str, ObjectInfo], error: ErrorInfo) -> IntakeOutcome:
+    """A refused film folder: a REJECTED run (so a duplicate event finds it), one film.failed event."""
+    listing = "\n".join(sorted(f"{name}\t{obj.etag}" for name, obj in files.items()))
+    run_id = f"{film}/rejected-{hashlib.sha256(listing.encode()).hexdigest()[:12]}"
+    now = deps.clock.now()
+    run = FilmRun(
+        run_id=run_id,
+        film=film,
+        status=FilmStatus.REJECTED,
+        shots=(),
+        created_at=now,
+        updated_at=now,
+        error=error,
+        finished_at=now,
+    )
+    if deps.store.add_film_run(run, due_at=now + deps.timing.notify_grace_s):
+        count("FilmsRejected")
+        logger.info("film rejected", extra={"film_run": run_id, "code": error.code})
+    film_runs.announce(deps, run_id)
+    deps.store.forget_drop(film)
+    return IntakeOutcome.REJECTED
