@@ -6,7 +6,6 @@ Each side runs in a fresh interpreter so its peak RSS (VmHWM) is its own."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -19,29 +18,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.common import REGION, ROOT, Figure, at_least, at_most, fake_aws_env, median
+from bench.common import REGION, ROOT, Figure, at_least, at_most, fake_aws_env, median, tiny_mp4
 
 MEMORY_GOAL_MIB = 100.0
 THROUGHPUT_GOAL = 0.5
 GIB = 1024**3
-
-
-def tiny_mp4() -> bytes:
-    """A real H.264 MP4 (two frames), for its ftyp and moov boxes."""
-    import av
-    import numpy as np
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(2):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 100, dtype=np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
 
 
 def _boxes(data: bytes) -> list[tuple[str, bytes]]:

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from inbetween.config import Timing
@@ -64,6 +63,8 @@ from inbetween_local.memory import (
     RecordingWebhooks,
     test_settings,
 )
+
+from bench.common import tiny_mp4
 
 MODEL = "wan2.7-i2v"
 REGION = "cn-beijing"
@@ -286,27 +287,6 @@ class ProviderTask:
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-@lru_cache(maxsize=1)
-def tiny_mp4() -> bytes:
-    """A real H.264 MP4 (two 64x64 frames), made once per process: what every task's video URL serves."""
-    import io
-
-    import av
-    import numpy as np
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        for i in range(2):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 100, dtype=np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
 
 
 class QueuedProvider:
