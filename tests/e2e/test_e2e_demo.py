@@ -22,6 +22,10 @@ def test_the_demo_produces_a_video_its_metadata_and_a_verified_webhook(stack, tm
     assert probe_mp4(tmp_path / "video.mp4")["codec"] == "h264"
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     assert metadata["prompt"] == demo.DEFAULT_PROMPT
+    # and it shows the deployment's default model, whose video has a soundtrack
+    assert "model: wan2.7-i2v (the deployment's default" in out
+    assert metadata["model"] == "wan2.7-i2v" and metadata["soundtrack"] == "generated"
+    assert "aac soundtrack" in out
     # and it shows the verified webhook's headers and body
     assert "webhook-signature: v1," in out
     assert '"type": "video.generation.succeeded"' in out
