@@ -1,9 +1,13 @@
 """Renders a wan2.7 result: an H.264 MP4 of ``duration`` seconds at 30 fps with an AAC soundtrack.
 
-* Picture: a cross-fade from the first frame to the last frame; with the first frame only, towards a
-  slightly zoomed copy of it (so the picture still moves). A continuation starts with the first clip,
-  decoded, re-timed to 30 fps and scaled to the output size, counted in the duration, and then fades
-  from the clip's last frame to the last frame (or to a zoomed copy of the clip's last frame).
+* Picture: a wipe (a hard vertical edge moving left to right), from the first frame to the last frame; with the first frame
+  only, towards a slightly zoomed copy of it. A wipe rather than a cross-fade: its edge moves a visible
+  distance every frame, so no two consecutive frames encode the same (a slow fade's last steps of a grey
+  level or two are quantised away by H.264, and a storyboard's seam would then show a frozen frame), and a
+  film of such clips shows every keyframe in turn. The first generated frame is the first frame, the last
+  is the last frame, exactly. A continuation starts with the first clip, decoded, re-timed to 30 fps and
+  scaled to the output size, counted in the duration, and then wipes from the clip's last frame to the
+  last frame (or to a zoomed copy of the clip's last frame).
 * Sound: the driving audio's first ``duration`` seconds (silence after, when it is shorter), else a
   generated 440 Hz tone for the whole video (continuations too: the model writes its own soundtrack).
   48 kHz mono AAC.
@@ -32,7 +36,7 @@ SAMPLE_RATE = 48_000
 TONE_HZ = 440.0
 TONE_AMPLITUDE = 0.25
 AUDIO_FRAME_SAMPLES = 1024
-_VERSION = "media-v1"  # part of the cache key: change it when the picture or sound changes
+_VERSION = "media-v2"  # part of the cache key: change it when the picture or sound changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,24 @@ def _yuv(image: Image.Image) -> np.ndarray:
     """The I420 planes of an RGB image, as one (h*3/2, w) uint16 array ready for blending."""
     frame = av.VideoFrame.from_image(image).reformat(format="yuv420p")
     return np.asarray(frame.to_ndarray(), dtype=np.uint16)
+
+
+def _wipe_weights(width: int, height: int, progress: float) -> np.ndarray:
+    """Per-pixel weights (0 or 256) of the last picture, as a (h*3/2, w) array laid out like ``_yuv``'s
+    planes: at ``progress`` 0 nothing of it shows, at 1 all of it. The edge is hard (a soft one enters and
+    leaves the picture in part-steps, so the first and last steps would change less than the others, and a
+    seam's neighbourhood would look still)."""
+
+    def columns(count: int) -> np.ndarray:
+        x = (np.arange(count, dtype=np.float64) + 0.5) * (width / count)
+        return np.where(x < progress * width, 256, 0).astype(np.uint16)
+
+    luma, chroma = columns(width), columns(width // 2)
+    # _yuv's chroma rows each hold two rows of a (h/2, w/2) plane side by side
+    chroma_row = np.concatenate([chroma, chroma])
+    return np.vstack(
+        [np.broadcast_to(luma, (height, width)), np.broadcast_to(chroma_row, (height // 2, width))]
+    )
 
 
 def _frame(planes: np.ndarray, index: int) -> av.VideoFrame:
@@ -191,7 +213,7 @@ def render_media_mp4(job: MediaRenderJob, preset: str = "ultrafast") -> bytes:
                 progress = (step + 1) / generated  # the clip's last frame is already shown
             else:
                 progress = step / (generated - 1) if generated > 1 else 1.0
-            weight = round(256 * progress)
+            weight = _wipe_weights(job.width, job.height, progress)
             emit((a * (256 - weight) + b * weight) >> 8, index)
             index += 1
         for packet in video.encode(None):

@@ -226,6 +226,15 @@ FILM_SETTABLE_FIELDS = frozenset(FilmRun.__dataclass_fields__) - {
 }
 
 
+def is_film_file(filename: str) -> bool:
+    """A file a film folder is made of: film.json, a numbered image (a keyframe) or a numbered prompt."""
+    return (
+        filename.lower() == FILM_JSON
+        or keyframe_number(filename) is not None
+        or prompt_file_stem(filename) is not None
+    )
+
+
 def is_film_folder(filenames: list[str]) -> bool:
     """A folder is a film if it holds film.json or a numbered image, and no job input (first.*, ...)."""
     lowered = [name.lower() for name in filenames]

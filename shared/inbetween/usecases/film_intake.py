@@ -11,9 +11,9 @@ how an unchanged shot is reused and never paid twice), then the run, then one lo
 shot may already be stored). A crash before the run exists leaves jobs that a redelivered event links;
 a run never exists without its shots' jobs.
 
-Not yet reached from ``intake`` (so a film folder is still ignored, as before): routing waits for the
-seam check to tell a duplicated keyframe of ours from a clip that itself ends on two identical frames
-(the emulator's clips do, after encoding), which today fails such a film at verification.
+``intake.examine`` sends a folder here when :func:`~inbetween.domain.films.is_film_folder` says it is one.
+A folder with fewer than two keyframes is incomplete, as a job folder without its last frame is: it waits
+for the incomplete-drop timeout, then gets its error.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from inbetween.domain.films import (
     ShotPlan,
     ShotRef,
     film_digest,
+    is_film_file,
     keyframe_number,
     order_keyframes,
     parse_film_json,
@@ -55,7 +56,7 @@ MAX_KEYFRAME_BYTES = 20 * 1024 * 1024
 def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: bool = False) -> IntakeOutcome:
     """Look at a film folder as it is now (``objects``: everything under ``inbox/<film>/``)."""
     settings = deps.settings
-    files = {obj.key.rsplit("/", 1)[-1]: obj for obj in objects if _is_film_file(obj.key.rsplit("/", 1)[-1])}
+    files = {name: obj for obj in objects if is_film_file(name := obj.key.rsplit("/", 1)[-1])}
     if not files:
         return IntakeOutcome.IGNORED_EMPTY
     now = deps.clock.now()
@@ -65,6 +66,13 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
         deps.queues.recheck_drop_later(film, math.ceil(settings.settle_seconds - age) + 1)
         return IntakeOutcome.SETTLING
     logger.set_correlation_id(film)
+    numbered = sum(1 for name in files if keyframe_number(name) is not None)
+    if numbered < 2 and not final:
+        # one keyframe so far (or only film.json): the others may still be on their way
+        deps.store.note_incomplete_drop(
+            film, first_seen=now, settle_by=now + settings.incomplete_drop_timeout_s
+        )
+        return IntakeOutcome.INCOMPLETE
     try:
         check_job_name(film)
         keyframes = order_keyframes(
@@ -130,12 +138,6 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
         admission.admit(deps, specs[0].model)
     film_runs.advance(deps, run_id)
     return IntakeOutcome.ACCEPTED
-
-
-def _is_film_file(name: str) -> bool:
-    return (
-        name.lower() == FILM_JSON or keyframe_number(name) is not None or prompt_file_stem(name) is not None
-    )
 
 
 def _input(obj: ObjectInfo) -> InputObject:

@@ -1,4 +1,6 @@
-"""From S3 objects to jobs: wait for the folder to settle, identify the run, validate, queue for a slot."""
+"""From S3 objects to jobs: wait for the folder to settle, identify the run, validate, queue for a slot.
+
+A folder of numbered keyframes (and no first.*/last.*) is a storyboard: ``film_intake`` takes it."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from inbetween.domain.drops import (
     parse_key,
     run_digest,
 )
+from inbetween.domain.films import is_film_file, is_film_folder
 from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobSpec, JobStatus, ObjectInfo
 from inbetween.errors import InvalidJob
 from inbetween.observability import count, logger
-from inbetween.usecases import admission
+from inbetween.usecases import admission, film_intake
 from inbetween.usecases.drop_checks import (
     LAST_MODIFIED_RESOLUTION_S,
     Folder,
@@ -39,7 +42,7 @@ def on_object_created(deps: Deps, bucket: str, key: str) -> IntakeOutcome:
     if bucket != settings.inbox_bucket:
         return IntakeOutcome.IGNORED_BUCKET
     drop = parse_key(key, settings.inbox_prefix)
-    if drop is None or drop.role is None:
+    if drop is None or (drop.role is None and not is_film_file(drop.filename)):
         return IntakeOutcome.IGNORED_KEY
     return examine(deps, drop.job_name)
 
@@ -66,6 +69,8 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
     """Look at a job folder as it is now. ``final``: the folder had its time; incomplete means rejected."""
     settings = deps.settings
     objects = deps.blobs.list_folder(settings.inbox_bucket, f"{settings.inbox_prefix}{job_name}/")
+    if is_film_folder([obj.key.rsplit("/", 1)[-1] for obj in objects]):
+        return film_intake.examine_film(deps, job_name, objects, final=final)
     folder, problems = _read_folder(deps, job_name, objects)
     if not folder.files:
         deps.store.forget_drop(job_name)

@@ -10,7 +10,7 @@ from inbetween.domain.films import FilmStatus
 from inbetween.domain.models import JobStatus
 from inbetween.usecases import film_intake
 from inbetween.usecases.film_runs import FILM_FAILED_EVENT
-from inbetween.usecases.intake import IntakeOutcome
+from inbetween.usecases.intake import IntakeOutcome, on_object_created, settle_overdue_drops
 from inbetween_local.memory import memory_world
 from inbetween_local.memory import test_settings as settings_with
 from usecase_kit import drop, frame_png
@@ -28,12 +28,11 @@ def keyframes(n: int, *, size=(320, 240)) -> dict[str, bytes]:
 
 
 def _event(world, film: str, filename: str = "01.png") -> IntakeOutcome:
-    """A look at the film folder after an event for ``filename`` (intake does not route films to
-    film_intake yet: see the module's docstring)."""
+    """The S3 event for ``inbox/<film>/<filename>``: intake routes a film folder to film_intake."""
     settings = world.deps.settings
-    objects = world.blobs.list_folder(settings.inbox_bucket, f"{settings.inbox_prefix}{film}/")
-    assert any(o.key.endswith("/" + filename) for o in objects)
-    return film_intake.examine_film(world.deps, film, objects)
+    key = f"{settings.inbox_prefix}{film}/{filename}"
+    assert (settings.inbox_bucket, key) in world.blobs.objects
+    return on_object_created(world.deps, settings.inbox_bucket, key)
 
 
 def _runs(world, film):
@@ -122,7 +121,6 @@ def test_a_film_whose_shots_are_all_stored_already_goes_straight_to_the_stitch(w
 @pytest.mark.parametrize(
     ("files", "code", "field"),
     [
-        (keyframes(1), "TooFewKeyframes", "keyframes"),
         ({**keyframes(2), "2.jpg": frame_png()}, "RepeatedKeyframeNumber", "2.jpg"),
         ({**keyframes(3), "film.json": b'{"seam": 99}'}, "InvalidFilmJson", "seam"),
         (
@@ -136,7 +134,6 @@ def test_a_film_whose_shots_are_all_stored_already_goes_straight_to_the_stitch(w
         ({**keyframes(2), "07.txt": b"no such keyframe"}, "InvalidFilm", "07.txt"),
     ],
     ids=[
-        "one-keyframe",
         "repeated-number",
         "bad-seam",
         "shot-duration",
@@ -176,3 +173,45 @@ def test_a_folder_still_receiving_files_settles_first():
     assert film_intake.examine_film(world.deps, "walk", objects) is IntakeOutcome.SETTLING
     assert world.queues.rechecks and world.queues.rechecks[0][0] == "walk"
     assert _runs(world, "walk") == []
+
+
+def test_one_keyframe_waits_for_the_others_then_is_refused_with_one_event(world):
+    # Given a film folder with a single keyframe so far
+    drop(world, "lonely", keyframes(1))
+    # When its event arrives, it waits (the others may still be uploading), paying nothing
+    assert _event(world, "lonely") is IntakeOutcome.INCOMPLETE
+    assert world.notifier.published == [] and _runs(world, "lonely") == []
+    # Then, after the incomplete-drop timeout, the poller gives it its answer: too few keyframes
+    world.clock.advance(world.deps.settings.incomplete_drop_timeout_s + 1)
+    assert settle_overdue_drops(world.deps) == 1
+    (run,) = _runs(world, "lonely")
+    assert run.status is FilmStatus.REJECTED and run.error.code == "TooFewKeyframes"
+    (note,) = world.notifier.published
+    assert note.event_type == FILM_FAILED_EVENT
+    assert (world.deps.settings.inbox_bucket, "inbox/lonely/error.json") in world.blobs.json
+
+
+def test_a_second_keyframe_in_time_makes_the_waiting_folder_a_film(world):
+    drop(world, "pair", keyframes(1))
+    assert _event(world, "pair") is IntakeOutcome.INCOMPLETE
+    drop(world, "pair", {"02.png": frame_png(COLOURS[1])})
+    assert _event(world, "pair", "02.png") is IntakeOutcome.ACCEPTED
+    world.clock.advance(world.deps.settings.incomplete_drop_timeout_s + 1)
+    assert settle_overdue_drops(world.deps) == 0  # accepted: no longer waiting
+    assert [r.status for r in _runs(world, "pair")] == [FilmStatus.RUNNING]
+
+
+@pytest.mark.parametrize("filename", ["film.json", "01.txt"])
+def test_an_event_for_film_json_or_a_prompt_file_looks_at_the_film(world, filename):
+    drop(world, "walk", {**keyframes(2), "film.json": b"{}", "01.txt": b"slow"})
+    assert _event(world, "walk", filename) is IntakeOutcome.ACCEPTED
+
+
+def test_a_job_folder_with_a_numbered_image_beside_first_and_last_stays_one_job(world):
+    # first.* makes it a job folder: its numbered picture is an extra file, not a storyboard
+    drop(
+        world, "job", {"first.png": frame_png(), "last.png": frame_png(COLOURS[1]), "ref_2.png": frame_png()}
+    )
+    assert _event(world, "job", "first.png") is IntakeOutcome.ACCEPTED
+    assert _runs(world, "job") == [] and len(_shots(world, "job")) == 1
+    assert _event(world, "job", "ref_2.png") is IntakeOutcome.DUPLICATE
