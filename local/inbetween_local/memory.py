@@ -369,6 +369,13 @@ class InMemoryJobStore:
             item = self.films.get(run_id)
             return FilmRun.from_item(copy.deepcopy(item)) if item else None
 
+    def recent_film_runs(self, film: str | None = None, limit: int = 50) -> list[FilmRun]:
+        with self._lock:
+            runs = [FilmRun.from_item(copy.deepcopy(i)) for i in self.films.values()]
+        runs = [r for r in runs if film is None or r.film == film]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return runs[:limit]
+
     def move_film_run(
         self,
         run_id: str,

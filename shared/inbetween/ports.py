@@ -138,6 +138,10 @@ class JobStore(Protocol):
 
     def get_film_run(self, run_id: str) -> FilmRun | None: ...
 
+    def recent_film_runs(self, film: str | None = None, limit: int = 50) -> list[FilmRun]:
+        """For the CLI only (a bounded scan), newest first: one film's runs, or every film's."""
+        ...
+
     def move_film_run(
         self,
         run_id: str,

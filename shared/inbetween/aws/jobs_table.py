@@ -418,6 +418,25 @@ class DynamoJobStore:
         item = self._get(film_key(run_id))
         return FilmRun.from_item(item) if item else None
 
+    def recent_film_runs(self, film: str | None = None, limit: int = 50) -> list[FilmRun]:
+        prefix = film_key(f"{film}/" if film is not None else "")
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :p)",
+            "ExpressionAttributeValues": _ser({":p": prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self._call(self._db.scan, **kwargs)
+            items += resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        runs = [FilmRun.from_item(_deser(i)) for i in items]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return runs[:limit]
+
     def move_film_run(
         self,
         run_id: str,

@@ -859,3 +859,16 @@ def test_concurrent_link_shots_leave_the_run_once(subject):
         t.join()
     assert results == [True] * len(runs)
     assert sorted(job_of(subject, job).film_runs) == ["reel/aaa", "reel/bbb", "reel/ccc"]
+
+
+def test_recent_film_runs_are_one_films_newest_first_and_not_a_namesakes(subject):
+    for i, (film, at) in enumerate([("reel", 1.0), ("reel", 3.0), ("reel-2", 2.0), ("other", 4.0)]):
+        subject.store.add_film_run(replace(a_run(f"{film}/{i:012d}"), created_at=T0 + at))
+    assert [r.run_id for r in subject.store.recent_film_runs("reel")] == [
+        "reel/000000000001",
+        "reel/000000000000",
+    ]
+    assert [r.film for r in subject.store.recent_film_runs(limit=2)] == ["other", "reel"]
+    assert subject.store.recent_film_runs("nobody") == []
+    subject.store.add_job(a_job("reel"))
+    assert len(subject.store.recent_film_runs()) == 4  # jobs are not film runs
