@@ -3,6 +3,8 @@
     inbetween local up                                  # the whole pipeline on this machine, until Ctrl-C
     inbetween drop first.png last.png --prompt "..." --wait
     inbetween jobs | status JOB | watch JOB | fetch JOB -o video.mp4
+    inbetween drop-film storyboard/ --wait                # 01.png, 02.png, ... [film.json, 01.txt]: a film
+    inbetween status FILM | watch FILM | fetch FILM --out DIR   # film.mp4, poster.jpg, contact-sheet.png
     inbetween webhook listen [--secret whsec_...]       # verify and print signed webhooks
 
 Target, in this order: ``--stack NAME`` (a deployed CloudFormation stack's Outputs), ``--endpoint-url``
@@ -20,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -274,6 +277,195 @@ def follow(
         time.sleep(poll_s)
 
 
+# ---------------------------------------------------------------------------------------------- films
+def find_film_run(store: Any, ref: str) -> Any | None:
+    """FILM is a film name (its newest run) or a film run id (<film>/<digest>); None if it is neither."""
+    if "/" in ref:
+        return store.get_film_run(ref)
+    runs = store.recent_film_runs(ref, limit=1)
+    return runs[0] if runs else None
+
+
+def _shot_duration(shot: Any) -> float | None:
+    """A shot's length as asked (or its model's default): its job's, or its pending job's to be."""
+    from inbetween.domain.catalog import model_spec
+
+    if shot.spec is None:
+        return None
+    model = model_spec(shot.spec.model or "")
+    return shot.spec.duration or (model.default_duration if model else None)
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _film_files(run: Any) -> list[str]:
+    """A stored run's keys: film.mp4, and its poster and contact sheet beside it."""
+    prefix = run.video_key.rsplit("/", 1)[0] + "/"
+    return [run.video_key, prefix + "poster.jpg", prefix + "contact-sheet.png"]
+
+
+def describe_film(store: Any, run: Any) -> list[str]:
+    """A film run, then a table of its shots (the shots' jobs as they are now)."""
+    seam = f"seam {run.seam} frame{'' if run.seam == 1 else 's'}"
+    lines = [
+        f"film:      {run.film}",
+        f"run id:    {run.run_id}",
+        f"status:    {run.status.value}",
+        f"shots:     {len(run.shots)} ({run.mode.value}, {seam})",
+        f"created:   {_fmt_time(run.created_at)}",
+        f"updated:   {_fmt_time(run.updated_at)}",
+        f"elapsed:   {_elapsed(run):.1f} s",
+    ]
+    if run.video_key:
+        size = f" ({run.video_bytes} bytes)" if run.video_bytes else ""
+        lines.append(f"video:     {run.video_key}{size}")
+        if run.frames is not None:
+            length = f", {run.duration_s:.2f} s" if run.duration_s is not None else ""
+            lines.append(f"frames:    {run.frames}{length}")
+        poster, sheet = _film_files(run)[1:]
+        lines += [f"poster:    {poster}", f"contact:   {sheet}"]
+    if run.error:
+        lines.append(f"error:     {run.error.code}: {run.error.message}")
+        if run.error.hint:
+            lines.append(f"hint:      {run.error.hint}")
+    if not run.shots:
+        return lines
+    rows = [("SHOT", "KEYFRAMES", "STATUS", "TASK ID", "DURATION", "ERROR", "JOB ID")]
+    for shot in run.shots:
+        job = store.get_job(shot.job_id)
+        # continue mode: a shot's job is made once the shot before it is stored; until then it is pending
+        pending = getattr(shot, "pending", None) if job is None else None
+        duration = _shot_duration(job or pending) if job or pending else None
+        rows.append(
+            (
+                str(shot.index),
+                f"{shot.number}->{shot.last_number}",
+                job.status.value if job else ("PENDING" if pending else "MISSING"),
+                (job.task_id if job else None) or "-",
+                f"{duration:g}s" if duration is not None else "-",
+                job.error.code if job and job.error else "-",
+                shot.job_id,
+            )
+        )
+    return [*lines, "", *_table(rows)]
+
+
+def _film_report(store: Any, run: Any) -> int:
+    for line in describe_film(store, run):
+        print(line)
+    return 0 if run.status.value == "STORED" else 1
+
+
+def follow_film(
+    target: Target,
+    film: str,
+    *,
+    since: float | None = None,
+    run_id: str | None = None,
+    timeout: float = 1800.0,
+    out: TextIO | None = None,
+    poll_s: float = 1.0,
+) -> Any:
+    """Follow a film's newest run (one created after ``since``, or the run ``run_id`` that the folder
+    makes: a folder uploaded as it was before is that earlier run) until it is final and announced."""
+    out = out or sys.stdout
+    store = target.store()
+    started = time.time()
+    live = out.isatty()
+    last_state = None
+    while True:
+        runs = [
+            r
+            for r in store.recent_film_runs(film)
+            if r.run_id == run_id or since is None or r.created_at >= since - 2
+        ]
+        run = runs[0] if runs else None
+        if run is None:
+            state = "SETTLING"
+        elif run.status.value == "RUNNING":
+            jobs = [store.get_job(shot.job_id) for shot in run.shots]
+            stored = sum(1 for job in jobs if job is not None and job.status.value == "STORED")
+            state = f"RUNNING ({stored}/{len(run.shots)} shots stored)"
+        else:
+            state = run.status.value
+        elapsed = time.time() - (since or started)
+        if live:
+            out.write(f"\r{film}: {state:<32} {elapsed:6.1f} s ")
+            out.flush()
+        elif state != last_state:
+            out.write(f"{film}: {state} ({elapsed:.1f} s)\n")
+            out.flush()
+        last_state = state
+        if run is not None and run.status.is_final and run.notified_at is not None:
+            if live:
+                out.write("\n")
+            return run
+        if time.time() - started > timeout:
+            if live:
+                out.write("\n")
+            raise CliError(f"film {film!r} is not finished after {timeout:.0f} s (state: {state})", code=1)
+        time.sleep(poll_s)
+
+
+def plan_film_digest(files: dict[str, str], read: Any) -> str:
+    """The run id digest the pipeline gives a film folder (``files``: filename -> ETag, ``read``: a
+    filename's bytes), by the domain's own rules; raises InvalidJob for a folder it would refuse."""
+    from inbetween.domain.drops import decode_prompt_txt
+    from inbetween.domain.films import (
+        FILM_JSON,
+        FilmOptions,
+        film_digest,
+        keyframe_number,
+        order_keyframes,
+        parse_film_json,
+        plan_shots,
+        prompt_file_stem,
+    )
+    from inbetween.errors import InvalidJob
+
+    keyframes = order_keyframes(
+        {name: etag for name, etag in files.items() if keyframe_number(name) is not None}
+    )
+    film_json = next((name for name in files if name.lower() == FILM_JSON), None)
+    options = parse_film_json(read(film_json)) if film_json else FilmOptions()
+    by_stem = {k.filename.rpartition(".")[0]: k.number for k in keyframes}
+    prompts: dict[int, str] = {}
+    for name in sorted(files):
+        stem = prompt_file_stem(name)
+        if stem is None:
+            continue
+        if stem not in by_stem:
+            raise InvalidJob(
+                f"{name} sits beside no keyframe named {stem}.<image>",
+                code="InvalidFilm",
+                hint="name a shot's prompt file after its first keyframe (03.txt beside 03.png)",
+                field=name,
+            )
+        prompts[by_stem[stem]] = decode_prompt_txt(read(name))
+    return film_digest(plan_shots(keyframes, options, prompts), options)
+
+
+def _inbox_folder(s3: Any, bucket: str, prefix: str) -> dict[str, str] | None:
+    """The files directly under ``prefix`` (filename -> ETag); None if the inbox may not be listed."""
+    from botocore.exceptions import ClientError
+
+    files: dict[str, str] = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix) :]
+                if name and "/" not in name:
+                    files[name] = obj.get("ETag", "")
+    except ClientError:
+        return None
+    return files
+
+
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_drop(args: argparse.Namespace) -> int:
     # Which inputs make a job is the model's (wan2.7-i2v: a first frame alone will do; kf2v: a pair, or a
@@ -326,6 +518,100 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return _final_report(job)
 
 
+def cmd_drop_film(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from inbetween.domain.drops import INPUT_NAMES, check_job_name
+    from inbetween.domain.films import FILM_JSON, is_film_file, is_film_folder, keyframe_number
+    from inbetween.errors import InvalidJob
+
+    # everything that can be told from the folder is checked here, before connecting or uploading
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder")
+    film = args.name or folder.resolve().name
+    if "/" in film:
+        raise CliError(f"the film name {film!r} has a '/': give --name a plain folder name")
+    try:
+        check_job_name(film)
+    except InvalidJob as exc:
+        raise CliError(f"{exc.message} ({exc.hint})") from None
+    names = sorted(path.name for path in folder.iterdir() if path.is_file())
+    if not is_film_folder(names):
+        inputs = [n for n in names if "." in n and n.lower().partition(".")[0] in INPUT_NAMES]
+        if inputs:
+            raise CliError(
+                f"{folder} is not a film: it holds {', '.join(inputs)}, an ordinary job's input "
+                "(drop it with `inbetween drop`, or name the keyframes 01.png, 02.png, ...)"
+            )
+        raise CliError(
+            f"{folder} is not a film: it has no film.json and no numbered keyframes (01.png, 02.png, ...)"
+        )
+    film_files = [name for name in names if is_film_file(name)]
+    try:
+        plan_film_digest({name: name for name in film_files}, lambda name: (folder / name).read_bytes())
+    except InvalidJob as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        raise CliError(f"{folder} is not a film the pipeline would make: {exc.message}{hint}") from None
+    target = resolve_target(args)
+    s3 = target.client("s3")
+    prefix = f"inbox/{film}/"
+    remote = _inbox_folder(s3, target.inbox_bucket, prefix)
+    if remote is not None and not is_film_folder(list(remote) + film_files):
+        inputs = sorted(n for n in remote if "." in n and n.lower().partition(".")[0] in INPUT_NAMES)
+        raise CliError(
+            f"s3://{target.inbox_bucket}/{prefix} holds {', '.join(inputs)}, an ordinary job's input: the "
+            "pipeline would take the folder for a job; pass another --name or delete those files"
+        )
+
+    def upload_order(name: str) -> tuple[int, int, str]:
+        # film.json and prompts first: the keyframes complete the film, and then it starts
+        if name.lower() == FILM_JSON:
+            return (0, 0, name)
+        number = keyframe_number(name)
+        return (1, 0, name) if number is None else (2, number, name)
+
+    since = time.time()
+    etags: dict[str, str] = {}
+    for name in sorted(film_files, key=upload_order):
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        resp = s3.put_object(
+            Bucket=target.inbox_bucket,
+            Key=prefix + name,
+            Body=(folder / name).read_bytes(),
+            ContentType=content_type,
+        )
+        etags[name] = resp.get("ETag", "")
+        print(f"uploaded s3://{target.inbox_bucket}/{prefix}{name}")
+    skipped = [name for name in names if name not in etags]
+    if skipped:
+        print(f"skipped (not part of a film): {', '.join(skipped)}")
+    extras = sorted(n for n in (remote or {}) if is_film_file(n) and n not in etags)
+    if extras:
+        print(
+            f"note: s3://{target.inbox_bucket}/{prefix} also holds {', '.join(extras)}, not in {folder}: "
+            f"the film includes {'it' if len(extras) == 1 else 'them'} (delete to leave out)"
+        )
+    keyframes = sum(1 for name in {*etags, *extras} if keyframe_number(name) is not None)
+    print(f"film {film!r} dropped on {target.description}: {keyframes} keyframes, {keyframes - 1} shots")
+    if not args.wait:
+        print(f"follow it with: inbetween watch {film}")
+        return 0
+    run_id = None
+    try:
+        files = {name: (remote or {})[name] for name in extras} | etags
+
+        def read(name: str) -> bytes:
+            if name in etags:
+                return (folder / name).read_bytes()
+            return bytes(s3.get_object(Bucket=target.inbox_bucket, Key=prefix + name)["Body"].read())
+
+        run_id = f"{film}/{plan_film_digest(files, read)}"
+    except (InvalidJob, ClientError, BotoCoreError, OSError):
+        run_id = None  # only a shortcut: without it, --wait waits for a run created after the upload
+    run = follow_film(target, film, since=since, run_id=run_id, timeout=args.timeout)
+    return _film_report(target.store(), run)
+
+
 def _final_report(job: Any) -> int:
     for line in describe_job(job):
         print(line)
@@ -334,10 +620,10 @@ def _final_report(job: Any) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     target = resolve_target(args)
-    jobs = target.store().recent_jobs(limit=args.limit)
+    store = target.store()
+    jobs = store.recent_jobs(limit=args.limit)
     if not jobs:
         print(f"no jobs yet on {target.description}")
-        return 0
     rows = [("JOB", "STATUS", "MODEL", "CREATED", "ELAPSED", "JOB ID")]
     for job in jobs:
         rows.append(
@@ -350,14 +636,44 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 job.job_id,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for line in _table(rows) if jobs else []:
+        print(line)
+    # a film's shots are jobs named after the film (listed above); its runs, newest of each film, below
+    newest: dict[str, Any] = {}
+    for run in store.recent_film_runs(limit=max(args.limit, 1) * 5):
+        newest.setdefault(run.film, run)
+    if newest:
+        films = [("FILM", "STATUS", "SHOTS", "CREATED", "ELAPSED", "RUN ID")]
+        for run in list(newest.values())[: args.limit]:
+            films.append(
+                (
+                    run.film,
+                    run.status.value,
+                    str(len(run.shots)),
+                    _fmt_time(run.created_at),
+                    f"{_elapsed(run):.1f}s",
+                    run.run_id,
+                )
+            )
+        if jobs:
+            print()
+        for line in _table(films):
+            print(line)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     target = resolve_target(args)
+    store = target.store()
+    # a name with film runs is a film (its shots are jobs of that name too); a job id is a job's first
+    if "/" in args.job and store.get_job(args.job) is not None:
+        run = None
+    else:
+        run = find_film_run(store, args.job)
+    if run is not None:
+        for line in describe_film(store, run):
+            print(line)
+        return 0
     job = find_job(target, args.job)
     for line in describe_job(job):
         print(line)
@@ -366,6 +682,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     target = resolve_target(args)
+    if "/" not in args.job:
+        run = find_film_run(target.store(), args.job)
+        if run is not None:
+            run = follow_film(target, run.film, since=run.created_at, timeout=args.timeout)
+            return _film_report(target.store(), run)
     try:
         job = find_job(target, args.job)
         name, since = job.job_name, job.created_at
@@ -378,14 +699,54 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     target = resolve_target(args)
+    if "/" not in args.job:
+        runs = target.store().recent_film_runs(args.job)
+        if runs:
+            return _fetch_film(target, args, runs)
     job = find_job(target, args.job)
     if job.status.value != "STORED" or not job.video_key:
         detail = f" ({job.error.code}: {job.error.message})" if job.error else ""
         raise CliError(f"job {job.job_id} has no video: it is {job.status.value}{detail}", code=1)
-    output = Path(args.output or f"{job.job_name}.mp4")
+    output = Path(args.output or Path(args.out or ".") / f"{job.job_name}.mp4")
     output.parent.mkdir(parents=True, exist_ok=True)
     target.client("s3").download_file(target.output_bucket, job.video_key, str(output))
     print(f"{output} ({output.stat().st_size} bytes) <- s3://{target.output_bucket}/{job.video_key}")
+    return 0
+
+
+def _fetch_film(target: Target, args: argparse.Namespace, runs: list[Any]) -> int:
+    """The newest stored run's film.mp4, poster.jpg and contact-sheet.png, into --out (default: <film>/)."""
+    from botocore.exceptions import ClientError
+
+    newest = runs[0]
+    if args.output:
+        raise CliError(f"{newest.film} is a film (three files): give --out DIR, not -o FILE")
+    stored = next((run for run in runs if run.status.value == "STORED" and run.video_key), None)
+    if stored is None:
+        detail = f" ({newest.error.code}: {newest.error.message})" if newest.error else ""
+        raise CliError(
+            f"film {newest.film!r} has no stored run: its newest run {newest.run_id} is "
+            f"{newest.status.value}{detail}",
+            code=1,
+        )
+    if stored is not newest:
+        detail = f" ({newest.error.code})" if newest.error else ""
+        print(
+            f"note: the newest run {newest.run_id} is {newest.status.value}{detail}; fetching {stored.run_id}"
+        )
+    out_dir = Path(args.out or newest.film)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s3 = target.client("s3")
+    for key in _film_files(stored):
+        output = out_dir / key.rsplit("/", 1)[-1]
+        try:
+            s3.download_file(target.output_bucket, key, str(output))
+        except ClientError as exc:
+            raise CliError(
+                f"could not download s3://{target.output_bucket}/{key}: {exc.response['Error'].get('Message', exc)}",
+                code=1,
+            ) from None
+        print(f"{output} ({output.stat().st_size} bytes) <- s3://{target.output_bucket}/{key}")
     return 0
 
 
@@ -595,22 +956,41 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
     drop.set_defaults(func=cmd_drop)
 
-    jobs = sub.add_parser("jobs", parents=[target], help="recent jobs and their states")
+    drop_film = sub.add_parser(
+        "drop-film", parents=[target], help="upload a storyboard folder (numbered keyframes) as a film"
+    )
+    drop_film.add_argument(
+        "folder",
+        metavar="FOLDER",
+        help="01.png, 02.png, ... (a shot per pair), optional film.json and 01.txt",
+    )
+    drop_film.add_argument("--name", help="film (folder) name; default: FOLDER's name")
+    drop_film.add_argument("--wait", action="store_true", help="follow the film to the end")
+    drop_film.add_argument("--timeout", type=float, default=1800.0, help="seconds --wait waits")
+    drop_film.set_defaults(func=cmd_drop_film)
+
+    jobs = sub.add_parser("jobs", parents=[target], help="recent jobs and films, and their states")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=cmd_jobs)
 
-    status = sub.add_parser("status", parents=[target], help="one job (its latest run)")
-    status.add_argument("job", metavar="JOB", help="job name or job id")
+    status = sub.add_parser("status", parents=[target], help="one job or film (its latest run)")
+    status.add_argument("job", metavar="JOB", help="job name or job id; film name or film run id")
     status.set_defaults(func=cmd_status)
 
-    watch = sub.add_parser("watch", parents=[target], help="follow a job until it is final")
-    watch.add_argument("job", metavar="JOB")
+    watch = sub.add_parser("watch", parents=[target], help="follow a job or a film until it is final")
+    watch.add_argument("job", metavar="JOB", help="job name or job id; film name")
     watch.add_argument("--timeout", type=float, default=900.0)
     watch.set_defaults(func=cmd_watch)
 
-    fetch = sub.add_parser("fetch", parents=[target], help="download a job's video")
-    fetch.add_argument("job", metavar="JOB")
-    fetch.add_argument("-o", "--output", help="file to write (default: <job>.mp4)")
+    fetch = sub.add_parser("fetch", parents=[target], help="download a job's video, or a film's")
+    fetch.add_argument("job", metavar="JOB", help="job name or job id; film name")
+    output = fetch.add_mutually_exclusive_group()
+    output.add_argument("-o", "--output", help="a job's file to write (default: <job>.mp4)")
+    output.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder to write into (a film: film.mp4, poster.jpg, contact-sheet.png; default: <film>/)",
+    )
     fetch.set_defaults(func=cmd_fetch)
 
     webhook = sub.add_parser("webhook", help="webhooks").add_subparsers(dest="webhook_command", required=True)
