@@ -487,7 +487,13 @@ class InMemoryBlobs:
     def head(self, bucket: str, key: str) -> ObjectHead | None:
         if (bucket, key) not in self.objects:
             return None
-        return ObjectHead(metadata=dict(self.metadata.get((bucket, key), {})), version_id=None)
+        data = self.objects[(bucket, key)]
+        return ObjectHead(
+            metadata=dict(self.metadata.get((bucket, key), {})),
+            version_id=None,
+            etag=self.etag(data),
+            size=len(data),
+        )
 
     def digest_video(
         self, bucket: str, key: str, *, version_id: str | None = None
@@ -799,3 +805,35 @@ __all__ = [
     "memory_world",
     "test_settings",
 ]
+
+
+# ---------------------------------------------------------------------------------------------- pictures
+@dataclass(frozen=True)
+class FakePictures:
+    poster_jpeg: bytes
+    contact_sheet_png: bytes
+
+
+@dataclass
+class FakeClipPictures:
+    """``inbetween.ports.ClipPictures`` without the media layer: pictures named after the video's digest
+    (so a test can tell whose they are), the videos it was given (their bytes) in ``made``, and
+    ``fail_next``: errors to raise, one per call, first in first out."""
+
+    made: list[bytes] = field(default_factory=list)
+    fail_next: list[BaseException] = field(default_factory=list)
+
+    @staticmethod
+    def pictures_of(video: bytes) -> FakePictures:
+        digest = hashlib.sha256(video).hexdigest()[:12].encode()
+        return FakePictures(b"\xff\xd8poster-" + digest, b"\x89PNG\r\n\x1a\nsheet-" + digest)
+
+    def make(self, video: Path) -> FakePictures:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        data = video.read_bytes()
+        self.made.append(data)
+        return self.pictures_of(data)
+
+
+__all__ += ["FakeClipPictures", "FakePictures"]

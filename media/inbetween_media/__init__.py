@@ -7,10 +7,12 @@ own (see media/README.md). The modules:
 * :mod:`.stitch`   :func:`stitch_film`, :func:`plan_film`
 * :mod:`.verify`   :func:`verify_film`
 * :mod:`.pictures` :func:`poster`, :func:`contact_sheet`, :func:`clip_pictures`, :class:`FilmPictures`
+* :mod:`.clip_stills` :class:`PyAvClipPictures`: a stored clip's poster and sheet (the completion function)
 * :mod:`.probe`    :func:`probe_clip`
 * :mod:`.frames`, :mod:`.audio` the pixel and sample work; :mod:`.synth` synthetic clips for tests and bench
 """
 
+from .clip_stills import PyAvClipPictures
 from .layout import FilmLayout
 from .pictures import FilmPictures, clip_pictures, contact_sheet, poster
 from .probe import ClipInfo, ProbeError, probe_clip
@@ -24,6 +26,7 @@ __all__ = [
     "FilmPictures",
     "FilmPlan",
     "ProbeError",
+    "PyAvClipPictures",
     "StitchError",
     "StitchReport",
     "clip_pictures",

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from .cut import CutError, cut_clip
 from .pictures import FilmPictures
+from .probe import ProbeError, probe_clip
 from .stitch import StitchError, StitchReport, plan_film, stitch_film
 from .verify import verify_film
 
@@ -67,6 +69,20 @@ class PyAvFilmStitcher:
         except StitchError as exc:
             raise ValueError(str(exc)) from exc
         return StitchedFilm(report, pictures.poster_jpeg(), pictures.sheet_png())
+
+    def frame_count(self, clip: Path) -> int:
+        try:
+            return probe_clip(clip).frames
+        except ProbeError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def cut(self, clip: Path, out: Path, *, start: int, stop: int | None = None, audio: bool = True) -> int:
+        try:
+            return cut_clip(
+                clip, out, start=start, stop=stop, audio=audio, crf=self._crf, preset=self._preset
+            )
+        except (CutError, ProbeError) as exc:
+            raise ValueError(str(exc)) from exc
 
     def verify(self, film: Path, stitched: object, keyframes: Sequence[bytes]) -> list[str]:
         """``stitched``: what this stitcher's ``stitch`` returned for ``film`` (its report is the plan)."""

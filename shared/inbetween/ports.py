@@ -237,14 +237,43 @@ class StitchedFilm(Protocol):
 
 
 class FilmStitcher(Protocol):
-    """Joins a film's clips (the media tooling: its own layer, only in the stitch function).
+    """Joins a film's clips (the media tooling: its own layer, only in the stitch function), and cuts the
+    tails continued shots start from.
 
-    ``stitch`` raises ``ValueError`` for clips that cannot be joined (say which); ``verify`` returns the
+    ``stitch`` and ``cut`` raise ``ValueError`` for clips that cannot be joined (say which); ``verify`` returns the
     film's problems (empty: the film is what the clips and keyframes call for)."""
 
     def stitch(self, clips: Sequence[Path], out: Path, *, seam_blend_frames: int) -> StitchedFilm: ...
 
     def verify(self, film: Path, stitched: StitchedFilm, keyframes: Sequence[bytes]) -> list[str]: ...
+
+    def frame_count(self, clip: Path) -> int:
+        """The clip's video frames (``ValueError`` if it cannot be read)."""
+        ...
+
+    def cut(self, clip: Path, out: Path, *, start: int, stop: int | None = None, audio: bool = True) -> int:
+        """Frames ``[start, stop)`` of ``clip`` (re-encoded, the sound cut alike) to ``out``: how many."""
+        ...
+
+
+class Pictures(Protocol):
+    """A video's two pictures: its poster (JPEG) and its contact sheet (PNG)."""
+
+    @property
+    def poster_jpeg(self) -> bytes: ...
+
+    @property
+    def contact_sheet_png(self) -> bytes: ...
+
+
+class ClipPictures(Protocol):
+    """Makes a stored clip's pictures (the media tooling: its own layer, in the completion function).
+
+    ``make`` reads the video file at ``video`` (streamed: only the frames it needs are kept) and returns
+    its poster (the middle frame) and a one-row contact sheet (the first, middle and last frame, labelled
+    "1"). Raises ``ValueError`` for a file that is not a readable video."""
+
+    def make(self, video: Path) -> Pictures: ...
 
 
 class Queues(Protocol):

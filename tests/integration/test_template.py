@@ -41,6 +41,8 @@ _INBOX_AND_RESULTS = {
 }
 # every function that can finish a job may finish a film run's last shot and hand the film to the stitch
 _HANDS_FILMS_TO_THE_STITCH = {("sqs:SendMessage", "StitchQueue")}
+# continue mode: whoever finishes a film's shot may make the next shot's job and hand it to admission
+_HANDS_CONTINUED_SHOTS_ON = {("sqs:SendMessage", "IntakeQueue")}
 _BOTH_SECRETS = {
     ("secretsmanager:GetSecretValue", "DashScopeApiKeySecret"),
     ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
@@ -68,6 +70,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     | _TRACES
     | {("sqs:SendMessage", "CompletionQueue"), ("sns:Publish", "NotifyTopic")}
     | _HANDS_FILMS_TO_THE_STITCH
+    | _HANDS_CONTINUED_SHOTS_ON
     | _INBOX_AND_RESULTS
     | _JOB_TABLE
     | _BOTH_SECRETS,
@@ -85,6 +88,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
     }
     | _HANDS_FILMS_TO_THE_STITCH
+    | _HANDS_CONTINUED_SHOTS_ON
     | _JOB_TABLE,
     # the clips and keyframes in; the film, its pictures (or error.json) out; the run's end announced
     "StitchFunction": _logs("StitchLogGroup")
@@ -92,6 +96,8 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     | _consumes("StitchQueue")
     | {
         ("sqs:SendMessage", "CompletionQueue"),  # a failed film webhook's retries
+        ("sqs:SendMessage", "IntakeQueue"),  # continue mode: the next shot, once its tail is cut
+        ("sqs:SendMessage", "StitchQueue"),
         ("s3:GetObject", "InboxBucket/inbox/*"),
         ("s3:PutObject", "InboxBucket/inbox/*/error.json"),
         ("s3:GetObject", "OutputBucket/results/*"),
@@ -115,6 +121,7 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "JobsTable"),
         ("s3:PutObject", "InboxBucket/inbox/*"),
         ("s3:PutObject", "OutputBucket/results/*"),
+        ("s3:GetObject", "OutputBucket/results/*"),  # continue mode: is the tail cut yet?
         ("sns:Publish", "NotifyTopic"),
         ("secretsmanager:GetSecretValue", "PushSecret"),
     }
@@ -361,7 +368,8 @@ def test_function_timeouts_and_memory(template):
     assert _function_timeout(template, "SubmitFunction") == 60
     assert _function_timeout(template, "PollerFunction") == 75
     assert _function_timeout(template, "CompletionFunction") == 300
-    assert _props(template, "CompletionFunction")["MemorySize"] == 512
+    # the completion decodes the stored video for its pictures (PyAV): memory and CPU for a 1080P clip
+    assert _props(template, "CompletionFunction")["MemorySize"] == 1024
     # the stitch (media/README.md): Lambda's longest timeout, the CPU of 3008 MB, /tmp for clips and film
     stitch = _props(template, "StitchFunction")
     assert _function_timeout(template, "StitchFunction") == 900
@@ -495,7 +503,7 @@ def test_functions_share_the_layer_and_the_runtime(template):
         assert (props["CodeUri"], props["Handler"]) == (f"functions/{name}/", "app.lambda_handler")
 
 
-def test_only_the_stitch_function_gets_the_media_layer(template):
+def test_only_the_stitch_and_completion_functions_get_the_media_layer(template):
     # Given the media layer: PyAV's inbetween_media, built by SAM's python3.12 builder for arm64
     layer = template["Resources"]["MediaLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -506,12 +514,13 @@ def test_only_the_stitch_function_gets_the_media_layer(template):
     )
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    # Then the stitch function adds it to the Globals' shared layer (SAM appends a function's Layers to
-    # the Globals ones), and no other function has it
+    # Then the stitch function (the film) and the completion function (a clip's pictures) add it to the
+    # Globals' shared layer (SAM appends a function's Layers to the Globals ones), and no other has it
     function_globals = template["Globals"]["Function"]
+    with_media = {"StitchFunction", "CompletionFunction"}
     for function in FUNCTIONS + PUSH_FUNCTIONS:
         layers = [*function_globals["Layers"], *_props(template, function).get("Layers", [])]
-        expected = ["InbetweenLayer", "MediaLayer"] if function == "StitchFunction" else ["InbetweenLayer"]
+        expected = ["InbetweenLayer", "MediaLayer"] if function in with_media else ["InbetweenLayer"]
         assert [layer["Ref"] for layer in layers] == expected, function
 
 

@@ -90,7 +90,12 @@ class S3Blobs:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return ObjectHead(metadata=dict(resp.get("Metadata") or {}), version_id=resp.get("VersionId"))
+        return ObjectHead(
+            metadata=dict(resp.get("Metadata") or {}),
+            version_id=resp.get("VersionId"),
+            etag=str(resp.get("ETag", "")).strip('"'),
+            size=int(resp.get("ContentLength", 0)),
+        )
 
     def digest_video(
         self, bucket: str, key: str, *, version_id: str | None = None

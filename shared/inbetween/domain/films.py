@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.domain.drops import INPUT_NAMES, JOB_FIELDS, parse_job_json
-from inbetween.domain.models import ErrorInfo, plain
+from inbetween.domain.models import ErrorInfo, InputObject, JobSpec, plain
 from inbetween.errors import InvalidJob
 
 FILM_JSON = "film.json"
@@ -36,6 +36,10 @@ MIN_KEYFRAMES = 2
 MAX_KEYFRAMES = 50
 MAX_FILM_JSON_BYTES = 256 * 1024
 MAX_SEAM_FRAMES = 15  # half a second at 30 fps: a blend longer than that is a transition, not a seam
+# continue mode: a shot continues the last seconds of the shot before (the provider's first_clip, 2-10 s
+# long). The shortest clip the provider takes: the continuation is billed for its whole length, input
+# clip included, so every continued shot costs these seconds on top of its own.
+CONTINUE_TAIL_S = 2
 IMAGE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "webp", "bmp"})
 # a name that ends in a number: "01", "frame_002", "kf-3", "shot 4"
 _NUMBERED = re.compile(r"^(?P<stem>.*?)(?P<number>\d+)$")
@@ -111,6 +115,22 @@ class FilmStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class PendingShot:
+    """A continued shot not yet made (continue mode): its job is created once the shot before it is
+    stored and its tail cut, from what intake checked and recorded here."""
+
+    spec: JobSpec  # its duration counts the continued tail (CONTINUE_TAIL_S) as the provider bills it
+    last: InputObject  # the keyframe it ends on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "last": self.last.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingShot:
+        return cls(JobSpec.from_dict(dict(data["spec"])), InputObject.from_dict(dict(data["last"])))
+
+
+@dataclass(frozen=True, slots=True)
 class ShotRef:
     """A film run's shot: its place, its keyframes' numbers and the (possibly shared) job that makes it."""
 
@@ -118,18 +138,29 @@ class ShotRef:
     number: int  # the number of its first keyframe
     last_number: int
     job_id: str
+    pending: PendingShot | None = None  # continue mode: how to make the job when its turn comes
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        item: dict[str, Any] = {
             "index": self.index,
             "number": self.number,
             "last_number": self.last_number,
             "job_id": self.job_id,
         }
+        if self.pending is not None:
+            item["pending"] = self.pending.to_dict()
+        return item
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShotRef:
-        return cls(int(data["index"]), int(data["number"]), int(data["last_number"]), str(data["job_id"]))
+        pending = data.get("pending")
+        return cls(
+            int(data["index"]),
+            int(data["number"]),
+            int(data["last_number"]),
+            str(data["job_id"]),
+            PendingShot.from_dict(pending) if pending else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +178,7 @@ class FilmRun:
     shot_events: bool = False
     webhook_url: str | None = None
     keyframes: tuple[str, ...] = ()  # the keyframes' S3 keys, in order (the stitch verifies the seams)
+    size: tuple[int, int] | None = None  # every shot's output size (the first keyframe's)
     error: ErrorInfo | None = None
     finished_at: float | None = None
     video_key: str | None = None
@@ -174,6 +206,7 @@ class FilmRun:
             "shot_events": self.shot_events,
             "webhook_url": self.webhook_url,
             "keyframes": list(self.keyframes) or None,
+            "size": list(self.size) if self.size else None,
             "error": self.error.to_dict() if self.error else None,
             "finished_at": self.finished_at,
             "video_key": self.video_key,
@@ -205,6 +238,7 @@ class FilmRun:
             shot_events=bool(data.get("shot_events", False)),
             webhook_url=data.get("webhook_url"),
             keyframes=tuple(data.get("keyframes") or ()),
+            size=(int(data["size"][0]), int(data["size"][1])) if data.get("size") else None,
             error=ErrorInfo.from_dict(data.get("error")),
             finished_at=number("finished_at", float),
             video_key=data.get("video_key"),

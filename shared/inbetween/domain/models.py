@@ -81,13 +81,17 @@ class InputObject:
     key: str
     etag: str
     size: int
+    bucket: str | None = None  # None: the inbox; a continued shot's tail is in the output bucket
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "etag": self.etag, "size": self.size}
+        item: dict[str, Any] = {"key": self.key, "etag": self.etag, "size": self.size}
+        if self.bucket is not None:
+            item["bucket"] = self.bucket
+        return item
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputObject:
-        return cls(key=data["key"], etag=data["etag"], size=int(data["size"]))
+        return cls(key=data["key"], etag=data["etag"], size=int(data["size"]), bucket=data.get("bucket"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,9 @@ class Job:
     video_url: str | None = None
     video_key: str | None = None
     video_bytes: int | None = None
+    # the video's pictures beside it (poster.jpg, contact-sheet.png), set with STORED when they were made
+    poster_key: str | None = None
+    contact_sheet_key: str | None = None
     provider: dict[str, Any] = field(default_factory=dict)  # times, prompts, usage as the provider gave them
     # notification
     notified_at: float | None = None
@@ -257,6 +264,8 @@ _SCALAR_FIELDS = (
     "video_url",
     "video_key",
     "video_bytes",
+    "poster_key",
+    "contact_sheet_key",
     "notified_at",
     "notify_claimed_until",
     "push_claim_until",
@@ -456,6 +465,8 @@ class ObjectHead:
 
     metadata: dict[str, str]
     version_id: str | None
+    etag: str = ""
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,13 +173,14 @@ def _input_url(deps: Deps, job: Job, role: str) -> str:
     base64, the image inline (the provider documents base64 for images only)."""
     obj = job.inputs[role]
     settings = deps.settings
+    bucket = obj.bucket or settings.inbox_bucket
     if settings.frame_transport == "base64" and role in IMAGE_ROLES:
         spec = model_spec(job.model or "")
-        data = deps.blobs.read(settings.inbox_bucket, obj.key)
+        data = deps.blobs.read(bucket, obj.key)
         return data_uri(
             data, inspect_image(data, name=role, limits=spec.image_limits if spec else IMAGE_LIMITS)
         )
-    return deps.blobs.presign_get(settings.inbox_bucket, obj.key, settings.presign_ttl_s)
+    return deps.blobs.presign_get(bucket, obj.key, settings.presign_ttl_s)
 
 
 def build_request(deps: Deps, job: Job) -> CreateTaskRequest:

@@ -1,19 +1,40 @@
-"""Completion: copy the finished video out of its expiring link into the output bucket, verified, once."""
+"""Completion: copy the finished video out of its expiring link into the output bucket, verified, once;
+then its pictures beside it, when it can.
+
+The pictures (``poster.jpg``, ``contact-sheet.png``) are made from the stored video (downloaded to the
+function's ephemeral storage) by the ``ClipPictures`` its handler gives (the media layer's PyAV). They
+are a courtesy: whatever goes wrong with them (an unreadable video, a decoder error, a storage error, too
+little time left) is logged and counted, and the job is stored and notified without them, in the same
+attempt. Their keys are set on the job in the write that makes it STORED, so every later notification
+(a redelivered message, the poller's safety net) links them exactly when they were made.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from inbetween.deps import Deps
 from inbetween.domain.models import ErrorInfo, Job, JobStatus, StoredVideo
 from inbetween.errors import VideoDownloadFailed, VideoLinkExpired
 from inbetween.observability import count, logger, seconds
+from inbetween.ports import ClipPictures
 from inbetween.usecases.finishing import finish
 from inbetween.usecases.notify import iso, report_and_notify, results_prefix, video_facts
 
 # the stored object's metadata names the task it came from: a retry recognises its own upload
 TASK_ID_METADATA = "task-id"
+# the pictures beside video.mp4: (the job field that records the key, file name, content type)
+PICTURE_FILES = (
+    ("poster_key", "poster.jpg", "image/jpeg"),
+    ("contact_sheet_key", "contact-sheet.png", "image/png"),
+)
+# pictures are tried only with this long left of the invocation: a decode cut off by the function's
+# timeout would fail the attempt, and every retry of it again
+PICTURES_MIN_TIME_S = 60.0
 
 
 class CompletionOutcome(StrEnum):
@@ -25,7 +46,15 @@ class CompletionOutcome(StrEnum):
     STORED = "stored"
 
 
-def complete(deps: Deps, job_id: str) -> CompletionOutcome:
+def complete(
+    deps: Deps,
+    job_id: str,
+    pictures: ClipPictures | None = None,
+    *,
+    time_left_s: Callable[[], float] | None = None,
+) -> CompletionOutcome:
+    """Store the job's video, then (with ``pictures``) its poster and contact sheet, then notify.
+    ``time_left_s``: seconds left of the invocation (None: no limit), which the pictures must leave."""
     job = deps.store.get_job(job_id)
     if job is None:
         return CompletionOutcome.UNKNOWN_JOB
@@ -51,8 +80,11 @@ def complete(deps: Deps, job_id: str) -> CompletionOutcome:
             finish(deps, job, JobStatus.EXPIRED, expected=JobStatus.COMPLETING, error=error)
             return CompletionOutcome.EXPIRED
         seconds("VideoCopyTime", deps.clock.now() - started)
+    picture_keys = _store_pictures(deps, job, stored, pictures, time_left_s) if pictures is not None else {}
     deps.blobs.put_json(
-        deps.settings.output_bucket, results_prefix(deps, job) + "metadata.json", metadata(deps, job, stored)
+        deps.settings.output_bucket,
+        results_prefix(deps, job) + "metadata.json",
+        metadata(deps, job, stored, picture_keys),
     )
     finish(
         deps,
@@ -62,6 +94,9 @@ def complete(deps: Deps, job_id: str) -> CompletionOutcome:
         video_key=stored.key,
         video_bytes=stored.size,
         video_url=None,
+        # the pictures made, recorded with STORED (None: not made; a COMPLETING job has none recorded)
+        poster_key=picture_keys.get("poster_key"),
+        contact_sheet_key=picture_keys.get("contact_sheet_key"),
     )
     end_ts = job.provider.get("end_ts")
     if end_ts:
@@ -69,8 +104,11 @@ def complete(deps: Deps, job_id: str) -> CompletionOutcome:
     return CompletionOutcome.STORED
 
 
-def metadata(deps: Deps, job: Job, stored: StoredVideo) -> dict[str, Any]:
-    """metadata.json beside the video: what was asked, what the provider did, where the video is."""
+def metadata(
+    deps: Deps, job: Job, stored: StoredVideo, picture_keys: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """metadata.json beside the video: what was asked, what the provider did, where the video and its
+    pictures are (``picture_keys``: ``poster_key``/``contact_sheet_key``; None or empty: not made)."""
     spec = job.spec
     size = job.expected_size
     return {
@@ -88,6 +126,11 @@ def metadata(deps: Deps, job: Job, stored: StoredVideo) -> dict[str, Any]:
         "billed_seconds": job.provider.get("billed_seconds"),
         **video_facts(job),
         "video": {"bucket": stored.bucket, "key": stored.key, "bytes": stored.size, "sha256": stored.sha256},
+        "pictures": (
+            {"poster": picture_keys["poster_key"], "contact_sheet": picture_keys["contact_sheet_key"]}
+            if picture_keys
+            else None
+        ),
         "timings": {
             "dropped_at": iso(job.created_at),
             "submitted_at": iso(job.submitted_at),
@@ -132,3 +175,48 @@ def _download(deps: Deps, job: Job, key: str) -> StoredVideo:
         raise
     count("VideosStored")
     return stored
+
+
+def _store_pictures(
+    deps: Deps,
+    job: Job,
+    stored: StoredVideo,
+    pictures: ClipPictures,
+    time_left_s: Callable[[], float] | None,
+) -> dict[str, str]:
+    """The stored video's poster and contact sheet, uploaded beside it: the job fields that record their
+    keys, or {} when they could not be made (never raises: the job goes on without them). A retry makes
+    and uploads them again, over the same keys."""
+    extra = {"job_id": job.job_id}
+    if time_left_s is not None and time_left_s() < PICTURES_MIN_TIME_S:
+        count("ClipPicturesSkipped")
+        logger.warning("too little time left for the pictures; notifying without them", extra=extra)
+        return {}
+    bucket = deps.settings.output_bucket
+    prefix = results_prefix(deps, job)
+    started = deps.clock.now()
+    keys: dict[str, str] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
+            folder = Path(tmp)
+            video = folder / "video.mp4"
+            deps.blobs.download_file(bucket, stored.key, video)
+            made = pictures.make(video)
+            video.unlink()  # room on the ephemeral storage before the pictures are written
+            for (field_name, name, content_type), data in zip(
+                PICTURE_FILES, (made.poster_jpeg, made.contact_sheet_png), strict=True
+            ):
+                path = folder / name
+                path.write_bytes(data)
+                deps.blobs.upload_file(bucket, prefix + name, path, content_type=content_type)
+                keys[field_name] = prefix + name
+    except Exception as exc:  # noqa: BLE001 - pictures are a courtesy: the job is stored and told without them
+        count("ClipPicturesFailed")
+        logger.warning(
+            "clip pictures failed; notifying without them",
+            extra={**extra, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return {}
+    count("ClipPicturesStored")
+    seconds("ClipPicturesTime", deps.clock.now() - started)
+    return keys

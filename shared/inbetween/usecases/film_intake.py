@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TypeVar
 
 from inbetween.deps import Deps
-from inbetween.domain.catalog import expected_output_size
+from inbetween.domain.catalog import FIRST_CLIP, LAST, expected_output_size, model_spec
 from inbetween.domain.drops import MAX_PROMPT_TXT_BYTES, build_spec, check_job_name, decode_prompt_txt
 from inbetween.domain.films import (
+    CONTINUE_TAIL_S,
     FILM_JSON,
     MAX_FILM_JSON_BYTES,
     FilmMode,
@@ -32,6 +36,7 @@ from inbetween.domain.films import (
     FilmRun,
     FilmStatus,
     Keyframe,
+    PendingShot,
     ShotPlan,
     ShotRef,
     film_digest,
@@ -49,6 +54,9 @@ from inbetween.provider.validation import ImageInfo, inspect_input
 from inbetween.usecases import admission, film_runs
 from inbetween.usecases.drop_checks import LAST_MODIFIED_RESOLUTION_S, Folder, IntakeOutcome, validate_folder
 
+# a film run retried by re-uploading its folder is ``<run>~2``, ``~3``...; a failed shot's job likewise
+RETRY_MARK = "~"
+_T = TypeVar("_T")
 # the last keyframe is read within the largest image limit (wan2.7: 20 MB); its shot's check applied the model's
 MAX_KEYFRAME_BYTES = 20 * 1024 * 1024
 
@@ -85,20 +93,34 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
         return _reject(
             deps, film, files, ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint, field=exc.field)
         )
-    run_id = f"{film}/{film_digest(shots, options)}"
-    existing = deps.store.get_film_run(run_id)
-    if existing is not None:
-        if existing.status.is_final and existing.notified_at is None:
-            film_runs.announce(deps, run_id)
+    # a retry needs files uploaded after the failure: S3's times are whole seconds (truncated), so one
+    # uploaded in the second of the failure counts as before it (safe: a duplicate event never retries)
+    uploaded = newest
+    base_run_id = f"{film}/{film_digest(shots, options)}"
+    latest, attempt = _latest(deps.store.get_film_run, base_run_id)
+    if latest is not None and not _retry_asked(latest, uploaded):
+        if latest.status.is_final and latest.notified_at is None:
+            film_runs.announce(deps, latest.run_id)
         return IntakeOutcome.DUPLICATE
+    run_id = base_run_id if latest is None else _attempt_id(base_run_id, attempt + 1)
     created = 0
     refs = []
+    continued = options.mode is FilmMode.CONTINUE
     for shot, spec in zip(shots, specs, strict=True):
-        job_id = f"{film}/shot-{shot.digest}"
+        job_id = _shot_job_id(deps, f"{film}/shot-{shot.digest}", uploaded)
+        if continued and shot.index > 1:
+            # made once the shot before is stored (its tail is this shot's first clip); an earlier run's
+            # job of the same chain is reused as it is
+            if deps.store.link_shot(job_id, run_id):
+                refs.append(ShotRef(shot.index, shot.number, shot.last.number, job_id))
+            else:
+                pending = PendingShot(continued_spec(spec), _input(files[shot.last.filename]))
+                refs.append(ShotRef(shot.index, shot.number, shot.last.number, job_id, pending))
+            continue
         job = Job(
             job_id=job_id,
             job_name=film,
-            run_id=f"shot-{shot.digest}",
+            run_id=job_id.rsplit("/", 1)[-1],
             status=JobStatus.WAITING,
             spec=spec,
             inputs={"first": _input(files[shot.first.filename]), "last": _input(files[shot.last.filename])},
@@ -125,19 +147,60 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
         shot_events=options.shot_events,
         webhook_url=options.webhook_url or settings.default_webhook_url or None,
         keyframes=tuple(files[k.filename].key for k in keyframes),
+        size=size,
     )
+    later = sum(1 for ref in refs if ref.pending is not None)
     if not deps.store.add_film_run(run, due_at=now + film_runs.FILM_RECHECK_S):
         return IntakeOutcome.DUPLICATE  # a duplicate event got here first
     count("FilmsAccepted")
     logger.info(
         "film accepted",
-        extra={"film_run": run_id, "shots": len(shots), "new_shots": created, "reused": len(shots) - created},
+        extra={
+            "film_run": run_id,
+            "shots": len(shots),
+            "new_shots": created,
+            "later_shots": later,
+            "reused": len(shots) - created - later,
+        },
     )
     deps.store.forget_drop(film)
     if created:
         admission.admit(deps, specs[0].model)
     film_runs.advance(deps, run_id)
     return IntakeOutcome.ACCEPTED
+
+
+def _attempt_id(base_id: str, attempt: int) -> str:
+    return base_id if attempt == 1 else f"{base_id}{RETRY_MARK}{attempt}"
+
+
+def _latest(get: Callable[[str], _T | None], base_id: str) -> tuple[_T | None, int]:
+    """The newest attempt of a run or of a shot's job (``<id>``, ``<id>~2``, ``<id>~3``...) and its number."""
+    latest, attempt = get(base_id), 1
+    if latest is None:
+        return None, 1
+    while (following := get(_attempt_id(base_id, attempt + 1))) is not None:
+        latest, attempt = following, attempt + 1
+    return latest, attempt
+
+
+def _retry_asked(run: FilmRun, uploaded: float) -> bool:
+    """A failed run whose folder was uploaded again after it ended (the same files: a duplicate S3 event
+    lists them as they were, a re-upload with a newer time) is run again: its failed shots are made
+    again, the others reused."""
+    return run.status is FilmStatus.FAILED and run.finished_at is not None and uploaded > run.finished_at
+
+
+def _shot_job_id(deps: Deps, base_id: str, uploaded: float) -> str:
+    """The job a shot is made by: its newest attempt, unless that one failed before the folder was
+    uploaded again (then the next attempt: a retry, paid once more because the user asked for it)."""
+    job, attempt = _latest(deps.store.get_job, base_id)
+    if job is None:
+        return base_id
+    failed = job.status.is_final and job.status is not JobStatus.STORED
+    if failed and (job.finished_at or job.updated_at) < uploaded:
+        return _attempt_id(base_id, attempt + 1)
+    return job.job_id
 
 
 def _input(obj: ObjectInfo) -> InputObject:
@@ -148,17 +211,9 @@ def _options(deps: Deps, files: dict[str, ObjectInfo]) -> FilmOptions:
     film_json = next((obj for name, obj in files.items() if name.lower() == FILM_JSON), None)
     if film_json is None:
         return FilmOptions()
-    options = parse_film_json(
+    return parse_film_json(
         deps.blobs.read(deps.settings.inbox_bucket, film_json.key, max_bytes=MAX_FILM_JSON_BYTES + 1)
     )
-    if options.mode is FilmMode.CONTINUE:
-        raise InvalidJob(
-            "film.json mode 'continue' (each shot continuing the previous shot's clip) is not offered yet",
-            code="InvalidFilmJson",
-            hint="leave mode out: every shot is made from its two keyframes, all at once",
-            field="mode",
-        )
-    return options
 
 
 def _prompts(deps: Deps, files: dict[str, ObjectInfo], keyframes: list[Keyframe]) -> dict[int, str]:
@@ -207,6 +262,8 @@ def _validate(
             size = shot_size
         elif shot_size != size:
             raise _mixed(shot.first.filename, shot_size, size)
+        if options.mode is FilmMode.CONTINUE:
+            _check_continuable(spec, shot)
         specs.append(spec)
     assert size is not None  # noqa: S101 - a film has at least one shot (order_keyframes)
     # the last keyframe is no shot's first frame: its own size must agree too (it ends the film)
@@ -219,6 +276,40 @@ def _validate(
     if options.webhook_url:
         deps.webhooks.check_destination(options.webhook_url)
     return specs, size
+
+
+def _check_continuable(spec: JobSpec, shot: ShotPlan) -> None:
+    """Continue mode: the model continues a clip toward a last frame, and a continued shot's length plus
+    the tail it continues is one the model makes (the provider counts the input clip in the duration)."""
+    model = model_spec(spec.model)
+    if model is None or not model.accepts({FIRST_CLIP, LAST}):
+        raise InvalidJob(
+            f"film.json mode 'continue' needs a model that continues a clip toward a last frame; "
+            f"{spec.model} does not",
+            code="InvalidFilmJson",
+            hint="use wan2.7-i2v for continue mode, or leave mode out (every shot from its two keyframes)",
+            field="mode",
+        )
+    if shot.index == 1:
+        return
+    own = spec.duration or model.default_duration
+    if own + CONTINUE_TAIL_S not in model.durations:
+        longest = max(model.durations) - CONTINUE_TAIL_S
+        raise InvalidJob(
+            f"shot {shot.index} (keyframe {shot.number} to {shot.last.number}) lasts {own} s; a continued "
+            f"shot also repeats the {CONTINUE_TAIL_S} s it continues, and {own + CONTINUE_TAIL_S} s is "
+            f"more than {spec.model} makes",
+            code="UnsupportedDuration",
+            hint=f"give continued shots (all but the first) at most {longest} s",
+            field=f"shots.{shot.number}.duration",
+        )
+
+
+def continued_spec(spec: JobSpec) -> JobSpec:
+    """A continued shot's request: its own seconds plus the tail's, which the output contains."""
+    model = model_spec(spec.model)
+    own = spec.duration or (model.default_duration if model else CONTINUE_TAIL_S)
+    return replace(spec, duration=own + CONTINUE_TAIL_S)
 
 
 def _in_shot(exc: InvalidJob, shot: ShotPlan) -> InvalidJob:

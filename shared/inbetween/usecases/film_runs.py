@@ -18,11 +18,12 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.deps import Deps
-from inbetween.domain.films import FilmRun, FilmStatus, ShotRef
-from inbetween.domain.models import ErrorInfo, Job, JobStatus, Notification
+from inbetween.domain.catalog import FIRST_CLIP, LAST
+from inbetween.domain.films import FilmMode, FilmRun, FilmStatus, ShotRef
+from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobStatus, Notification
 from inbetween.observability import count, logger
 from inbetween.usecases import webhook_delivery
-from inbetween.usecases.notify import iso, video_facts
+from inbetween.usecases.notify import iso, results_prefix, video_facts
 
 FILM_SUCCEEDED_EVENT = "film.succeeded"
 FILM_FAILED_EVENT = "film.failed"
@@ -30,6 +31,7 @@ FILM_FAILED_EVENT = "film.failed"
 FILM_RECHECK_S = 300.0
 # a stitch not finished in this long is handed over again (the stitch function's timeout is 900 s)
 STITCH_OVERDUE_S = 1200.0
+TAIL_FILE = "tail.mp4"
 
 
 class FilmProgress(StrEnum):
@@ -45,14 +47,18 @@ def advance(deps: Deps, run_id: str) -> FilmProgress:
     if run is None or run.status is not FilmStatus.RUNNING:
         return FilmProgress.NOTHING
     jobs = [deps.store.get_job(shot.job_id) for shot in run.shots]
-    if any(job is None or not job.status.is_final for job in jobs):
-        return FilmProgress.WAITING
-    now = deps.clock.now()
     failed = [
         (shot, job)
         for shot, job in zip(run.shots, jobs, strict=True)
-        if job is not None and job.status is not JobStatus.STORED
+        if job is not None and job.status.is_final and job.status is not JobStatus.STORED
     ]
+    if run.mode is FilmMode.CONTINUE:
+        # one shot after another: a failed shot fails the run at once (the shots after it are never made)
+        if not failed and _continue(deps, run, jobs):
+            return FilmProgress.WAITING
+    elif any(job is None or not job.status.is_final for job in jobs):
+        return FilmProgress.WAITING
+    now = deps.clock.now()
     if failed:
         shot, job = failed[0]
         error = shot_failure(shot, job, others=len(failed) - 1)
@@ -75,6 +81,52 @@ def advance(deps: Deps, run_id: str) -> FilmProgress:
         logger.info("film handed to the stitch", extra={"film_run": run_id, "shots": len(run.shots)})
         return FilmProgress.STITCH
     return FilmProgress.NOTHING
+
+
+def tail_key(deps: Deps, job: Job) -> str:
+    """Where a stored shot's last seconds are kept for the shot that continues it (continue mode)."""
+    return results_prefix(deps, job) + TAIL_FILE
+
+
+def _continue(deps: Deps, run: FilmRun, jobs: list[Job | None]) -> bool:
+    """Continue mode: make the next shot's job once the shot before it is stored and its tail is cut
+    (the stitch function cuts it: a hand-over, as for the film). True while shots are still to come."""
+    for i, (shot, job) in enumerate(zip(run.shots, jobs, strict=True)):
+        if job is not None:
+            if not job.status.is_final:
+                return True
+            continue
+        previous = jobs[i - 1] if i > 0 else None
+        if previous is None or previous.status is not JobStatus.STORED or shot.pending is None:
+            return True  # not its turn yet (or nothing to make it from: the poller looks again)
+        bucket, key = deps.settings.output_bucket, tail_key(deps, previous)
+        found = deps.blobs.head(bucket, key)  # GetObject's permission: no listing of the bucket
+        if found is None:
+            deps.queues.stitch_film(run.run_id)
+            return True
+        now = deps.clock.now()
+        tail = InputObject(key=key, etag=found.etag, size=found.size, bucket=bucket)
+        continued = Job(
+            job_id=shot.job_id,
+            job_name=run.film,
+            run_id=shot.job_id.rsplit("/", 1)[-1],
+            status=JobStatus.WAITING,
+            spec=shot.pending.spec,
+            inputs={FIRST_CLIP: tail, LAST: shot.pending.last},
+            created_at=now,
+            updated_at=now,
+            expected_size=run.size,
+            film_runs=(run.run_id,),
+            announce=run.shot_events,
+        )
+        if deps.store.add_job(continued, due=(DueKind.ADMIT, now)):
+            count("ShotsContinued")
+            logger.info("continued shot", extra={"film_run": run.run_id, "shot": shot.number})
+            deps.queues.admit_waiting(shot.pending.spec.model)
+        else:
+            deps.store.link_shot(shot.job_id, run.run_id)
+        return True
+    return False
 
 
 def shot_failure(shot: ShotRef, job: Job, *, others: int = 0) -> ErrorInfo:

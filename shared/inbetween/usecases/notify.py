@@ -145,6 +145,13 @@ def event_data(deps: Deps, job: Job) -> dict[str, Any]:
             "url_expires_at": iso(deps.clock.now() + ttl),
         }
         data["metadata_key"] = results_prefix(deps, job) + "metadata.json"
+        # the pictures, when the completion made them (the job records their keys with STORED)
+        if job.poster_key:
+            data["poster_url"] = deps.blobs.presign_get(settings.output_bucket, job.poster_key, ttl)
+        if job.contact_sheet_key:
+            data["contact_sheet_url"] = deps.blobs.presign_get(
+                settings.output_bucket, job.contact_sheet_key, ttl
+            )
     if job.error:
         data["error"] = job.error.to_dict()
     return {k: v for k, v in data.items() if v is not None}

@@ -7,6 +7,12 @@ stored or announced: its frame count, each seam against its keyframe, no repeate
 and video of one length. Then the three files are stored and the run moves STITCHING -> STORED by a
 conditional write; only the caller that made that move announces (a redelivered message that finds the
 run stored does nothing but finish an announcement a crash left undone).
+
+Continue mode (each shot continues the last ``CONTINUE_TAIL_S`` seconds of the one before): a RUNNING
+run's message asks for the next tail. The stored shot's last seconds are cut (re-encoded) to
+``tail.mp4`` beside its video, and the run advanced, which makes the next shot's job from it. At the
+stitch, each continued clip's head (the tail it repeats) is cut off but for its last frame, the frame the
+tail ended on: after that the ordinary seam rule applies, each seam's keyframe shown once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from inbetween.deps import Deps
-from inbetween.domain.films import FilmRun, FilmStatus
+from inbetween.domain.catalog import VIDEO_FPS
+from inbetween.domain.films import CONTINUE_TAIL_S, FilmMode, FilmRun, FilmStatus
 from inbetween.domain.models import ErrorInfo, JobStatus
 from inbetween.observability import count, logger
 from inbetween.ports import FilmStitcher
@@ -27,6 +34,7 @@ MAX_KEYFRAME_BYTES = 20 * 1024 * 1024 + 1
 
 
 class StitchOutcome(StrEnum):
+    TAIL_CUT = "tail cut"  # continue mode: the next shot's first clip is ready
     STORED = "stored"
     FAILED = "failed"
     NOTHING_TO_DO = "nothing to do"
@@ -39,10 +47,41 @@ def stitch(deps: Deps, run_id: str, stitcher: FilmStitcher, *, workdir: Path | N
     if run.status.is_final:
         film_runs.announce(deps, run_id)  # finishes an announcement a crash left undone; else nothing
         return StitchOutcome.NOTHING_TO_DO
+    if run.status is FilmStatus.RUNNING and run.mode is FilmMode.CONTINUE:
+        with tempfile.TemporaryDirectory(prefix="tail-", dir=workdir) as tmp:
+            return _cut_next_tail(deps, run, stitcher, Path(tmp))
     if run.status is not FilmStatus.STITCHING:
         return StitchOutcome.NOTHING_TO_DO
     with tempfile.TemporaryDirectory(prefix="film-", dir=workdir) as tmp:
         return _stitch_in(deps, run, stitcher, Path(tmp))
+
+
+def _cut_next_tail(deps: Deps, run: FilmRun, stitcher: FilmStitcher, tmp: Path) -> StitchOutcome:
+    """The tail the run's next shot continues: the last stored shot's last seconds (idempotent)."""
+    bucket = deps.settings.output_bucket
+    previous = None
+    for shot in run.shots:
+        job = deps.store.get_job(shot.job_id)
+        if job is None:
+            break
+        previous = job
+    else:
+        return StitchOutcome.NOTHING_TO_DO  # every shot's job exists: no tail to cut
+    if previous is None or previous.status is not JobStatus.STORED or not previous.video_key:
+        return StitchOutcome.NOTHING_TO_DO
+    key = film_runs.tail_key(deps, previous)
+    if deps.blobs.head(bucket, key) is None:
+        clip, tail = tmp / "clip.mp4", tmp / "tail.mp4"
+        deps.blobs.download_file(bucket, previous.video_key, clip)
+        frames = stitcher.frame_count(clip)
+        try:
+            stitcher.cut(clip, tail, start=max(0, frames - CONTINUE_TAIL_S * VIDEO_FPS), audio=False)
+        except ValueError as exc:
+            return _fail(deps, run, "TailCutFailed", f"the tail of {previous.job_id} could not be cut: {exc}")
+        deps.blobs.upload_file(bucket, key, tail, content_type="video/mp4")
+        count("TailsCut")
+    film_runs.advance(deps, run.run_id)
+    return StitchOutcome.TAIL_CUT
 
 
 def _stitch_in(deps: Deps, run: FilmRun, stitcher: FilmStitcher, tmp: Path) -> StitchOutcome:
@@ -55,6 +94,14 @@ def _stitch_in(deps: Deps, run: FilmRun, stitcher: FilmStitcher, tmp: Path) -> S
             return _fail(deps, run, "ShotNotStored", f"shot {shot.index}'s video is not stored")
         clip = tmp / f"shot-{shot.index:02d}.mp4"
         deps.blobs.download_file(settings.output_bucket, job.video_key, clip)
+        if run.mode is FilmMode.CONTINUE and shot.index > 1:
+            # the continued clip starts with the tail it was given: keep only the tail's last frame
+            whole, clip = clip, tmp / f"shot-{shot.index:02d}-continued.mp4"
+            try:
+                stitcher.cut(whole, clip, start=CONTINUE_TAIL_S * VIDEO_FPS - 1)
+            except ValueError as exc:
+                return _fail(deps, run, "StitchFailed", f"shot {shot.index}'s clip could not be cut: {exc}")
+            whole.unlink()
         clips.append(clip)
     keyframes = [
         deps.blobs.read(settings.inbox_bucket, key, max_bytes=MAX_KEYFRAME_BYTES) for key in run.keyframes

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from inbetween.aws.jobs_table import DynamoJobStore
-from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmMode, FilmRun, FilmStatus, ShotRef
+from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmMode, FilmRun, FilmStatus, PendingShot, ShotRef
 from inbetween.domain.models import (
     DeliveryState,
     DueKind,
@@ -103,6 +103,8 @@ def every_field_job() -> Job:
         video_url="https://dashscope-result.test/v.mp4",
         video_key="results/shot/0123456789ab/video.mp4",
         video_bytes=123_456,
+        poster_key="results/shot/0123456789ab/poster.jpg",
+        contact_sheet_key="results/shot/0123456789ab/contact-sheet.png",
         provider={"usage": {"SR": 720, "video_count": 1}, "end_ts": T0 + 8.5, "actual_prompt": "a zoom"},
         notified_at=T0 + 10.0,
         notify_claimed_until=T0 + 130.0,
@@ -645,7 +647,19 @@ def every_field_run() -> FilmRun:
         run_id=RUN,
         film="reel",
         status=FilmStatus.FAILED,
-        shots=(ShotRef(1, 1, 2, "reel~01/abc"), ShotRef(2, 2, 7, "reel~02/def")),
+        shots=(
+            ShotRef(1, 1, 2, "reel~01/abc"),
+            ShotRef(
+                2,
+                2,
+                7,
+                "reel~02/def",
+                PendingShot(
+                    JobSpec(model="wan2.7-i2v", resolution="720P", duration=7, prompt="on"),
+                    InputObject(key="inbox/reel/07.png", etag="e7", size=99),
+                ),
+            ),
+        ),
         created_at=T0 + 0.25,
         updated_at=T0 + 0.5,
         seam=6,
@@ -653,6 +667,7 @@ def every_field_run() -> FilmRun:
         shot_events=True,
         webhook_url="https://hooks.test/film?x=1",
         keyframes=("inbox/reel/01.png", "inbox/reel/02.png", "inbox/reel/07.png"),
+        size=(1104, 816),
         error=ErrorInfo("ShotFailed", "shot 2 failed", "fix it", False, "req-9", "shots.2"),
         finished_at=T0 + 30.125,
         video_key="results/reel/0123456789ab/film.mp4",
@@ -872,3 +887,13 @@ def test_recent_film_runs_are_one_films_newest_first_and_not_a_namesakes(subject
     assert subject.store.recent_film_runs("nobody") == []
     subject.store.add_job(a_job("reel"))
     assert len(subject.store.recent_film_runs()) == 4  # jobs are not film runs
+
+
+def test_a_continued_shots_input_in_the_output_bucket_keeps_its_bucket(subject):
+    tail = InputObject(key="results/reel/shot-1/tail.mp4", etag="t1", size=4096, bucket="out-bucket")
+    last = InputObject(key="inbox/reel/03.png", etag="e3", size=99)
+    job = replace(a_job("reel"), inputs={"first_clip": tail, "last": last})
+    assert subject.store.add_job(job)
+    stored = subject.store.get_job(job.job_id)
+    assert stored.inputs == {"first_clip": tail, "last": last}
+    assert stored.inputs["last"].bucket is None  # the inbox

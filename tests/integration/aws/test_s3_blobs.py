@@ -97,13 +97,17 @@ def test_a_bounded_read_returns_one_byte_more_than_the_bound_so_the_caller_sees_
     assert blobs.read(BUCKET, "inbox/shot/job.json", max_bytes=100) == b"0123456789"
 
 
-def test_head_gives_the_metadata_and_version_or_none(s3, blobs):
-    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"v", Metadata={"task-id": "task-1"})
-    assert blobs.head(BUCKET, KEY) == ObjectHead(metadata={"task-id": "task-1"}, version_id=None)
+def test_head_gives_the_metadata_version_etag_and_size_or_none(s3, blobs):
+    etag = s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"v", Metadata={"task-id": "task-1"})["ETag"]
+    assert blobs.head(BUCKET, KEY) == ObjectHead(
+        metadata={"task-id": "task-1"}, version_id=None, etag=etag.strip('"'), size=1
+    )
     assert blobs.head(BUCKET, "results/none.mp4") is None
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    version = s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"v2")["VersionId"]
-    assert blobs.head(BUCKET, KEY) == ObjectHead(metadata={}, version_id=version)
+    put = s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"v22")
+    assert blobs.head(BUCKET, KEY) == ObjectHead(
+        metadata={}, version_id=put["VersionId"], etag=put["ETag"].strip('"'), size=3
+    )
 
 
 def test_put_json_writes_readable_json(s3, blobs):

@@ -3,11 +3,29 @@ a first frame alone under the default model (wan2.7-i2v)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import av
+import httpx
 from inbetween.domain.catalog import output_size
+from PIL import Image
 from pipeline_kit import RED, frame_png
+
+# the contact sheet's layout (media/inbetween_media/pictures.py): one row, a label column, three cells
+THUMB_WIDTH, LABEL_WIDTH, PAD = 320, 56, 8
+
+
+def image_of(data: bytes, fmt: str) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == fmt
+    image.load()
+    return image
+
+
+def sheet_size(width: int, height: int) -> tuple[int, int]:
+    thumb_height = max(2, 2 * round(THUMB_WIDTH * height / width / 2))
+    return PAD + LABEL_WIDTH + 3 * (THUMB_WIDTH + PAD), PAD + thumb_height + PAD
 
 
 def test_a_dropped_pair_becomes_a_stored_video_with_metadata_and_one_notification(pipeline, pair, tmp_path):
@@ -51,6 +69,28 @@ def test_a_dropped_pair_becomes_a_stored_video_with_metadata_and_one_notificatio
     data = notes[0]["message"]["data"]
     assert data["video"]["key"] == video_key
     assert data["video"]["url"].startswith("http")
+    # and beside the video its poster (the middle frame, at the video's size) and contact sheet (one row
+    # of three cells), recorded on the job, listed in metadata.json and linked (presigned) in the event
+    prefix = video_key.removesuffix("video.mp4")
+    assert (item["poster_key"], item["contact_sheet_key"]) == (
+        prefix + "poster.jpg",
+        prefix + "contact-sheet.png",
+    )
+    assert metadata["pictures"] == {
+        "poster": prefix + "poster.jpg",
+        "contact_sheet": prefix + "contact-sheet.png",
+    }
+    for name, content_type, fmt, size in (
+        ("poster.jpg", "image/jpeg", "JPEG", (720, 544)),
+        ("contact-sheet.png", "image/png", "PNG", sheet_size(720, 544)),
+    ):
+        stored = pipeline.s3.get_object(Bucket=output, Key=prefix + name)
+        assert stored["ContentType"] == content_type, name
+        assert image_of(stored["Body"].read(), fmt).size == size, name
+    for field, fmt in (("poster_url", "JPEG"), ("contact_sheet_url", "PNG")):
+        answer = httpx.get(data[field], timeout=10)
+        assert answer.status_code == 200, field
+        image_of(answer.content, fmt)
     # and one provider task, created once
     assert pipeline.emulator.stats.creates_accepted == 1
 
@@ -81,9 +121,14 @@ def test_a_first_frame_alone_becomes_a_video_with_sound_under_the_default_model(
         assert video.frames == 150 and len(container.streams.audio) == 1
     metadata = pipeline.read_json(output, item["video_key"].replace("video.mp4", "metadata.json"))
     assert metadata["usage"]["duration"] == 5
-    # and one notification naming the model, one task of one first-frame item
+    # and its 1080P pictures beside it: a poster of the video's size
+    size = output_size(320, 240, "1080P")
+    poster = pipeline.s3.get_object(Bucket=output, Key=item["poster_key"])["Body"].read()
+    assert image_of(poster, "JPEG").size == size
+    # and one notification naming the model and linking the pictures, one task of one first-frame item
     [note] = pipeline.notifications()
     assert note["attributes"]["model"] == "wan2.7-i2v"
+    assert {"poster_url", "contact_sheet_url"} <= set(note["message"]["data"])
     assert pipeline.emulator.stats.creates_accepted == 1
     task = pipeline.emulator.task(item["task_id"])
     assert task is not None and (task.model, task.media_types, task.duration) == (

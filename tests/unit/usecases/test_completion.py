@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 from inbetween.domain.models import DueKind, InputObject, Job, JobSpec, JobStatus, Transition, VideoDownload
 from inbetween.domain.mp4_check import Mp4Inspector
-from inbetween.errors import VideoDownloadFailed, VideoRejected
-from inbetween.usecases.completion import TASK_ID_METADATA, CompletionOutcome, complete
-from inbetween.usecases.notify import FAILED_EVENT, SUCCEEDED_EVENT, iso
-from inbetween_local.memory import MemoryWorld, memory_world
+from inbetween.errors import StorageError, VideoDownloadFailed, VideoRejected
+from inbetween.observability import metrics
+from inbetween.usecases.completion import (
+    PICTURES_MIN_TIME_S,
+    TASK_ID_METADATA,
+    CompletionOutcome,
+    complete,
+)
+from inbetween.usecases.notify import FAILED_EVENT, SUCCEEDED_EVENT, iso, report_and_notify
+from inbetween_local.memory import FakeClipPictures, InMemoryBlobs, MemoryWorld, memory_world
 
 MODEL = "wan2.2-kf2v-flash"
 VIDEO_URL = "https://dashscope-result.test/shot.mp4?Expires=1"
@@ -308,3 +314,195 @@ def test_a_job_not_yet_completing_is_not_ready(world, status):
     assert complete(world.deps, job.job_id) is CompletionOutcome.NOT_READY
     assert world.blobs.objects == {}
     assert stored_job(world, job).status is status
+
+
+# ---------------------------------------------------------------------------------------------- pictures
+POSTER_KEY = "results/shot/run1/poster.jpg"
+SHEET_KEY = "results/shot/run1/contact-sheet.png"
+
+
+def counted(name: str) -> int:
+    """How often the metric ``name`` was counted since the metrics were last cleared (or flushed)."""
+    return len(metrics.metric_set.get(name, {}).get("Value", []))
+
+
+def test_the_stored_videos_pictures_are_stored_beside_it_recorded_and_linked(world):
+    # Given a completing job whose video link answers, and a pictures maker
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    pictures = FakeClipPictures()
+    # When the completion runs with it
+    assert complete(world.deps, job.job_id, pictures) is CompletionOutcome.STORED
+    # Then the pictures were made from the stored video and uploaded beside it, with their content types
+    assert pictures.made == [VIDEO]
+    made = FakeClipPictures.pictures_of(VIDEO)
+    assert world.blobs.objects[("output", POSTER_KEY)] == made.poster_jpeg
+    assert world.blobs.objects[("output", SHEET_KEY)] == made.contact_sheet_png
+    assert world.blobs.metadata[("output", POSTER_KEY)] == {"content-type": "image/jpeg"}
+    assert world.blobs.metadata[("output", SHEET_KEY)] == {"content-type": "image/png"}
+    # and metadata.json lists them
+    meta = world.blobs.json[("output", "results/shot/run1/metadata.json")]
+    assert meta["pictures"] == {"poster": POSTER_KEY, "contact_sheet": SHEET_KEY}
+    # and the job records them with STORED
+    final = stored_job(world, job)
+    assert (final.status, final.poster_key, final.contact_sheet_key) == (
+        JobStatus.STORED,
+        POSTER_KEY,
+        SHEET_KEY,
+    )
+    # and the one notification links them, presigned for as long as the video's link
+    (note,) = world.notifier.published
+    ttl = world.deps.settings.webhook_link_ttl_s
+    expires = int(world.clock.now() + ttl)
+    assert note.data["poster_url"] == f"https://output.s3.test/{POSTER_KEY}?expires={expires}"
+    assert note.data["contact_sheet_url"] == f"https://output.s3.test/{SHEET_KEY}?expires={expires}"
+    assert note.data["video"]["url"].endswith(f"?expires={expires}")
+
+
+def test_without_a_pictures_maker_nothing_is_made_or_linked(world):
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    assert complete(world.deps, job.job_id) is CompletionOutcome.STORED
+    assert ("output", POSTER_KEY) not in world.blobs.objects
+    assert world.blobs.json[("output", "results/shot/run1/metadata.json")]["pictures"] is None
+    (note,) = world.notifier.published
+    assert "poster_url" not in note.data and "contact_sheet_url" not in note.data
+
+
+class FailingUploads(InMemoryBlobs):
+    """The output bucket refuses picture uploads (``upload_file``); everything else works."""
+
+    def upload_file(self, bucket: str, key: str, path, *, content_type: str) -> int:
+        raise StorageError(f"could not write s3://{bucket}/{key}: SlowDown")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["decoder", "not-a-video", "download", "upload"],
+)
+def test_a_picture_failure_still_stores_and_notifies_once_without_links(world, failure):
+    # Given a completing job whose pictures cannot be made (or stored)
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    pictures = FakeClipPictures()
+    deps = world.deps
+    if failure == "decoder":
+        pictures.fail_next.append(RuntimeError("the decoder gave up"))
+    elif failure == "not-a-video":
+        pictures.fail_next.append(ValueError("video.mp4: no video stream"))
+    elif failure == "download":
+
+        def refuse(bucket: str, key: str, path) -> int:
+            raise StorageError(f"could not read s3://{bucket}/{key}: AccessDenied")
+
+        world.blobs.download_file = refuse  # type: ignore[method-assign]
+    else:
+        blobs = FailingUploads(world.clock)
+        blobs.__dict__.update(world.blobs.__dict__)  # the same buckets
+        deps = replace(world.deps, blobs=blobs)
+    metrics.clear_metrics()
+    # When the completion runs
+    outcome = complete(deps, job.job_id, pictures)
+    # Then the job is stored in this attempt, without pictures recorded or listed, and the failure counted
+    assert outcome is CompletionOutcome.STORED
+    assert counted("ClipPicturesFailed") == 1
+    final = stored_job(world, job)
+    assert (final.status, final.poster_key, final.contact_sheet_key) == (JobStatus.STORED, None, None)
+    blobs = deps.blobs
+    assert isinstance(blobs, InMemoryBlobs)
+    assert blobs.json[("output", "results/shot/run1/metadata.json")]["pictures"] is None
+    # and told once, with the video's link and none to pictures
+    (note,) = world.notifier.published
+    assert note.status is JobStatus.STORED and note.data["video"]["url"]
+    assert "poster_url" not in note.data and "contact_sheet_url" not in note.data
+    # and a redelivery changes nothing
+    assert complete(deps, job.job_id, pictures) is CompletionOutcome.ALREADY_DONE
+    assert len(world.notifier.published) == 1
+
+
+def test_pictures_are_not_tried_with_too_little_time_left(world):
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    pictures = FakeClipPictures()
+    outcome = complete(world.deps, job.job_id, pictures, time_left_s=lambda: PICTURES_MIN_TIME_S - 1)
+    assert outcome is CompletionOutcome.STORED
+    assert pictures.made == []
+    assert stored_job(world, job).poster_key is None
+    (note,) = world.notifier.published
+    assert "poster_url" not in note.data
+
+
+def test_a_redelivered_completion_neither_makes_the_pictures_again_nor_notifies_twice(world):
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    pictures = FakeClipPictures()
+    assert complete(world.deps, job.job_id, pictures) is CompletionOutcome.STORED
+    assert complete(world.deps, job.job_id, pictures) is CompletionOutcome.ALREADY_DONE
+    assert len(pictures.made) == 1
+    assert len(world.notifier.published) == 1
+
+
+class CrashingOnStored:
+    """A store whose first move to STORED dies (a crash after the uploads, before the state change)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store, self.crashed = store, False
+
+    def apply(self, transition: Transition) -> bool:
+        if transition.new_status is JobStatus.STORED and not self.crashed:
+            self.crashed = True
+            raise RuntimeError("the function died")
+        return self._store.apply(transition)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_retry_after_a_crash_before_stored_redoes_the_pictures_and_notifies_once(world):
+    # Given a completion that stored the video and its pictures, then died before the job moved
+    job = completing(world)
+    world.videos.videos[VIDEO_URL] = VIDEO
+    pictures = FakeClipPictures()
+    deps = replace(world.deps, store=CrashingOnStored(world.store))
+    with pytest.raises(RuntimeError):
+        complete(deps, job.job_id, pictures)
+    assert stored_job(world, job).status is JobStatus.COMPLETING
+    assert world.notifier.published == []
+    # When the message comes back
+    assert complete(deps, job.job_id, pictures) is CompletionOutcome.STORED
+    # Then the stored video is reused, its pictures made again over the same keys, and told once
+    assert pictures.made == [VIDEO, VIDEO]
+    assert world.blobs.objects[("output", POSTER_KEY)] == FakeClipPictures.pictures_of(VIDEO).poster_jpeg
+    (note,) = world.notifier.published
+    assert {"poster_url", "contact_sheet_url"} <= set(note.data)
+
+
+def test_a_later_notification_links_the_pictures_only_when_the_job_records_them(world):
+    # Given two jobs moved to STORED by a completion that died before notifying: one with pictures
+    now = world.clock.now()
+    with_pictures, without = completing(world, "pics"), completing(world, "plain")
+    for job, keys in (
+        (
+            with_pictures,
+            {
+                "poster_key": "results/pics/run1/poster.jpg",
+                "contact_sheet_key": "results/pics/run1/contact-sheet.png",
+            },
+        ),
+        (without, {}),
+    ):
+        world.store.apply(
+            Transition.of(job.job_id, JobStatus.COMPLETING, JobStatus.STORED)
+            .set(video_key=video_key(job), video_bytes=len(VIDEO), finished_at=now, **keys)
+            .schedule(DueKind.NOTIFY, now + 120)
+        )
+    # When the poller's safety net notifies them
+    for job in (with_pictures, without):
+        assert report_and_notify(world.deps, stored_job(world, job))
+    # Then only the job that records pictures links them
+    by_name = {n.job_name: n.data for n in world.notifier.published}
+    assert by_name["pics"]["poster_url"].startswith("https://output.s3.test/results/pics/run1/poster.jpg?")
+    assert by_name["pics"]["contact_sheet_url"].startswith(
+        "https://output.s3.test/results/pics/run1/contact-sheet.png?"
+    )
+    assert "poster_url" not in by_name["plain"] and "contact_sheet_url" not in by_name["plain"]

@@ -128,7 +128,16 @@ def test_a_film_whose_shots_are_all_stored_already_goes_straight_to_the_stitch(w
             "UnsupportedDuration",
             "shots.2.duration",
         ),
-        ({**keyframes(3), "film.json": b'{"mode": "continue"}'}, "InvalidFilmJson", "mode"),
+        (
+            {**keyframes(3), "film.json": b'{"mode": "continue", "model": "wan2.2-kf2v-flash"}'},
+            "InvalidFilmJson",
+            "mode",
+        ),
+        (
+            {**keyframes(3), "film.json": b'{"mode": "continue", "shots": {"2": {"duration": 14}}}'},
+            "UnsupportedDuration",
+            "shots.2.duration",
+        ),
         ({**keyframes(2), "03.png": frame_png(size=(240, 320))}, "MixedAspectRatios", "03.png"),
         ({**keyframes(2), "03.png": b"not a picture"}, "NotAnImage", "03.png"),
         ({**keyframes(2), "07.txt": b"no such keyframe"}, "InvalidFilm", "07.txt"),
@@ -137,7 +146,8 @@ def test_a_film_whose_shots_are_all_stored_already_goes_straight_to_the_stitch(w
         "repeated-number",
         "bad-seam",
         "shot-duration",
-        "continue-mode",
+        "continue-with-kf2v",
+        "continued-shot-too-long",
         "mixed-aspect",
         "unreadable",
         "orphan-prompt",
@@ -215,3 +225,41 @@ def test_a_job_folder_with_a_numbered_image_beside_first_and_last_stays_one_job(
     assert _event(world, "job", "first.png") is IntakeOutcome.ACCEPTED
     assert _runs(world, "job") == [] and len(_shots(world, "job")) == 1
     assert _event(world, "job", "ref_2.png") is IntakeOutcome.DUPLICATE
+
+
+def _fail_shot(world, job_id: str) -> None:
+    world.store.jobs[job_id].update(
+        status="FAILED",
+        finished_at=world.clock.now(),
+        error={"code": "InternalError.Algo", "message": "the model failed"},
+    )
+
+
+def test_uploading_a_failed_films_files_again_retries_the_failed_shot_alone(world):
+    # Given a film of two shots whose second shot failed, and so the run
+    files = keyframes(3)
+    drop(world, "walk", files)
+    assert _event(world, "walk") is IntakeOutcome.ACCEPTED
+    (first_run,) = _runs(world, "walk")
+    stored, failed = (ref.job_id for ref in first_run.shots)
+    world.clock.advance(120)  # the shot's task ran for a while
+    world.store.jobs[stored].update(status="STORED", video_key="results/walk/s1/video.mp4")
+    _fail_shot(world, failed)
+    from inbetween.usecases import film_runs
+
+    assert film_runs.advance(world.deps, first_run.run_id) is film_runs.FilmProgress.FAILED
+    tasks = len(world.provider.created)
+    # When a duplicate event of the first upload arrives: nothing (the same files, as they were)
+    world.clock.advance(30)
+    assert _event(world, "walk") is IntakeOutcome.DUPLICATE
+    assert len(_runs(world, "walk")) == 1 and len(world.provider.created) == tasks
+    # When the same files are uploaded again
+    drop(world, "walk", files)
+    assert _event(world, "walk", "02.png") is IntakeOutcome.ACCEPTED
+    # Then a second attempt of the run: shot 1 reused, shot 2 made again (one new task), and once only
+    retry = next(r for r in _runs(world, "walk") if r.run_id != first_run.run_id)
+    assert retry.run_id == first_run.run_id + "~2" and retry.status is FilmStatus.RUNNING
+    assert [ref.job_id for ref in retry.shots] == [stored, failed + "~2"]
+    assert len(world.provider.created) == tasks + 1
+    assert _event(world, "walk", "03.png") is IntakeOutcome.DUPLICATE
+    assert len(world.provider.created) == tasks + 1

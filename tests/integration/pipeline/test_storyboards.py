@@ -9,6 +9,9 @@ import random
 
 import av
 import pytest
+from faults import FunctionCrashed
+from inbetween.domain.films import FilmStatus
+from inbetween.usecases import film_runs
 from PIL import Image
 
 FILM = "harbour"
@@ -113,3 +116,81 @@ def test_a_failed_shot_fails_the_film_naming_it_and_fixing_it_makes_one_new_task
     assert pipeline.emulator.stats.creates_accepted == 3
     assert _film_runs(pipeline)[-1]["status"] == "STORED"
     assert [n["message"]["type"] for n in pipeline.notifications()] == ["film.succeeded"]
+
+
+def test_continue_mode_makes_each_shot_from_the_tail_of_the_one_before_then_one_film(pipeline, tmp_path):
+    # Given three keyframes and a film.json asking each shot to continue the one before
+    keyframes = {f"{i:02d}.png": _png(c) for i, c in enumerate(COLOURS[:3], start=1)}
+    continued = {**FILM_JSON, "mode": "continue"}
+    _sync(pipeline, {**keyframes, "film.json": json.dumps(continued).encode()})
+    # When the pipeline works through it
+    pipeline.run_until(_stored_runs(pipeline, 1), timeout=180)
+    (run,) = _film_runs(pipeline)
+    assert run["status"] == "STORED", run.get("error")
+    # Then two tasks, one after the other: the second continues the first's last 2 s toward keyframe 3,
+    # so it asks for (and is billed) 2 + 2 s
+    assert pipeline.emulator.stats.creates_accepted == 2
+    shots = [pipeline.raw_item(f"job#{s['job_id']}") for s in run["shots"]]
+    assert [int(s["spec"]["duration"]) for s in shots] == [SHOT_S, SHOT_S + 2]
+    assert set(shots[1]["inputs"]) == {"first_clip", "last"}
+    tail = shots[1]["inputs"]["first_clip"]
+    assert tail["bucket"] == pipeline.settings.output_bucket and tail["key"].endswith("/tail.mp4")
+    assert float(shots[1]["created_at"]) >= float(shots[0]["finished_at"])
+    # and the film shows each shot's own seconds once: the repeated tail is cut from the continued clip
+    expected = 2 * FPS * SHOT_S
+    assert int(run["frames"]) == expected
+    assert _frames(pipeline, run["video_key"], tmp_path) == (expected, True)
+    notes = pipeline.notifications()
+    assert [n["message"]["type"] for n in notes] == ["film.succeeded"]
+    assert [s["usage"]["duration"] for s in notes[0]["message"]["data"]["shots"]] == [SHOT_S, SHOT_S + 2]
+
+
+class CrashingFilmStore:
+    """A store whose stitch dies once after the film is uploaded (before the run is STORED), and once
+    after it is STORED (before it is announced): as a Lambda process dying there would."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.crashes = {"before stored": 1, "before announced": 1}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _crash(self, where: str) -> None:
+        if self.crashes[where] > 0:
+            self.crashes[where] -= 1
+            raise FunctionCrashed(f"injected: the stitch died {where}")
+
+    def move_film_run(self, run_id, expected, new, **changes):
+        if new is FilmStatus.STORED:
+            self._crash("before stored")
+        return self.inner.move_film_run(run_id, expected, new, **changes)
+
+    def claim_film_notification(self, run_id, *, now, until):
+        run = self.inner.get_film_run(run_id)
+        if run is not None and run.status is FilmStatus.STORED:
+            self._crash("before announced")
+        return self.inner.claim_film_notification(run_id, now=now, until=until)
+
+
+def test_a_stitch_that_dies_is_redelivered_and_stores_and_announces_the_film_once(pipeline, tmp_path):
+    store = CrashingFilmStore(pipeline.deps.store)
+    pipeline.replace(store=store)
+    keyframes = {f"{i:02d}.png": _png(c) for i, c in enumerate(COLOURS[:3], start=1)}
+    _sync(pipeline, {**keyframes, "film.json": json.dumps(FILM_JSON).encode()})
+    # When the stitch dies after uploading the film, and again after storing the run
+    for _ in range(2):
+        with pytest.raises(FunctionCrashed):
+            pipeline.run_until(_stored_runs(pipeline, 1), timeout=180)
+    assert store.crashes == {"before stored": 0, "before announced": 0}
+    # Then its message comes back and the film is stored and announced once
+    pipeline.run_until(_stored_runs(pipeline, 1), timeout=60)
+    (run,) = _film_runs(pipeline)
+    assert run["status"] == "STORED"
+    assert _frames(pipeline, run["video_key"], tmp_path) == (2 * FPS * SHOT_S - 1, True)
+    # and nothing later says it again: the poller's safety net, past every due time
+    pipeline.advance(film_runs.STITCH_OVERDUE_S + 60)
+    pipeline.poll_step()
+    pipeline.stitch_step()
+    assert [n["message"]["type"] for n in pipeline.notifications()] == ["film.succeeded"]
+    assert pipeline.emulator.stats.creates_accepted == 2
