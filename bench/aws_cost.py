@@ -80,10 +80,11 @@ def per_job(result: dict[str, Any]) -> dict[str, Any]:
     )
     cost["lambda_requests"] = lambda_requests * PRICE["lambda_request"]
     # duration: the poller runs (mostly waiting) up to its 55 s budget each minute while work is active;
-    # submit and completion ~1 s each at 256 MB / 512 MB (an estimate, not measured on Lambda)
+    # submit and completion ~1 s each at 256 MB / 1024 MB (completion makes the clip's pictures; an
+    # estimate, not measured on Lambda)
     cost["lambda_duration"] = (
         invocations.get("poller", 0) * 55 * 0.25 + invocations.get("submit", 0) * 1 * 0.25
-        + invocations.get("completion", 0) * 1 * 0.5
+        + invocations.get("completion", 0) * 1 * 1.0
     ) * PRICE["lambda_gb_s_arm"]  # fmt: skip
     total = sum(cost.values())
     by_service: Counter[str] = Counter()
