@@ -379,11 +379,7 @@ def follow_film(
     live = out.isatty()
     last_state = None
     while True:
-        runs = [
-            r
-            for r in store.recent_film_runs(film)
-            if r.run_id == run_id or since is None or r.created_at >= since - 2
-        ]
+        runs = [r for r in store.recent_film_runs(film) if _is_followed(r, run_id, since)]
         run = runs[0] if runs else None
         if run is None:
             state = "SETTLING"
@@ -410,6 +406,18 @@ def follow_film(
                 out.write("\n")
             raise CliError(f"film {film!r} is not finished after {timeout:.0f} s (state: {state})", code=1)
         time.sleep(poll_s)
+
+
+def _is_followed(run: Any, run_id: str | None, since: float | None) -> bool:
+    """Whether ``run`` is the one an upload at ``since`` leads to: created after it, or the run the folder
+    makes (or a retry of it, ``<run>~2``) unless that one failed before the upload: the same files
+    uploaded again retry a failed run, so its next attempt is the one to wait for."""
+    if since is None or run.created_at >= since - 2:
+        return True
+    if run_id is None or (run.run_id != run_id and not run.run_id.startswith(run_id + "~")):
+        return False
+    failed_before = run.status.value == "FAILED" and (run.finished_at or 0.0) < since
+    return not failed_before
 
 
 def plan_film_digest(files: dict[str, str], read: Any) -> str:
