@@ -16,6 +16,7 @@ from typing import Any
 
 class JobStatus(StrEnum):
     WAITING = "WAITING"  # accepted, waiting for a provider slot (arrival order)
+    HELD = "HELD"  # accepted, waiting for the month's budget to allow its estimated cost (arrival order)
     SUBMITTING = "SUBMITTING"  # a worker holds the lease and is creating the provider task
     SUBMITTED = "SUBMITTED"  # the provider has the task (PENDING or RUNNING there)
     COMPLETING = "COMPLETING"  # the task succeeded; the video is being copied
@@ -23,13 +24,16 @@ class JobStatus(StrEnum):
     REJECTED = "REJECTED"  # final: the drop was invalid (ours or the provider's validation)
     FAILED = "FAILED"  # final: the provider task failed or was cancelled
     EXPIRED = "EXPIRED"  # final: the task or its video link outlived the provider's 24 hours
+    CANCELED = "CANCELED"  # final: withdrawn by the user before it was paid for (no video)
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({JobStatus.STORED, JobStatus.REJECTED, JobStatus.FAILED, JobStatus.EXPIRED})
+FINAL_STATUSES = frozenset(
+    {JobStatus.STORED, JobStatus.REJECTED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED}
+)
 
 
 class DueKind(StrEnum):

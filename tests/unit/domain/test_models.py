@@ -65,7 +65,9 @@ def test_only_final_states_are_final():
         JobStatus.REJECTED,
         JobStatus.FAILED,
         JobStatus.EXPIRED,
+        JobStatus.CANCELED,
     }
+    assert not JobStatus.HELD.is_final  # held for the budget: it may still be made
 
 
 def test_waiting_jobs_queue_per_model_and_everything_else_shares_its_kinds_partition():
