@@ -26,7 +26,7 @@ from bench.common import OUT, ROOT, Figure
 # each module has run(quick) -> list[Figure]. aws_cost counts requests (no timing in its figures), so it
 # runs in its own process beside the next three; provider_traffic runs last and alone, because our own
 # code's time counts in its scaled provider time.
-FIGURES = ("aws_cost", "cold_start", "poller_reads", "completion", "provider_traffic", "backlog")
+FIGURES = ("aws_cost", "cold_start", "poller_reads", "completion", "provider_traffic", "backlog", "stitch")
 BESIDE_THE_OTHERS = ("aws_cost",)
 
 

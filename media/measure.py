@@ -3,11 +3,13 @@
     python media/measure.py                       # 14 shots x 5 s at 720P and 1080P, with audio
     cd media && python -m measure --res 720p --shots 4 --seconds 2    # a quick look
 
-Synthetic clips (:mod:`inbetween_media.synth`, with grain) are made once per resolution (``--distinct`` of
-them, cycled through the shots). Each stitch and each verify runs in a child process of its own; its CPU
-(user + system) comes from ``os.wait4``; its peak RSS is the child's own ``VmHWM`` (/proc/self/status), because
-``ru_maxrss`` (RUSAGE_CHILDREN or wait4) is floored on Linux by the parent's RSS at fork time; both are printed.
-Figures are CPU-seconds, never wall-clock.
+Synthetic clips (:mod:`inbetween_media.synth`'s pictures, with grain) are made once per resolution
+(``--distinct`` of them, cycled through the shots), each frame encoded as soon as it is drawn
+(:func:`write_clip_streaming`: one frame in memory, not the clip's), in a child process of its own. Each
+stitch and each verify runs in a child process of its own too; its CPU (user + system) comes from
+``os.wait4``; its peak RSS is the child's own ``VmHWM`` (/proc/self/status), because ``ru_maxrss``
+(RUSAGE_CHILDREN or wait4) is floored on Linux by the parent's RSS at fork time; both are printed. Figures
+are CPU-seconds, never wall-clock.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-SIZES = {"480p": (832, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+SIZES = {"240p": (416, 240), "480p": (832, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+FPS = 30
+# How the synthetic clips are made (write_clip_streaming, clip_spec): bump it when a clip made from the same
+# spec would come out different, so that the caches keyed by it (bench/out/stitch-clips) are made anew.
+CLIP_VERSION = "stream-1"
 
 CHILD = """
 import json, resource, sys, time
@@ -42,7 +47,11 @@ def peak_rss_kb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from inbetween_media import FilmPictures, plan_film, stitch_film, verify_film
 args = json.loads(sys.argv[1])
-if args["mode"] == "stitch":
+if args["mode"] == "make":
+    from measure import write_clip_streaming
+    write_clip_streaming(args["out"], **args["spec"])
+    print(json.dumps({{"peak_rss_kb": peak_rss_kb()}}))
+elif args["mode"] == "stitch":
     plan = plan_film(args["clips"], seam_blend_frames=args["blend"])
     pictures = FilmPictures(plan.layout, plan.width, plan.height)
     report = stitch_film(args["clips"], args["out"], seam_blend_frames=args["blend"], on_frame=pictures,
@@ -95,38 +104,102 @@ def installed_size() -> dict[str, object]:
     }
 
 
-def measure(
+def clip_spec(res: str, seconds: float, k: int, audio: bool, grain: float) -> dict[str, Any]:
+    """Everything that makes synthetic clip ``k`` (:func:`write_clip_streaming`'s keyword arguments)."""
+    return {
+        "k": k,
+        "frames": round(seconds * FPS),
+        "size": list(SIZES[res]),
+        "fps": FPS,
+        "tone_hz": 450.0 if audio else None,
+        "grain": grain,
+        "preset": "veryfast",
+        "crf": 20,
+    }
+
+
+def write_clip_streaming(
+    path: str | Path,
+    k: int,
+    *,
+    frames: int,
+    size: tuple[int, int] | list[int],
+    fps: int = FPS,
+    tone_hz: float | None = None,
+    grain: float = 0.0,
+    preset: str = "veryfast",
+    crf: int = 20,
+    audio_layout: str = "stereo",
+) -> Path:
+    """``synth.make_clip``'s clip (the same pictures, tone and encoder settings), streamed: each frame is
+    encoded as soon as it is drawn, with its share of the tone, instead of drawing the whole clip first
+    (a 5 s 1080P clip's pictures held at once are ~930 MB)."""
+    from fractions import Fraction
+
+    import av
+    from inbetween_media import synth
+
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.codec_context.options = {"preset": preset, "crf": str(crf)}
+        astream = out.add_stream("aac", rate=48000, layout=audio_layout) if tone_hz else None
+        audio_done = 0
+        for i in range(frames):
+            picture = synth.frame_between(k, i / (frames - 1), (width, height), grain)
+            frame = av.VideoFrame.from_image(picture.convert("RGB")).reformat(format="yuv420p")  # type: ignore[no-untyped-call]
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in vs.encode(frame):
+                out.mux(packet)
+            if astream is not None and tone_hz:
+                upto = (i + 1) * 48000 // fps  # in all: synth.tone(frames * 48000 // fps, tone_hz)
+                samples = synth.tone(upto - audio_done, tone_hz, phase_samples=audio_done)
+                aframe = av.AudioFrame(format="fltp", layout=audio_layout, samples=len(samples))
+                data = samples.tobytes()
+                for plane in aframe.planes:
+                    plane.update(data + bytes(plane.buffer_size - len(data)))
+                aframe.sample_rate, aframe.pts, aframe.time_base = 48000, audio_done, Fraction(1, 48000)
+                for packet in astream.encode(aframe):
+                    out.mux(packet)
+                audio_done = upto
+        for stream in (vs, astream):
+            if stream is not None:
+                for packet in stream.encode(None):
+                    out.mux(packet)
+    return path
+
+
+def make_clip(res: str, seconds: float, k: int, audio: bool, grain: float, out: Path) -> dict[str, float]:
+    """Make synthetic clip ``k`` in a child process: its CPU-seconds (os.wait4) and peak RSS (VmHWM, MB)."""
+    made, cpu, _ = _child({"mode": "make", "out": str(out), "spec": clip_spec(res, seconds, k, audio, grain)})
+    return {"cpu_s": round(cpu, 2), "peak_rss_mb": round(int(made["peak_rss_kb"]) / 1024, 1)}
+
+
+def make_clips(
+    res: str, seconds: float, distinct: int, audio: bool, grain: float, work: Path
+) -> tuple[list[Path], float]:
+    """The ``distinct`` synthetic clips of one resolution, and the CPU-seconds making them took."""
+    clips = [work / f"{res}_{k}.mp4" for k in range(distinct)]
+    return clips, sum(make_clip(res, seconds, k, audio, grain, clip)["cpu_s"] for k, clip in enumerate(clips))
+
+
+def measure_clips(
     res: str,
+    clips: list[Path],
     shots: int,
     seconds: float,
-    distinct: int,
     audio: bool,
-    grain: float,
     blend: int,
     preset: str,
     crf: int,
     work: Path,
 ) -> dict[str, Any]:
-    from inbetween_media import synth
-
+    """Stitch ``shots`` shots (``clips`` cycled through), then verify the film: each in a child process."""
     size = SIZES[res]
-    frames = round(seconds * 30)
-    started = time.process_time()
-    clips = [
-        synth.make_clip(
-            work / f"{res}_{k}.mp4",
-            k,
-            frames=frames,
-            size=size,
-            tone_hz=450.0 if audio else None,
-            grain=grain,
-            preset="veryfast",
-            crf=20,
-        )
-        for k in range(distinct)
-    ]
-    gen_cpu = time.process_time() - started
-    film = work / f"{res}_film.mp4"
+    distinct = len(clips)
+    film = work / f"{res}_{shots}x{seconds:g}s_film.mp4"  # films of one folder may be measured at once
     order = [str(clips[k % distinct]) for k in range(shots)]
     stitch, stitch_cpu, stitch_rss = _child(
         {"mode": "stitch", "clips": order, "out": str(film), "blend": blend, "preset": preset, "crf": crf}
@@ -166,8 +239,24 @@ def measure(
         "verify_problems": verify["problems"],
         "film_mb": round(int(stitch["bytes"]) / 1e6, 2),
         "inputs_mb": round(sum(Path(p).stat().st_size for p in order) / 1e6, 2),
-        "clip_generation_cpu_s": round(gen_cpu, 1),
     }
+
+
+def measure(
+    res: str,
+    shots: int,
+    seconds: float,
+    distinct: int,
+    audio: bool,
+    grain: float,
+    blend: int,
+    preset: str,
+    crf: int,
+    work: Path,
+) -> dict[str, Any]:
+    clips, gen_cpu = make_clips(res, seconds, distinct, audio, grain, work)
+    run = measure_clips(res, clips, shots, seconds, audio, blend, preset, crf, work)
+    return {**run, "clip_generation_cpu_s": round(gen_cpu, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=int, default=14)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
-        "--distinct", type=int, default=3, help="distinct clips made, cycled through the shots"
+        "--distinct", type=int, default=2, help="distinct clips made, cycled through the shots"
     )
     parser.add_argument("--no-audio", action="store_true")
     parser.add_argument("--grain", type=float, default=3.0, help="3: ~5 MB per 5 s 720p clip, ~8 Mb/s")
