@@ -14,6 +14,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Inbetween")
 _ROOT = Path(__file__).resolve().parents[1]
 # BENCH_CODE_ROOT: measure another checkout's shared/ and functions/ (e.g. a `git archive` of a commit)
 _CODE = Path(os.environ.get("BENCH_CODE_ROOT") or _ROOT)
-for _path in (_ROOT / "local", _CODE / "shared"):  # as pytest's pythonpath does
+# media/: the layer the completion function has too (every clip's poster and contact sheet)
+for _path in (_ROOT / "local", _CODE / "media", _CODE / "shared"):  # as pytest's pythonpath does
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
