@@ -25,7 +25,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from inbetween_local.console import ConsoleStream
 
 NO_STACK = "no local stack is running: start one with `inbetween local up`, or pass --stack NAME for a deployed stack"
 ENV_NAMES = {
@@ -799,8 +802,9 @@ def _wait_for_interrupt() -> None:
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
-    from inbetween_local.receiver import WebhookReceiver
-    from inbetween_local.stack import LocalStack, PortInUse, StackOptions
+    from inbetween.observability import logger
+
+    from inbetween_local.console import attached
 
     path = state_file_path(args.state_file)
     if path.exists():
@@ -810,14 +814,36 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             endpoint = ""
         if endpoint and _reachable(endpoint):
             raise CliError(f"a local stack is already running at {endpoint} (state file {path})")
+    log_path = Path(args.log_file) if args.log_file else path.with_suffix(".log")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = log_path.open("w", encoding="utf-8")  # a new stack, a new log
+    except OSError as exc:
+        raise CliError(f"cannot write the log file {log_path}: {exc}; pass --log-file PATH") from None
+    # the functions' JSON records go to the log file from their first one; the terminal gets a line
+    # per job event (and, with --verbose, the records too)
+    with log_file, attached(logger, log_file, sys.stdout, verbose=args.verbose) as stream:
+        return _run_local_stack(args, path, log_path, stream)
+
+
+def _run_local_stack(args: argparse.Namespace, path: Path, log_path: Path, stream: ConsoleStream) -> int:
+    from inbetween_local.receiver import WebhookReceiver
+    from inbetween_local.stack import LocalStack, PortInUse, StackOptions
+
     receiver = None
     parameters = {}
     if args.webhook_receiver:
+
+        def verified(event: Any) -> None:
+            data = event.payload.get("data", {})
+            subject = str(data.get("job") or data.get("film") or "")
+            stream.webhook_received(subject, event.id, verified=True)
+
+        def rejected(msg_id: str, reason: str) -> None:
+            stream.webhook_received("", msg_id, verified=False, reason=reason)
+
         receiver = WebhookReceiver(
-            None,
-            port=args.webhook_port,
-            on_event=lambda e: print("webhook verified: " + e.summary(), flush=True),
-            on_reject=lambda i, r: print(f"webhook REJECTED ({r})", flush=True),
+            None, port=args.webhook_port, on_event=verified, on_reject=rejected
         ).start()
         parameters["WebhookUrl"] = receiver.url
     options = StackOptions(
@@ -843,6 +869,12 @@ def cmd_local_up(args: argparse.Namespace) -> int:
                 receiver.set_secret(stack.webhook_secret)
             stack.write_state(path)
             _print_local_guide(stack, path, receiver)
+            print(
+                f"the functions' JSON logs: {log_path}"
+                + ("" if args.verbose else " (--verbose shows them here too)")
+                + "\njob events, one line each:",
+                flush=True,
+            )
             _wait_for_interrupt()
             print("\nstopping...", flush=True)
     finally:
@@ -932,7 +964,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="provider push on: the emulator sends task-finished events to the provider events function",
     )
-    up.add_argument("--log-level", default="INFO", help="the functions' log level")
+    up.add_argument("--log-level", default="INFO", help="the functions' log level (the job lines need INFO)")
+    up.add_argument(
+        "--log-file",
+        help="where the functions' JSON logs go (default: the state file's name with .log, "
+        ".inbetween-local.log; started afresh with each stack)",
+    )
+    up.add_argument(
+        "--verbose", action="store_true", help="print the functions' JSON logs too, not only the job lines"
+    )
     up.add_argument("--state-file", help=argparse.SUPPRESS)
     up.add_argument("--local-stack-name", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_local_up)

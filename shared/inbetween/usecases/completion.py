@@ -86,6 +86,16 @@ def complete(
         results_prefix(deps, job) + "metadata.json",
         metadata(deps, job, stored, picture_keys),
     )
+    # before finish, which notifies: the log reads in the order things happened (stored, then notified)
+    logger.info(
+        "video stored",
+        extra={
+            "job_id": job.job_id,
+            "task_id": job.task_id,
+            "video_key": stored.key,
+            "video_bytes": stored.size,
+        },
+    )
     finish(
         deps,
         job,

@@ -44,6 +44,7 @@ def on_object_created(deps: Deps, bucket: str, key: str) -> IntakeOutcome:
     drop = parse_key(key, settings.inbox_prefix)
     if drop is None or (drop.role is None and not is_film_file(drop.filename)):
         return IntakeOutcome.IGNORED_KEY
+    logger.info("object dropped", extra={"job": drop.job_name, "file": drop.filename})
     return examine(deps, drop.job_name)
 
 
@@ -78,7 +79,9 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
     now = deps.clock.now()
     age = now - (folder.newest + LAST_MODIFIED_RESOLUTION_S)
     if not final and settings.settle_seconds > 0 and age < settings.settle_seconds:
-        deps.queues.recheck_drop_later(job_name, math.ceil(settings.settle_seconds - age) + 1)
+        recheck_in_s = math.ceil(settings.settle_seconds - age) + 1
+        deps.queues.recheck_drop_later(job_name, recheck_in_s)
+        logger.info("drop settling", extra={"job": job_name, "recheck_in_s": recheck_in_s})
         return IntakeOutcome.SETTLING
     digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
     job_id = f"{job_name}/{digest}"
@@ -104,6 +107,14 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
                 deps.store.note_incomplete_drop(
                     job_name, first_seen=now, settle_by=now + settings.incomplete_drop_timeout_s
                 )
+                logger.info(
+                    "drop incomplete",
+                    extra={
+                        "job": job_name,
+                        "missing": missing,
+                        "timeout_s": settings.incomplete_drop_timeout_s,
+                    },
+                )
                 return IntakeOutcome.INCOMPLETE
             raise InvalidJob(
                 f"the job folder has no {' and no '.join(missing)} after "
@@ -126,7 +137,7 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
         return IntakeOutcome.DUPLICATE
     deps.store.forget_drop(job_name)
     count("JobsAccepted")
-    logger.info("job accepted", extra={"job_id": job_id, "model": spec.model})
+    logger.info("job accepted", extra={"job_id": job_id, "job": job_name, "model": spec.model})
     admission.admit(deps, spec.model)
     return IntakeOutcome.ACCEPTED
 
@@ -192,7 +203,13 @@ def _reject(deps: Deps, job: Job) -> None:
     if deps.store.add_job(job, due=(DueKind.NOTIFY, job.created_at + deps.timing.notify_grace_s)):
         count("JobsRejected")
         logger.info(
-            "job rejected", extra={"job_id": job.job_id, "code": job.error.code if job.error else None}
+            "job rejected",
+            extra={
+                "job_id": job.job_id,
+                "job": job.job_name,
+                "code": job.error.code if job.error else None,
+                "error": job.error.message if job.error else None,
+            },
         )
         stored = deps.store.get_job(job.job_id)
         if stored is not None:

@@ -106,7 +106,15 @@ def report_and_notify(deps: Deps, job: Job) -> bool:
     if url:
         webhook_delivery.start(deps, job, event_type, payload, url)
     deps.store.mark_notified(job.job_id, deps.clock.now())
-    logger.info("job notified", extra={"job_id": job.job_id, "status": job.status.value})
+    logger.info(
+        "job notified",
+        extra={
+            "job_id": job.job_id,
+            "status": job.status.value,
+            "event_type": event_type,
+            "code": job.error.code if job.error else None,
+        },
+    )
     return True
 
 

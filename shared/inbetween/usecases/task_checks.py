@@ -35,12 +35,19 @@ def note_still_running(deps: Deps, job: Job, status: TaskStatus, *, checked_at: 
     and schedule its next check, counted from when the check began (``checked_at``): a check that
     took a while, or was recorded after other work, keeps its place on the grid."""
     checked_at = deps.clock.now() if checked_at is None else checked_at
-    return deps.store.apply(
+    recorded = deps.store.apply(
         Transition.of(job.job_id, JobStatus.SUBMITTED)
         .set(provider_status=status.value)
         .add(polls=1)
         .schedule(DueKind.POLL, next_check_at(deps.settings, deps.timing, checked_at))
     )
+    if recorded and job.provider_status != status.value:
+        # only the changes (PENDING -> RUNNING): one record per change, not one per check
+        logger.info(
+            "task status",
+            extra={"job_id": job.job_id, "task_id": job.task_id, "provider_status": status.value},
+        )
+    return recorded
 
 
 def provider_facts(state: TaskState) -> dict[str, Any]:
@@ -98,6 +105,10 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
         )
         if not moved:
             return CheckOutcome.RACED
+        logger.info(
+            "task ended",
+            extra={"job_id": job.job_id, "task_id": job.task_id, "provider_status": state.status.value},
+        )
         if state.end_time is not None:
             seconds("DetectionDelay", now - state.end_time.timestamp())
             if state.submit_time is not None:
@@ -105,6 +116,17 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
         deps.queues.complete_job(job.job_id)
         return CheckOutcome.FINISHED
     status, error = final_status(state)
+    # before finish, which notifies: the log reads in the order things happened (ended, then notified)
+    logger.info(
+        "task ended",
+        extra={
+            "job_id": job.job_id,
+            "task_id": job.task_id,
+            "provider_status": state.status.value,
+            "code": error.code,
+            "error": error.message,
+        },
+    )
     done = finish(
         deps,
         job,

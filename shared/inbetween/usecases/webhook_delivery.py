@@ -15,7 +15,7 @@ from typing import Any
 from inbetween.deps import Deps
 from inbetween.domain.models import DeliveryState, Job, WebhookAttempt, WebhookDelivery
 from inbetween.errors import InvalidJob
-from inbetween.observability import count
+from inbetween.observability import count, logger
 from inbetween.webhooks.schedule import next_retry_delay
 from inbetween.webhooks.signing import build_event
 
@@ -86,8 +86,9 @@ def attempt(deps: Deps, delivery_id: str) -> AttemptOutcome:
             delivery.url, delivery_id, delivery.body.encode(), now=deps.clock.now()
         )
     except InvalidJob as exc:  # UnsafeWebhookUrl: never retried
-        deps.store.record_webhook_attempt(
-            delivery_id,
+        _record_attempt(
+            deps,
+            delivery,
             WebhookAttempt(
                 state=DeliveryState.REFUSED, at=deps.clock.now(), counted=False, error=exc.message
             ),
@@ -97,28 +98,26 @@ def attempt(deps: Deps, delivery_id: str) -> AttemptOutcome:
     now = deps.clock.now()
     status = result.status_code or 0
     if result.delivered:
-        deps.store.record_webhook_attempt(
-            delivery_id, WebhookAttempt(state=DeliveryState.DELIVERED, at=now, status=status)
-        )
+        _record_attempt(deps, delivery, WebhookAttempt(state=DeliveryState.DELIVERED, at=now, status=status))
         count("WebhooksDelivered")
         return AttemptOutcome.DELIVERED
     if result.gone:
-        deps.store.record_webhook_attempt(
-            delivery_id, WebhookAttempt(state=DeliveryState.GONE, at=now, status=status)
-        )
+        _record_attempt(deps, delivery, WebhookAttempt(state=DeliveryState.GONE, at=now, status=status))
         return AttemptOutcome.GONE
     delay = next_retry_delay(delivery.attempts + 1, delays=deps.timing.webhook_retry_delays_s)
     if delay is None:
-        deps.store.record_webhook_attempt(
-            delivery_id,
+        _record_attempt(
+            deps,
+            delivery,
             WebhookAttempt(state=DeliveryState.EXHAUSTED, at=now, status=status, error=result.error),
         )
         count("WebhooksExhausted")
         return AttemptOutcome.EXHAUSTED
     if result.retry_after_s:
         delay = max(delay, result.retry_after_s)
-    deps.store.record_webhook_attempt(
-        delivery_id,
+    _record_attempt(
+        deps,
+        delivery,
         WebhookAttempt(
             state=DeliveryState.PENDING,
             at=now,
@@ -129,3 +128,23 @@ def attempt(deps: Deps, delivery_id: str) -> AttemptOutcome:
     )
     count("WebhookRetriesScheduled")
     return AttemptOutcome.RETRY_SCHEDULED
+
+
+def _record_attempt(deps: Deps, delivery: WebhookDelivery, outcome: WebhookAttempt) -> None:
+    """Record what one attempt changed, and log it: one record per attempt, with the receiver's answer
+    and the next try (the URL is left out: it may carry a token)."""
+    deps.store.record_webhook_attempt(delivery.delivery_id, outcome)
+    logger.info(
+        "webhook attempt",
+        extra={
+            "job_id": delivery.job_id,
+            "delivery_id": delivery.delivery_id,
+            "attempt": delivery.attempts + 1 if outcome.counted else delivery.attempts,
+            "state": outcome.state.value,
+            "status": outcome.status,
+            "error": outcome.error or None,
+            "retry_in_s": (
+                round(outcome.next_attempt_at - outcome.at) if outcome.next_attempt_at is not None else None
+            ),
+        },
+    )
