@@ -6,6 +6,8 @@
     inbetween drop-film storyboard/ --wait                # 01.png, 02.png, ... [film.json, 01.txt]: a film
     inbetween status FILM | watch FILM | fetch FILM --out DIR   # film.mp4, poster.jpg, contact-sheet.png
     inbetween webhook listen [--secret whsec_...]       # verify and print signed webhooks
+    inbetween webhook replay JOB | --since TIME [--failed]   # deliver again, with the same webhook-id
+    inbetween webhook resume URL                        # a paused endpoint: its waiting deliveries go out
 
 Target, in this order: ``--stack NAME`` (a deployed CloudFormation stack's Outputs), ``--endpoint-url``
 (a local stack's moto endpoint), the INBETWEEN_INBOX_BUCKET / INBETWEEN_OUTPUT_BUCKET / INBETWEEN_JOBS_TABLE
@@ -506,6 +508,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
         "watermark": args.watermark,
         "prompt_extend": args.prompt_extend,
         "webhook_url": args.webhook_url,
+        "webhook_events": args.webhook_events.split(",") if args.webhook_events else None,
     }
     job_json = {k: v for k, v in fields.items() if v is not None}
     s3 = target.client("s3")
@@ -682,12 +685,130 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         run = find_film_run(store, args.job)
     if run is not None:
-        for line in describe_film(store, run):
+        for line in describe_film(store, run) + _delivery_lines(store, run.run_id, run.status.value):
             print(line)
         return 0
     job = find_job(target, args.job)
-    for line in describe_job(job):
+    for line in describe_job(job) + _delivery_lines(store, job.job_id, job.status.value):
         print(line)
+    return 0
+
+
+def describe_delivery(delivery: Any, endpoint: Any) -> list[str]:
+    """A webhook delivery and its log: each attempt's time, HTTP status or error, and the next attempt."""
+    from inbetween.domain.webhook_events import endpoint_label
+
+    attempts = f"{delivery.attempts} attempt{'' if delivery.attempts == 1 else 's'}"
+    replays = f", replayed {delivery.replays}x" if delivery.replays else ""
+    paused = " (endpoint PAUSED: `inbetween webhook resume URL`)" if endpoint and endpoint.paused else ""
+    lines = [
+        f"webhook:   {endpoint_label(delivery.url)}",
+        f"delivery:  {delivery.delivery_id} {delivery.state.value}, {attempts}{replays}{paused}",
+    ]
+    for entry in delivery.log:
+        if entry.note:
+            what = entry.note
+        elif entry.status:
+            what = f"HTTP {entry.status}" + (f": {entry.error}" if entry.error else "")
+        else:
+            what = entry.error or entry.state.value
+        nxt = f"  -> next attempt {_fmt_time(entry.next_attempt_at)}" if entry.next_attempt_at else ""
+        lines.append(f"  {_fmt_time(entry.at)}  {what}{nxt}")
+    if delivery.next_attempt_at and delivery.state.value == "pending":
+        lines.append(f"  next attempt: {_fmt_time(delivery.next_attempt_at)}")
+    return lines
+
+
+def _delivery_lines(store: Any, subject_id: str, status: str) -> list[str]:
+    from inbetween.usecases.webhook_delivery import subject_event_id
+    from inbetween.usecases.webhook_operations import endpoint_of_delivery
+
+    delivery = store.get_webhook_delivery(subject_event_id(subject_id, status))
+    if delivery is None:
+        return []
+    return ["", *describe_delivery(delivery, endpoint_of_delivery(store, delivery))]
+
+
+def parse_since(raw: str, now: float | None = None) -> float:
+    """--since: an ISO 8601 time (2026-12-01T09:30, UTC unless it says otherwise) or an age (90m, 2h, 3d)."""
+    from datetime import UTC, datetime
+
+    now = time.time() if now is None else now
+    text = raw.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:].lower() in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - float(text[:-1]) * units[text[-1].lower()]
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"--since {raw!r} is not a time: give an ISO 8601 time (2026-12-01T09:30Z) or an age (90m, 2h, 3d)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _subject_of(store: Any, target: Target, ref: str) -> tuple[str, str, str]:
+    """(subject id, final status, name) of a JOB reference: a job, or a film run (its film's event)."""
+    run = None
+    if "/" not in ref or store.get_job(ref) is None:
+        run = find_film_run(store, ref)
+    if run is not None:
+        return run.run_id, run.status.value, run.film
+    job = find_job(target, ref)
+    return job.job_id, job.status.value, job.job_name
+
+
+def cmd_webhook_replay(args: argparse.Namespace) -> int:
+    from inbetween.usecases import webhook_operations
+    from inbetween.usecases.webhook_delivery import subject_event_id
+
+    if (args.job is None) == (args.since is None):
+        raise CliError("give a JOB, or --since TIME (with --failed: only deliveries that failed)")
+    if args.failed and args.job is not None:
+        raise CliError("--failed goes with --since TIME; a JOB's delivery is replayed whatever its state")
+    target = resolve_target(args)
+    store = target.store()
+    now = time.time()
+    if args.job is not None:
+        subject_id, status, name = _subject_of(store, target, args.job)
+        delivery = store.get_webhook_delivery(subject_event_id(subject_id, status))
+        if delivery is None:
+            raise CliError(
+                f"{name} ({status}) has no webhook delivery: it is not final yet, had no webhook_url, "
+                "or its webhook_events filter left its event out",
+                code=1,
+            )
+        replays = [webhook_operations.replay(store, delivery, now)]
+    else:
+        since = parse_since(args.since, now)
+        replays = webhook_operations.replay_since(store, since, now, failed_only=args.failed)
+        if not replays:
+            which = "failed deliveries" if args.failed else "deliveries"
+            print(f"no {which} since {_fmt_time(since)} on {target.description}")
+            return 0
+    for replay in replays:
+        d = replay.delivery
+        print(f"{replay.outcome.value:<26} {d.delivery_id}  {d.job_id}  (was {d.state.value})")
+    queued = sum(1 for r in replays if r.outcome is webhook_operations.ReplayOutcome.QUEUED)
+    print(
+        f"{queued} queued: the poller sends {'it' if queued == 1 else 'them'} within a cycle, with the "
+        "original webhook-id (receivers that deduplicate drop what they had), a fresh timestamp and signature"
+    )
+    return 0
+
+
+def cmd_webhook_resume(args: argparse.Namespace) -> int:
+    from inbetween.usecases import webhook_operations
+
+    if not args.url.startswith(("https://", "http://")):
+        raise CliError("URL must be the endpoint's webhook URL, e.g. https://hooks.example.com/inbetween")
+    target = resolve_target(args)
+    resumed = webhook_operations.resume(target.store(), args.url, time.time())
+    if not resumed.was_paused and not resumed.released:
+        print(f"{resumed.endpoint} is not paused; nothing waits for it")
+        return 0
+    state = "resumed" if resumed.was_paused else "not paused; its waiting deliveries restarted"
+    print(f"{resumed.endpoint} {state}: {resumed.waiting} waiting deliveries go out oldest first")
     return 0
 
 
@@ -1000,6 +1121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(drop, "watermark", "add the provider's watermark (--no-watermark: without)")
     _bool_flag(drop, "prompt-extend", "let the provider rewrite the prompt (--no-prompt-extend: don't)")
     drop.add_argument("--webhook-url")
+    drop.add_argument(
+        "--webhook-events", help="event types the webhook gets, comma-separated (video.generation.*)"
+    )
     drop.add_argument("--wait", action="store_true", help="follow the job to the end")
     drop.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits")
     drop.set_defaults(func=cmd_drop)
@@ -1046,6 +1170,22 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--secret", help="whsec_... (default: the target stack's signing secret)")
     listen.add_argument("--port", type=int, default=0)
     listen.set_defaults(func=cmd_webhook_listen)
+    replay = webhook.add_parser(
+        "replay",
+        parents=[target],
+        help="deliver webhooks again, with their original webhook-id (receivers deduplicate)",
+    )
+    replay.add_argument("job", metavar="JOB", nargs="?", help="job name or job id; film name or run id")
+    replay.add_argument(
+        "--since", metavar="TIME", help="every delivery since TIME (2026-12-01T09:30Z, 2h, 3d)"
+    )
+    replay.add_argument("--failed", action="store_true", help="with --since: only those that failed")
+    replay.set_defaults(func=cmd_webhook_replay)
+    resume = webhook.add_parser(
+        "resume", parents=[target], help="resume a paused endpoint: its waiting deliveries go out in order"
+    )
+    resume.add_argument("url", metavar="URL", help="the endpoint's webhook URL (its query does not matter)")
+    resume.set_defaults(func=cmd_webhook_resume)
     return parser
 
 

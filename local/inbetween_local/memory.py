@@ -25,6 +25,7 @@ from inbetween.config import Settings, Timing
 from inbetween.deps import Deps
 from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
+    DeliveryLogEntry,
     DeliveryState,
     DueKind,
     EarlyEvent,
@@ -42,6 +43,7 @@ from inbetween.domain.models import (
     item_value,
 )
 from inbetween.domain.mp4_check import Mp4Inspector
+from inbetween.domain.webhook_events import WebhookEndpoint, held_partition
 from inbetween.errors import (
     ProviderUnavailable,
     StorageError,
@@ -104,6 +106,7 @@ class InMemoryJobStore:
         self.deliveries: dict[str, WebhookDelivery] = {}
         self.early: dict[str, EarlyEvent] = {}
         self.films: dict[str, dict[str, Any]] = {}  # run_id -> FilmRun.to_item()
+        self.endpoints: dict[str, WebhookEndpoint] = {}
         self._order = itertools.count()
 
     # -- jobs ----------------------------------------------------------------------------------------
@@ -296,7 +299,9 @@ class InMemoryJobStore:
             if delivery is None:
                 return None
             due = self.due.get(f"hook#{delivery_id}")
-            return replace(delivery, next_attempt_at=due.at if due else None)
+            # a delivery held for a paused endpoint sits in its endpoint's partition: no next attempt
+            scheduled = due is not None and due.key == DueKind.WEBHOOK.key()
+            return replace(delivery, next_attempt_at=due.at if due is not None and scheduled else None)
 
     def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None:
         with self._lock:
@@ -312,6 +317,7 @@ class InMemoryJobStore:
                 delivered_at=attempt.at
                 if attempt.state is DeliveryState.DELIVERED
                 else delivery.delivered_at,
+                log=(*delivery.log, attempt.log_entry()),
             )
             if attempt.next_attempt_at is None:
                 self.due.pop(f"hook#{delivery_id}", None)
@@ -328,6 +334,98 @@ class InMemoryJobStore:
         with self._lock:
             if delivery_id in self.deliveries:
                 self.due[f"hook#{delivery_id}"] = _Due(DueKind.WEBHOOK.key(), at)
+
+    def reopen_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        with self._lock:
+            delivery = self.deliveries.get(delivery_id)
+            if delivery is None or delivery.state in (DeliveryState.PENDING, DeliveryState.WAITING):
+                return False
+            self.deliveries[delivery_id] = replace(
+                delivery,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                replays=delivery.replays + 1,
+                log=(*delivery.log, entry),
+            )
+            self.due[f"hook#{delivery_id}"] = _Due(DueKind.WEBHOOK.key(), at)
+            return True
+
+    def hold_webhook_delivery(self, delivery_id: str, endpoint_id: str, entry: DeliveryLogEntry) -> bool:
+        with self._lock:
+            delivery = self.deliveries.get(delivery_id)
+            if delivery is None or delivery.state is not DeliveryState.PENDING:
+                return False
+            self.deliveries[delivery_id] = replace(
+                delivery, state=DeliveryState.WAITING, log=(*delivery.log, entry)
+            )
+            self.due[f"hook#{delivery_id}"] = _Due(held_partition(endpoint_id), delivery.created_at)
+            return True
+
+    def held_webhook_deliveries(self, endpoint_id: str, limit: int = 50) -> list[str]:
+        with self._lock:
+            keys = self._due_keys(held_partition(endpoint_id), None, "hook#")
+            return [k.removeprefix("hook#") for k in keys[:limit]]
+
+    def release_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        with self._lock:
+            delivery = self.deliveries.get(delivery_id)
+            if delivery is None or delivery.state is not DeliveryState.WAITING:
+                return False
+            self.deliveries[delivery_id] = replace(
+                delivery, state=DeliveryState.PENDING, log=(*delivery.log, entry)
+            )
+            self.due[f"hook#{delivery_id}"] = _Due(DueKind.WEBHOOK.key(), at)
+            return True
+
+    def webhook_deliveries_since(self, since: float, limit: int = 500) -> list[WebhookDelivery]:
+        with self._lock:
+            found = [d for d in self.deliveries.values() if d.created_at >= since]
+        found.sort(key=lambda d: d.created_at)
+        return [self.get_webhook_delivery(d.delivery_id) or d for d in found[:limit]]
+
+    # -- webhook endpoints ---------------------------------------------------------------------------
+    def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        with self._lock:
+            return self.endpoints.get(endpoint_id)
+
+    def note_endpoint_failure(self, endpoint_id: str, origin: str, at: float) -> WebhookEndpoint:
+        with self._lock:
+            known = self.endpoints.get(endpoint_id) or WebhookEndpoint(endpoint_id, origin)
+            updated = replace(
+                known,
+                origin=origin,
+                failing_since=known.failing_since if known.failing_since is not None else at,
+                last_failure_at=at,
+                failures=known.failures + 1,
+            )
+            self.endpoints[endpoint_id] = updated
+            return updated
+
+    def note_endpoint_success(self, endpoint_id: str, at: float) -> None:
+        with self._lock:
+            known = self.endpoints.get(endpoint_id)
+            if known is not None and known.failing_since is not None:
+                self.endpoints[endpoint_id] = replace(
+                    known, failing_since=None, failures=0, last_success_at=at
+                )
+
+    def pause_endpoint(self, endpoint_id: str, at: float) -> bool:
+        with self._lock:
+            known = self.endpoints.get(endpoint_id)
+            if known is None or known.paused_at is not None:
+                return False
+            self.endpoints[endpoint_id] = replace(known, paused_at=at)
+            return True
+
+    def resume_endpoint(self, endpoint_id: str, at: float) -> bool:
+        with self._lock:
+            known = self.endpoints.get(endpoint_id)
+            if known is None or known.paused_at is None:
+                return False
+            self.endpoints[endpoint_id] = replace(
+                known, paused_at=None, failing_since=None, failures=0, resumed_at=at
+            )
+            return True
 
     # -- early push events ---------------------------------------------------------------------------
     def note_early_event(self, event: EarlyEvent) -> bool:

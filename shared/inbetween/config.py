@@ -13,7 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, base_url_for, model_spec
-from inbetween.errors import ConfigError
+from inbetween.domain.webhook_events import EVERY_EVENT, parse_event_filter
+from inbetween.errors import ConfigError, InvalidJob
 
 FRAME_TRANSPORTS = ("url", "base64")
 
@@ -53,6 +54,8 @@ class Settings:
     # closes the hand-over gap between a task's end and the next create (`make bench`, figure "backlog")
     provider_backlog: int = 1
     default_webhook_url: str = ""
+    # the event types (or patterns, video.generation.*) webhooks get unless a job.json says otherwise
+    webhook_events: tuple[str, ...] = EVERY_EVENT
     stitch_queue_url: str = ""  # the stitch function's queue (films); empty where no film is stitched
     inbox_prefix: str = "inbox/"
     results_prefix: str = "results/"
@@ -157,9 +160,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if env.get(name, "") != "":
             values[attr] = _bool(env[name], name)
     values["default_webhook_url"] = env.get("WEBHOOK_URL", "")
+    if env.get("WEBHOOK_EVENTS", "").strip():
+        values["webhook_events"] = parse_webhook_events(env["WEBHOOK_EVENTS"])
     values["stitch_queue_url"] = env.get("STITCH_QUEUE_URL", "")
     values["push_secret_name"] = env.get("PUSH_SECRET_NAME", "")
     return Settings(**values)
+
+
+def parse_webhook_events(raw: str) -> tuple[str, ...]:
+    """WEBHOOK_EVENTS: comma-separated event types or patterns, e.g. "video.generation.*,budget.reached"."""
+    try:
+        return parse_event_filter([part.strip() for part in raw.split(",")], source="WEBHOOK_EVENTS:")
+    except InvalidJob as exc:
+        raise ConfigError(f"{exc.message} ({exc.hint})") from None
 
 
 @lru_cache(maxsize=1)
@@ -180,6 +193,8 @@ class Timing:
     # Webhook retry delays (s) before attempt n+1, the first (0) being the immediate attempt; None: the
     # Standard Webhooks schedule (5 s, 5 min, 30 min, ... about a day). WEBHOOK_RETRY_DELAYS_SECONDS.
     webhook_retry_delays_s: tuple[float, ...] | None = None
+    # An endpoint whose every attempt has failed for this long is paused (WEBHOOK_PAUSE_AFTER_SECONDS).
+    webhook_pause_after_s: float = 5 * 24 * 3600.0
     # With push on, a task is checked only once its event is overdue: the model's longest usual generation time
     # (or expected_generation_s) plus push_grace_s after submission, then every push_recheck_s.
     push_grace_s: float = 60.0
@@ -200,6 +215,7 @@ class Timing:
             ("push_grace_s", "PUSH_GRACE_SECONDS", float),
             ("push_recheck_s", "PUSH_RECHECK_SECONDS", float),
             ("expected_generation_s", "EXPECTED_GENERATION_SECONDS", float),
+            ("webhook_pause_after_s", "WEBHOOK_PAUSE_AFTER_SECONDS", float),
         ):
             if env.get(name, "") != "":
                 try:

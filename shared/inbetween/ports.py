@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from inbetween.domain.films import FilmRun, FilmStatus
 from inbetween.domain.models import (
+    DeliveryLogEntry,
     DueKind,
     EarlyEvent,
     Job,
@@ -29,6 +30,7 @@ from inbetween.domain.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from inbetween.domain.webhook_events import WebhookEndpoint
 from inbetween.provider.models import (
     CreateTaskRequest,
     ModelQuota,
@@ -121,6 +123,47 @@ class JobStore(Protocol):
     def due_webhook_deliveries(self, now: float, limit: int = 50) -> list[str]: ...
 
     def postpone_webhook_delivery(self, delivery_id: str, at: float) -> None: ...
+
+    def reopen_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        """A replay: a delivery that is not PENDING or WAITING becomes PENDING, due at ``at``, with its
+        attempts counted from 0 again and ``entry`` logged. False if it is queued already (or unknown)."""
+        ...
+
+    def hold_webhook_delivery(self, delivery_id: str, endpoint_id: str, entry: DeliveryLogEntry) -> bool:
+        """A PENDING delivery waits (WAITING) for its paused endpoint, in creation order. False if it
+        was not PENDING."""
+        ...
+
+    def held_webhook_deliveries(self, endpoint_id: str, limit: int = 50) -> list[str]:
+        """The deliveries waiting for the endpoint, oldest first."""
+        ...
+
+    def release_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        """A WAITING delivery becomes PENDING, due at ``at``. False if it was not WAITING."""
+        ...
+
+    def webhook_deliveries_since(self, since: float, limit: int = 500) -> list[WebhookDelivery]:
+        """For the CLI only (a bounded scan): deliveries created at or after ``since``, oldest first."""
+        ...
+
+    # -- webhook endpoints (only those that have failed) ---------------------------------------------
+    def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    def note_endpoint_failure(self, endpoint_id: str, origin: str, at: float) -> WebhookEndpoint:
+        """A failed attempt: the endpoint's failing streak starts at ``at`` unless it is failing already."""
+        ...
+
+    def note_endpoint_success(self, endpoint_id: str, at: float) -> None:
+        """A delivered attempt ends the endpoint's failing streak (nothing is written for a healthy one)."""
+        ...
+
+    def pause_endpoint(self, endpoint_id: str, at: float) -> bool:
+        """True for the one caller that paused it; False if it was paused already (or unknown)."""
+        ...
+
+    def resume_endpoint(self, endpoint_id: str, at: float) -> bool:
+        """Unpause and forget the failing streak; False if it was not paused."""
+        ...
 
     # -- push events for tasks not (yet) known -------------------------------------------------------
     def note_early_event(self, event: EarlyEvent) -> bool: ...

@@ -86,6 +86,8 @@ EXPECTED_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("s3:PutObject", "InboxBucket/inbox/*"),
         ("sns:Publish", "NotifyTopic"),
         ("secretsmanager:GetSecretValue", "WebhookSigningSecret"),
+        # a resumed endpoint's waiting webhooks: each one settled hands the next to this queue
+        ("sqs:SendMessage", "CompletionQueue"),
     }
     | _HANDS_FILMS_TO_THE_STITCH
     | _HANDS_CONTINUED_SHOTS_ON

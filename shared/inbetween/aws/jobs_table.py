@@ -6,7 +6,8 @@ One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     slot#<model>      provider slots in use for a model (admission control)
     lock#submit       the one open submit lease per provider account (makes orphan reconciliation exact)
     task#<task_id>    which job owns a provider task (tells our tasks from foreign ones)
-    hook#<event_id>   a webhook delivery and its attempts
+    hook#<event_id>   a webhook delivery, its attempts and its log
+    endpoint#<id>     a webhook endpoint that has failed: its failing streak, whether it is paused
     early#<task_id>   a push event for a task not (yet) in the table
     film#<run_id>     a film run (a storyboard's shots, stitched into one video)
 
@@ -27,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
+    DeliveryLogEntry,
     DeliveryState,
     DueKind,
     EarlyEvent,
@@ -38,6 +40,7 @@ from inbetween.domain.models import (
     item_value,
     plain,
 )
+from inbetween.domain.webhook_events import WebhookEndpoint, held_partition
 from inbetween.errors import InbetweenError
 
 DUE_INDEX = "due-index"
@@ -337,9 +340,13 @@ class DynamoJobStore:
         return WebhookDelivery.from_item(item, next_attempt_at=due)
 
     def record_webhook_attempt(self, delivery_id: str, attempt: WebhookAttempt) -> None:
-        names = {"#state": "state"}
-        values: dict[str, Any] = {":state": attempt.state.value}
-        sets = ["#state = :state"]
+        names = {"#state": "state", "#log": "log"}
+        values: dict[str, Any] = {
+            ":state": attempt.state.value,
+            ":entry": [attempt.log_entry().to_dict()],
+            ":empty": [],
+        }
+        sets = ["#state = :state", "#log = list_append(if_not_exists(#log, :empty), :entry)"]
         for attr, value in (
             ("last_status", attempt.status),
             ("last_error", attempt.error),
@@ -374,6 +381,166 @@ class DynamoJobStore:
 
     def postpone_webhook_delivery(self, delivery_id: str, at: float) -> None:
         self._set_due(f"hook#{delivery_id}", DueKind.WEBHOOK.key(), at)
+
+    def reopen_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        # the condition makes a replay exclusive: of two at once, one queues it and the other finds it queued
+        return self._move_delivery(
+            delivery_id,
+            entry,
+            to_state=DeliveryState.PENDING,
+            due=(DueKind.WEBHOOK.key(), at),
+            condition="attribute_exists(pk) AND NOT (#state IN (:pending, :waiting))",
+            values={":pending": DeliveryState.PENDING.value, ":waiting": DeliveryState.WAITING.value},
+            extra_set="attempts = :zero",
+            extra_add="replays :one",
+            extra_values={":zero": 0, ":one": 1},
+        )
+
+    def hold_webhook_delivery(self, delivery_id: str, endpoint_id: str, entry: DeliveryLogEntry) -> bool:
+        item = self._get(f"hook#{delivery_id}")
+        if item is None:
+            return False
+        # in its endpoint's partition, ordered by creation: resuming releases the oldest first
+        return self._move_delivery(
+            delivery_id,
+            entry,
+            to_state=DeliveryState.WAITING,
+            due=(held_partition(endpoint_id), float(plain(item["created_at"]))),
+            condition="#state = :pending",
+            values={":pending": DeliveryState.PENDING.value},
+        )
+
+    def held_webhook_deliveries(self, endpoint_id: str, limit: int = 50) -> list[str]:
+        resp = self._call(
+            self._db.query,
+            TableName=self._table,
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="due_kind = :k",
+            ExpressionAttributeValues=_ser({":k": held_partition(endpoint_id)}),
+            Limit=limit,
+        )
+        return [str(_deser(i)["pk"]).removeprefix("hook#") for i in resp.get("Items", [])]
+
+    def release_webhook_delivery(self, delivery_id: str, at: float, entry: DeliveryLogEntry) -> bool:
+        return self._move_delivery(
+            delivery_id,
+            entry,
+            to_state=DeliveryState.PENDING,
+            due=(DueKind.WEBHOOK.key(), at),
+            condition="#state = :waiting",
+            values={":waiting": DeliveryState.WAITING.value},
+        )
+
+    def _move_delivery(
+        self,
+        delivery_id: str,
+        entry: DeliveryLogEntry,
+        *,
+        to_state: DeliveryState,
+        due: tuple[str, float],
+        condition: str,
+        values: dict[str, Any],
+        extra_set: str = "",
+        extra_add: str = "",
+        extra_values: dict[str, Any] | None = None,
+    ) -> bool:
+        """A delivery's conditional change of state, its due item moved and ``entry`` logged, at once."""
+        sets = [
+            "#state = :to",
+            "#log = list_append(if_not_exists(#log, :empty), :entry)",
+            "due_kind = :dk",
+            "due_at = :da",
+        ]
+        if extra_set:
+            sets.append(extra_set)
+        expression = "SET " + ", ".join(sets) + (f" ADD {extra_add}" if extra_add else "")
+        all_values = {
+            ":to": to_state.value,
+            ":entry": [entry.to_dict()],
+            ":empty": [],
+            ":dk": due[0],
+            ":da": due_stamp(due[1]),
+            **values,
+            **(extra_values or {}),
+        }
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"hook#{delivery_id}"}),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#state": "state", "#log": "log"},
+            ExpressionAttributeValues=_ser(all_values),
+        )
+
+    def webhook_deliveries_since(self, since: float, limit: int = 500) -> list[WebhookDelivery]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :p) AND created_at >= :since",
+            "ExpressionAttributeValues": _ser({":p": "hook#", ":since": since}),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self._call(self._db.scan, **kwargs)
+            items += [_deser(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        deliveries = []
+        for item in items:
+            item.setdefault("delivery_id", str(item["pk"]).removeprefix("hook#"))
+            due = _due_time(item["due_at"]) if item.get("due_kind") == DueKind.WEBHOOK.key() else None
+            deliveries.append(WebhookDelivery.from_item(item, next_attempt_at=due))
+        deliveries.sort(key=lambda d: d.created_at)
+        return deliveries[:limit]
+
+    # ---- webhook endpoints -------------------------------------------------------------------------------
+    def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        item = self._get(f"endpoint#{endpoint_id}")
+        return WebhookEndpoint.from_item(item) if item else None
+
+    def note_endpoint_failure(self, endpoint_id: str, origin: str, at: float) -> WebhookEndpoint:
+        resp = self._call(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"endpoint#{endpoint_id}"}),
+            UpdateExpression="SET endpoint_id = :id, origin = :origin, last_failure_at = :at, "
+            "failing_since = if_not_exists(failing_since, :at) ADD failures :one",
+            ExpressionAttributeValues=_ser({":id": endpoint_id, ":origin": origin, ":at": at, ":one": 1}),
+            ReturnValues="ALL_NEW",
+        )
+        return WebhookEndpoint.from_item(_deser(resp["Attributes"]))
+
+    def note_endpoint_success(self, endpoint_id: str, at: float) -> None:
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"endpoint#{endpoint_id}"}),
+            UpdateExpression="SET last_success_at = :at, failures = :zero REMOVE failing_since",
+            ConditionExpression="attribute_exists(failing_since)",
+            ExpressionAttributeValues=_ser({":at": at, ":zero": 0}),
+        )
+
+    def pause_endpoint(self, endpoint_id: str, at: float) -> bool:
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"endpoint#{endpoint_id}"}),
+            UpdateExpression="SET paused_at = :at",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(paused_at)",
+            ExpressionAttributeValues=_ser({":at": at}),
+        )
+
+    def resume_endpoint(self, endpoint_id: str, at: float) -> bool:
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"endpoint#{endpoint_id}"}),
+            UpdateExpression="SET resumed_at = :at, failures = :zero REMOVE paused_at, failing_since",
+            ConditionExpression="attribute_exists(paused_at)",
+            ExpressionAttributeValues=_ser({":at": at, ":zero": 0}),
+        )
 
     # ---- push events for tasks not (yet) known ------------------------------------------------------------
     def note_early_event(self, event: EarlyEvent) -> bool:

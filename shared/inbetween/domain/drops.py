@@ -26,6 +26,7 @@ from typing import Any
 
 from inbetween.domain.catalog import MODELS, model_spec
 from inbetween.domain.models import JobSpec
+from inbetween.domain.webhook_events import parse_event_filter
 from inbetween.errors import InvalidJob
 
 # the input files, by the stem of their name: the role they play in the provider's request
@@ -47,6 +48,7 @@ JOB_FIELDS: dict[str, tuple[type, ...]] = {
     "template": (str,),
     "webhook_url": (str,),
     "duration": (int,),
+    "webhook_events": (list,),  # event types or patterns (video.generation.*): domain/webhook_events.py
 }
 
 
@@ -106,7 +108,7 @@ def run_digest(files: dict[str, tuple[str, str]]) -> str:
 
 
 def _type_name(types: tuple[type, ...]) -> str:
-    return {str: "a string", bool: "true or false", int: "an integer"}[types[0]]
+    return {str: "a string", bool: "true or false", int: "an integer", list: "a list"}[types[0]]
 
 
 def parse_job_json(raw: bytes) -> dict[str, Any]:
@@ -160,6 +162,8 @@ def parse_job_json(raw: bytes) -> dict[str, Any]:
                 hint=f"fix the value of {name!r}",
                 field=name,
             )
+        if name == "webhook_events":
+            data[name] = list(parse_event_filter(value))
     return {k: v for k, v in data.items() if v is not None}
 
 
@@ -218,4 +222,5 @@ def build_spec(
         template=job_fields.get("template") or None,
         webhook_url=job_fields.get("webhook_url") or default_webhook_url or None,
         duration=job_fields.get("duration"),  # each model's own range is checked before paying
+        webhook_events=tuple(job_fields["webhook_events"]) if job_fields.get("webhook_events") else None,
     )

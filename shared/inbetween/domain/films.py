@@ -46,7 +46,10 @@ _NUMBERED = re.compile(r"^(?P<stem>.*?)(?P<number>\d+)$")
 # what every shot may set, in the film's defaults or its own override (job.json's fields but the
 # film-wide ones: one model and one resolution per film, one webhook for the film's events)
 SHOT_FIELDS = {
-    name: types for name, types in JOB_FIELDS.items() if name not in ("model", "resolution", "webhook_url")
+    name: types
+    for name, types in JOB_FIELDS.items()
+    # a film's events go to its webhook under the deployment's webhook_events
+    if name not in ("model", "resolution", "webhook_url", "webhook_events")
 }
 FILM_FIELDS: dict[str, tuple[type, ...]] = {
     "model": (str,),

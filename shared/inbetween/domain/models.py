@@ -112,9 +112,13 @@ class JobSpec:
     template: str | None = None
     webhook_url: str | None = None
     duration: int | None = None  # seconds; None: the model's default
+    webhook_events: tuple[str, ...] | None = None  # the job's event filter; None: the deployment's
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.webhook_events is not None:
+            data["webhook_events"] = list(self.webhook_events)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -130,6 +134,7 @@ class JobSpec:
             template=data.get("template"),
             webhook_url=data.get("webhook_url"),
             duration=int(data["duration"]) if data.get("duration") is not None else None,
+            webhook_events=tuple(data["webhook_events"]) if data.get("webhook_events") else None,
         )
 
 
@@ -379,6 +384,43 @@ class DeliveryState(StrEnum):
     GONE = "gone"  # 410: the receiver asked us to stop
     EXHAUSTED = "exhausted"  # every attempt of the schedule failed
     REFUSED = "refused"  # the SSRF guard refused the destination; never retried
+    WAITING = "waiting"  # its endpoint is paused: sent, in creation order, once it is resumed
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLogEntry:
+    """One line of a delivery's log: an attempt (what the receiver said, when the next one is due), or
+    what an operator or the pipeline did to it (replayed, held for a paused endpoint, released)."""
+
+    at: float
+    state: DeliveryState
+    status: int | None = None  # the receiver's HTTP status; None: no answer (see error), or no attempt
+    error: str | None = None
+    next_attempt_at: float | None = None
+    note: str | None = None  # "replay", "held: endpoint paused", "released": not an attempt
+
+    def to_dict(self) -> dict[str, Any]:
+        item = {
+            "at": self.at,
+            "state": self.state.value,
+            "status": self.status,
+            "error": self.error,
+            "next_attempt_at": self.next_attempt_at,
+            "note": self.note,
+        }
+        return {k: v for k, v in item.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeliveryLogEntry:
+        data = plain(data)
+        return cls(
+            at=float(data["at"]),
+            state=DeliveryState(data["state"]),
+            status=data.get("status"),
+            error=data.get("error"),
+            next_attempt_at=_float_or_none(data.get("next_attempt_at")),
+            note=data.get("note"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,9 +438,11 @@ class WebhookDelivery:
     last_error: str | None = None
     delivered_at: float | None = None
     next_attempt_at: float | None = None
+    replays: int = 0  # times an operator asked for it again (``inbetween webhook replay``)
+    log: tuple[DeliveryLogEntry, ...] = ()  # oldest first
 
     def to_item(self) -> dict[str, Any]:
-        item = {
+        item: dict[str, Any] = {
             "delivery_id": self.delivery_id,
             "job_id": self.job_id,
             "url": self.url,
@@ -409,6 +453,8 @@ class WebhookDelivery:
             "last_status": self.last_status,
             "last_error": self.last_error,
             "delivered_at": self.delivered_at,
+            "replays": self.replays or None,
+            "log": [entry.to_dict() for entry in self.log] or None,
         }
         return {k: v for k, v in item.items() if v is not None}
 
@@ -427,6 +473,8 @@ class WebhookDelivery:
             last_error=item.get("last_error"),
             delivered_at=_float_or_none(item.get("delivered_at")),
             next_attempt_at=next_attempt_at,
+            replays=int(item.get("replays", 0)),
+            log=tuple(DeliveryLogEntry.from_dict(entry) for entry in item.get("log") or ()),
         )
 
 
@@ -441,6 +489,9 @@ class WebhookAttempt:
     status: int | None = None
     error: str | None = None
     next_attempt_at: float | None = None
+
+    def log_entry(self) -> DeliveryLogEntry:
+        return DeliveryLogEntry(self.at, self.state, self.status, self.error, self.next_attempt_at)
 
 
 @dataclass(frozen=True, slots=True)
