@@ -1,5 +1,5 @@
-"""SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot; and
-admissions when a push event freed a slot."""
+"""SubmitFunction: S3 notifications (via the intake queue) -> jobs queued for a provider slot (or, for
+deletes, cancelled); admissions when a push event freed a slot; ``inbetween cancel`` requests."""
 
 from typing import Any
 
@@ -7,9 +7,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from inbetween.domain.messages import AdmitWaiting, ObjectCreated, intake_items
+from inbetween.domain.messages import AdmitWaiting, CancelRequest, ObjectCreated, ObjectRemoved, intake_items
 from inbetween.observability import logger, metrics, tracer
-from inbetween.usecases import admission, intake
+from inbetween.usecases import admission, cancel, intake
 from inbetween.wiring import get_deps
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -22,6 +22,10 @@ def record_handler(record: SQSRecord) -> None:
             outcome: str = intake.on_object_created(deps, item.bucket, item.key)
         elif isinstance(item, AdmitWaiting):
             outcome = f"admitted {admission.admit(deps, item.model)}"
+        elif isinstance(item, ObjectRemoved):
+            outcome = cancel.on_object_removed(deps, item.bucket, item.key)
+        elif isinstance(item, CancelRequest):
+            outcome = f"cancel {cancel.on_request(deps, item.target)}"
         else:
             outcome = intake.examine(deps, item.job_name)
         logger.info("intake", extra={"item": str(item), "outcome": outcome})

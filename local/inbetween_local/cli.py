@@ -8,6 +8,7 @@
     inbetween webhook listen [--secret whsec_...]       # verify and print signed webhooks
     inbetween webhook replay JOB | --since TIME [--failed]   # deliver again, with the same webhook-id
     inbetween webhook resume URL                        # a paused endpoint: its waiting deliveries go out
+    inbetween cancel JOB|FILM                            # withdraw it, or cancel its task while PENDING
 
 Target, in this order: ``--stack NAME`` (a deployed CloudFormation stack's Outputs), ``--endpoint-url``
 (a local stack's moto endpoint), the INBETWEEN_INBOX_BUCKET / INBETWEEN_OUTPUT_BUCKET / INBETWEEN_JOBS_TABLE
@@ -58,6 +59,18 @@ class Target:
     region: str | None = None
     webhook_secret_arn: str | None = None
     local: bool = False
+    intake_queue: str | None = None  # the intake queue's URL, or (a local stack) its name
+
+    def intake_queue_url(self) -> str:
+        """Where ``inbetween cancel`` sends its request (the submit function carries it out)."""
+        if not self.intake_queue:
+            raise CliError(
+                f"{self.description} does not say where its intake queue is: set INBETWEEN_INTAKE_QUEUE_URL "
+                "(the stack's IntakeQueueUrl output), or pass --stack NAME"
+            )
+        if self.intake_queue.startswith(("http://", "https://")):
+            return self.intake_queue
+        return str(self.client("sqs").get_queue_url(QueueName=self.intake_queue)["QueueUrl"])
 
     def session(self) -> Any:
         import boto3
@@ -118,6 +131,7 @@ def _local_names(stack_name: str) -> dict[str, str]:
         "inbox_bucket": physical_name(template, logical("InboxBucketName")),
         "output_bucket": physical_name(template, logical("OutputBucketName")),
         "jobs_table": physical_name(template, logical("JobsTableName")),
+        "intake_queue": physical_name(template, logical("IntakeQueueUrl")),
     }
 
 
@@ -141,6 +155,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
             description="buckets and table from INBETWEEN_* environment variables",
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
             region=getattr(args, "region", None),
+            intake_queue=os.environ.get("INBETWEEN_INTAKE_QUEUE_URL") or None,
             **from_env,
         )
     path = state_file_path(getattr(args, "state_file", None))
@@ -162,6 +177,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
         region=state.get("region", "us-east-1"),
         webhook_secret_arn=state.get("webhook_secret_arn"),
         local=True,
+        intake_queue=(state.get("queues") or {}).get("IntakeQueue"),
     )
 
 
@@ -189,6 +205,7 @@ def _deployed_target(stack: str, region: str | None) -> Target:
         jobs_table=outputs["JobsTableName"],
         region=region,
         webhook_secret_arn=outputs.get("WebhookSigningSecretArn"),
+        intake_queue=outputs.get("IntakeQueueUrl"),
     )
 
 
@@ -236,6 +253,10 @@ def describe_job(job: Any) -> list[str]:
         lines.append(f"error:     {job.error.code}: {job.error.message}")
         if job.error.hint:
             lines.append(f"hint:      {job.error.hint}")
+    if job.cancel_requested_at:
+        lines.append(
+            f"cancel:    asked {_fmt_time(job.cancel_requested_at)} ({job.cancel_source}): {_answer(job)}"
+        )
     return lines
 
 
@@ -882,6 +903,98 @@ def _fetch_film(target: Target, args: argparse.Namespace, runs: list[Any]) -> in
     return 0
 
 
+def _answer(job: Any) -> str:
+    """What a cancel did to ``job``, in words (its recorded answer; a job still being cancelled: so)."""
+    from inbetween.usecases.cancel import CancelAnswer
+
+    if job.cancel_answer:
+        return CancelAnswer(job.cancel_answer).explanation
+    if job.status.is_final:  # it ended on its own before the cancel reached it
+        return CancelAnswer.FINISHED.explanation
+    return "being carried out"
+
+
+def _cancel_settled(job: Any) -> bool:
+    """The cancel's outcome is known: the job ended, or it runs on (paid) and the answer says so."""
+    return job.status.is_final or job.cancel_answer == "running"
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Ask the deployment to cancel a job or a film (the submit function, which holds the provider key,
+    carries it out), then report what it did."""
+    from inbetween.domain.messages import cancel_message
+
+    target = resolve_target(args)
+    store = target.store()
+    run = (
+        None
+        if "/" in args.target and store.get_job(args.target) is not None
+        else find_film_run(store, args.target)
+    )
+    if run is not None:
+        if run.status.is_final:
+            print(f"film {run.film} is already {run.status.value}: nothing to cancel")
+            return 0
+        ref, what = run.run_id, f"film {run.film} (run {run.run_id})"
+    else:
+        job = find_job(target, args.target)
+        if job.status.is_final:
+            print(f"job {job.job_name} is already {job.status.value}: nothing to cancel")
+            return 0
+        ref, what = job.job_id, f"job {job.job_name} ({job.job_id})"
+    target.client("sqs").send_message(QueueUrl=target.intake_queue_url(), MessageBody=cancel_message(ref))
+    print(f"cancel of {what} sent to {target.description}")
+    if not args.wait:
+        print(f"see what it did with: inbetween status {args.target}")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while True:
+        if run is not None:
+            current = store.get_film_run(ref)
+            shots = [store.get_job(shot.job_id) for shot in current.shots]
+            # the run ends CANCELED right after its last shot, unless a shot runs on (paid): then say so
+            running = any(j is not None and not j.status.is_final for j in shots)
+            settled = current.status.is_final or (
+                current.cancel_requested_at is not None
+                and running
+                and all(j is None or _cancel_settled(j) for j in shots)
+            )
+            if settled:
+                return _report_film_cancel(current, shots)
+        else:
+            current = store.get_job(ref)
+            if _cancel_settled(current):
+                return _report_job_cancel(current)
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"the cancel of {what} was sent but not carried out within {args.timeout:.0f} s; "
+                f"see `inbetween status {args.target}`",
+                code=1,
+            )
+        time.sleep(args.poll_s)
+
+
+def _report_job_cancel(job: Any) -> int:
+    state = job.status.value if job.status.is_final else "RUNNING at the provider"
+    print(f"{job.job_name}: {state}: {_answer(job)}")
+    return 0 if job.status.value == "CANCELED" or job.cancel_answer == "running" else 1
+
+
+def _report_film_cancel(run: Any, shots: list[Any]) -> int:
+    print(f"film {run.film}: {run.status.value}")
+    for shot, job in zip(run.shots, shots, strict=True):
+        said = (
+            f"{job.status.value}: {_answer(job)}" if job is not None else "never made (it was still to come)"
+        )
+        print(f"  shot {shot.index} ({shot.number}->{shot.last_number}): {said}")
+    running = sum(1 for job in shots if job is not None and job.cancel_answer == "running")
+    if run.status.value != "CANCELED" and running:
+        print(
+            f"the film ends CANCELED once its {running} running shot{'s' if running != 1 else ''} have ended"
+        )
+    return 0
+
+
 def cmd_webhook_listen(args: argparse.Namespace) -> int:
     from inbetween_local.receiver import WebhookReceiver
 
@@ -1164,6 +1277,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder to write into (a film: film.mp4, poster.jpg, contact-sheet.png; default: <film>/)",
     )
     fetch.set_defaults(func=cmd_fetch)
+
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[target],
+        help="cancel a job or a film: withdraw what waits, cancel tasks still PENDING (a RUNNING one is paid)",
+    )
+    cancel.add_argument("target", metavar="JOB|FILM", help="job name or job id; film name or film run id")
+    cancel.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the deployment's answer (--no-wait: send the request and return)",
+    )
+    cancel.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits")
+    cancel.add_argument("--poll-s", type=float, default=0.5, help=argparse.SUPPRESS)
+    cancel.set_defaults(func=cmd_cancel)
 
     webhook = sub.add_parser("webhook", help="webhooks").add_subparsers(dest="webhook_command", required=True)
     listen = webhook.add_parser("listen", parents=[target], help="verify and print signed webhooks")

@@ -45,6 +45,7 @@ from inbetween.domain.models import (
 from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.domain.webhook_events import WebhookEndpoint, held_partition
 from inbetween.errors import (
+    ProviderRejected,
     ProviderUnavailable,
     StorageError,
     VideoDownloadFailed,
@@ -107,6 +108,7 @@ class InMemoryJobStore:
         self.early: dict[str, EarlyEvent] = {}
         self.films: dict[str, dict[str, Any]] = {}  # run_id -> FilmRun.to_item()
         self.endpoints: dict[str, WebhookEndpoint] = {}
+        self.open: dict[str, set[str]] = {}  # inbox folder -> its runs in flight
         self._order = itertools.count()
 
     # -- jobs ----------------------------------------------------------------------------------------
@@ -280,6 +282,21 @@ class InMemoryJobStore:
             return [
                 k.removeprefix("drop#") for k in self._due_keys(DueKind.SETTLE.key(), now, "drop#")[:limit]
             ]
+
+    # -- the runs of an inbox folder still in flight -------------------------------------------------
+    def note_open_run(self, folder: str, run_id: str) -> None:
+        with self._lock:
+            self.open.setdefault(folder, set()).add(run_id)
+
+    def open_runs(self, folder: str) -> list[str]:
+        with self._lock:
+            return sorted(self.open.get(folder, ()))
+
+    def forget_open_run(self, folder: str, run_id: str) -> None:
+        with self._lock:
+            runs = self.open.get(folder)
+            if runs is not None:
+                runs.discard(run_id)  # as DynamoDB's DELETE leaves an empty set: the item stays
 
     # -- webhook deliveries --------------------------------------------------------------------------
     def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool:
@@ -676,6 +693,8 @@ class ScriptedProvider:
         self.create_errors: list[Exception] = []
         self.get_errors: list[Exception] = []
         self.list_errors: list[Exception] = []
+        self.cancel_errors: list[Exception] = []
+        self.cancels: list[str] = []  # the tasks cancelled (each was PENDING)
         self.queries: list[str] = []
         self.list_calls = 0
         self._ids = itertools.count(1)
@@ -731,6 +750,20 @@ class ScriptedProvider:
         return TaskPage(
             tasks=tuple(page), total=len(tasks), page_no=page_no, page_size=page_size, total_page=total_pages
         )
+
+    def cancel_task(self, task_id: str) -> None:
+        """As the provider: only a PENDING task can be cancelled; it then ends CANCELED."""
+        if self.cancel_errors:
+            raise self.cancel_errors.pop(0)
+        state = self.states.get(task_id)
+        if state is None or state.status is not TaskStatus.PENDING:
+            raise ProviderRejected(
+                "Failed to cancel the task, please confirm if the task is in PENDING status.",
+                code="UnsupportedOperation",
+                request_id="req",
+            )
+        self.states[task_id] = replace(state, status=TaskStatus.CANCELED)
+        self.cancels.append(task_id)
 
     def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]:
         page_no = 1

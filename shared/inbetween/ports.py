@@ -113,6 +113,19 @@ class JobStore(Protocol):
         """Names of incomplete drop folders whose time is up."""
         ...
 
+    # -- the runs of an inbox folder still in flight (deleting the folder's inputs cancels them) -----
+    def note_open_run(self, folder: str, run_id: str) -> None:
+        """Remember that ``run_id`` (a job id or a film run id) was made from inbox folder ``folder``."""
+        ...
+
+    def open_runs(self, folder: str) -> list[str]:
+        """The run ids noted for ``folder`` and not forgotten yet (some may have ended since)."""
+        ...
+
+    def forget_open_run(self, folder: str, run_id: str) -> None:
+        """``run_id`` ended: no delete in ``folder`` concerns it any more (nothing if it was not noted)."""
+        ...
+
     # -- webhook deliveries --------------------------------------------------------------------------
     def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool: ...
 
@@ -351,6 +364,11 @@ class Provider(Protocol):
     ) -> TaskPage: ...
 
     def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]: ...
+
+    def cancel_task(self, task_id: str) -> None:
+        """Cancel a task still PENDING. ``ProviderRejected`` (code ``UnsupportedOperation``) when it is
+        not PENDING any more (running tasks cannot be cancelled); never retried by the client."""
+        ...
 
     def close(self) -> None: ...
 

@@ -276,14 +276,14 @@ def test_buckets_block_public_access_encrypt_and_refuse_plain_http(template, buc
     assert {_resource_ref(r) for r in denials[0]["Resource"]} == {bucket, f"{bucket}/*"}
 
 
-def test_only_new_objects_under_inbox_reach_the_intake_queue(template):
+def test_only_new_and_removed_objects_under_inbox_reach_the_intake_queue(template):
     inbox = template["Resources"]["InboxBucket"]
     queue_configs = inbox["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    assert len(queue_configs) == 1
-    config = queue_configs[0]
-    assert config["Event"] == "s3:ObjectCreated:*"
-    assert _resource_ref(config["Queue"]) == "IntakeQueue"
-    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inbox/"}]
+    # drops, and deletes (a delete marker in the versioned inbox, or a version's delete): cancels
+    assert [config["Event"] for config in queue_configs] == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for config in queue_configs:
+        assert _resource_ref(config["Queue"]) == "IntakeQueue"
+        assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inbox/"}]
     # S3 checks the destination when the bucket is created: the queue policy must exist first
     assert "IntakeQueuePolicy" in _as_list(inbox["DependsOn"])
 

@@ -178,6 +178,7 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
         _serialize_moto_dynamodb()
+        _announce_delete_markers()
         if self.options.moto_port:
             # ThreadedMotoServer waits forever when its thread cannot bind: check first
             _check_port_free(self.options.moto_port)
@@ -454,6 +455,60 @@ def _serialize_moto_dynamodb() -> None:
 
     call_action._inbetween_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+DELETE_MARKER_EVENT = "s3:ObjectRemoved:DeleteMarkerCreated"
+
+
+def _announce_delete_markers() -> None:
+    """S3 sends ``ObjectRemoved:DeleteMarkerCreated`` when a plain delete in a versioned bucket (the
+    inbox is one) leaves a delete marker; moto (5.x) sends nothing then (only for a version's permanent
+    delete, ``ObjectRemoved:Delete``). Locally we send what S3 sends, to the bucket's queue
+    notifications, so that deleting a job's inputs cancels it here as it does on AWS (docs/cancel.md).
+    The record is S3's for a delete marker: the key, the marker's version id and a sequencer, no size
+    and no ETag."""
+    from urllib.parse import quote_plus
+
+    from moto.core.utils import iso_8601_datetime_with_milliseconds
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+
+    if getattr(S3Backend._set_delete_marker, "_inbetween_announced", False):
+        return
+    unannounced = S3Backend._set_delete_marker
+
+    def _set_delete_marker(self: Any, bucket_name: str, key_name: str) -> Any:
+        marker = unannounced(self, bucket_name, key_name)
+        bucket = self.get_bucket(bucket_name)
+        config = bucket.notification_configuration
+        for notification in config.queue if config is not None else ():
+            if not notification.matches(DELETE_MARKER_EVENT, key_name):
+                continue
+            record = {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": bucket.region_name,
+                "eventTime": iso_8601_datetime_with_milliseconds(),
+                "eventName": DELETE_MARKER_EVENT.removeprefix("s3:"),
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": notification.id,
+                    "bucket": {"name": bucket.name, "arn": bucket.arn},
+                    "object": {
+                        "key": quote_plus(key_name),
+                        "versionId": marker.version_id,
+                        "sequencer": f"{time.time_ns():X}",
+                    },
+                },
+            }
+            arn_parts = notification.arn.split(":")
+            notifications._send_sqs_message(
+                self.account_id, {"Records": [record]}, arn_parts[-1], arn_parts[3]
+            )
+        return marker
+
+    _set_delete_marker._inbetween_announced = True  # type: ignore[attr-defined]
+    S3Backend._set_delete_marker = _set_delete_marker  # type: ignore[method-assign]
 
 
 class PortInUse(RuntimeError):

@@ -3,7 +3,8 @@ the bench run against (the local stack starts its own the same way).
 
 Server mode rather than ``mock_aws``: the provider emulator fetches presigned S3 URLs over HTTP, and
 requests from several threads reach one set of backends. DynamoDB requests are serialized as in the
-local stack (moto's server threads do not make a conditional write atomic).
+local stack (moto's server threads do not make a conditional write atomic), and a delete in a versioned
+bucket sends S3's ``ObjectRemoved:DeleteMarkerCreated`` notification as on AWS (moto does not).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ class MotoServer:
     def start(self) -> MotoServer:
         from moto.server import ThreadedMotoServer
 
-        from . import _check_port_free, _serialize_moto_dynamodb
+        from . import _announce_delete_markers, _check_port_free, _serialize_moto_dynamodb
 
         if self._server is not None:
             return self
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
         _serialize_moto_dynamodb()
+        _announce_delete_markers()  # S3's ObjectRemoved:DeleteMarkerCreated, which moto does not send
         if self.port:
             _check_port_free(self.port)  # ThreadedMotoServer waits forever when it cannot bind
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)

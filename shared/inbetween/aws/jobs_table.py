@@ -10,6 +10,7 @@ One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     endpoint#<id>     a webhook endpoint that has failed: its failing streak, whether it is paused
     early#<task_id>   a push event for a task not (yet) in the table
     film#<run_id>     a film run (a storyboard's shots, stitched into one video)
+    folder#<name>     the runs of an inbox folder still in flight (a delete of its inputs cancels them)
 
 Everything the poller must act on later carries ``due_kind`` / ``due_at``: the sparse ``due-index``
 holds only those items, so a poll cycle reads what is due and nothing else (no Scan, ever).
@@ -323,6 +324,31 @@ class DynamoJobStore:
 
     def overdue_drops(self, now: float, limit: int = 50) -> list[str]:
         return [str(item["job_name"]) for item in self._due(DueKind.SETTLE.key(), now, limit)]
+
+    # ---- the runs of an inbox folder still in flight ------------------------------------------------------
+    def note_open_run(self, folder: str, run_id: str) -> None:
+        self._call(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"folder#{folder}"}),
+            UpdateExpression="ADD open_runs :run",
+            ExpressionAttributeValues={":run": {"SS": [run_id]}},
+        )
+
+    def open_runs(self, folder: str) -> list[str]:
+        item = self._get(f"folder#{folder}")
+        return sorted(item.get("open_runs") or ()) if item else []
+
+    def forget_open_run(self, folder: str, run_id: str) -> None:
+        # only on an existing item: an update would otherwise create an empty one
+        self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"folder#{folder}"}),
+            UpdateExpression="DELETE open_runs :run",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":run": {"SS": [run_id]}},
+        )
 
     # ---- webhook deliveries ------------------------------------------------------------------------------
     def add_webhook_delivery(self, delivery: WebhookDelivery) -> bool:

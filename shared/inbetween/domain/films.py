@@ -111,10 +111,11 @@ class FilmStatus(StrEnum):
     STORED = "STORED"  # film.mp4, its poster and contact sheet are stored and verified
     FAILED = "FAILED"  # a shot failed, or the stitch did (the error names which)
     REJECTED = "REJECTED"  # the folder was refused before anything was paid for
+    CANCELED = "CANCELED"  # cancelled: its unstarted shots withdrawn, its running ones let finish
 
     @property
     def is_final(self) -> bool:
-        return self in (FilmStatus.STORED, FilmStatus.FAILED, FilmStatus.REJECTED)
+        return self in (FilmStatus.STORED, FilmStatus.FAILED, FilmStatus.REJECTED, FilmStatus.CANCELED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,9 @@ class FilmRun:
     duration_s: float | None = None
     notified_at: float | None = None
     notify_claimed_until: float | None = None
+    # cancel: when it was asked and by which way ("inbox": its keyframes deleted; "cli")
+    cancel_requested_at: float | None = None
+    cancel_source: str | None = None
 
     @property
     def digest(self) -> str:
@@ -218,6 +222,8 @@ class FilmRun:
             "duration_s": self.duration_s,
             "notified_at": self.notified_at,
             "notify_claimed_until": self.notify_claimed_until,
+            "cancel_requested_at": self.cancel_requested_at,
+            "cancel_source": self.cancel_source,
         }
         return {k: v for k, v in item.items() if v is not None}
 
@@ -250,6 +256,8 @@ class FilmRun:
             duration_s=number("duration_s", float),
             notified_at=number("notified_at", float),
             notify_claimed_until=number("notify_claimed_until", float),
+            cancel_requested_at=number("cancel_requested_at", float),
+            cancel_source=data.get("cancel_source"),
         )
 
 

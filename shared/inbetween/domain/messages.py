@@ -15,6 +15,22 @@ class ObjectCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectRemoved:
+    """A delete in the inbox (``ObjectRemoved:Delete``, or ``ObjectRemoved:DeleteMarkerCreated`` in a
+    versioned bucket): a job or film whose input it was is cancelled."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """``inbetween cancel TARGET``: a job id, a film run id, or an inbox folder's name."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecheckDrop:
     job_name: str
 
@@ -53,25 +69,41 @@ def _json(body: str) -> dict[str, Any]:
     return data
 
 
-IntakeItem = ObjectCreated | RecheckDrop | AdmitWaiting
+IntakeItem = ObjectCreated | ObjectRemoved | RecheckDrop | AdmitWaiting | CancelRequest
+CANCEL_MESSAGE = "cancel"
+
+
+def cancel_message(target: str) -> str:
+    """The intake-queue message ``inbetween cancel`` sends (the submit function, holding the provider
+    key, carries it out)."""
+    return json.dumps({"inbetween": CANCEL_MESSAGE, "target": target})
 
 
 def intake_items(body: str) -> list[IntakeItem]:
-    """An intake-queue message: an S3 notification (possibly several records), S3's test event (no
-    records: nothing to do), our own delayed re-check of a settling drop folder, or our own nudge to
-    admit waiting jobs after a push event freed a slot."""
+    """An intake-queue message: an S3 notification (possibly several records: objects created or
+    removed), S3's test event (no records: nothing to do), our own delayed re-check of a settling drop
+    folder, our own nudge to admit waiting jobs after a push event freed a slot, or a cancel request."""
     data = _json(body)
     if data.get("inbetween") == "settle":
         return [RecheckDrop(job_name=str(data["job_name"]))]
     if data.get("inbetween") == "admit":
         return [AdmitWaiting(model=str(data["model"]))]
+    if data.get("inbetween") == CANCEL_MESSAGE:
+        target = data.get("target")
+        if not isinstance(target, str) or not target:
+            raise MalformedMessage("a cancel message needs a target (a job id, a film run id or a name)")
+        return [CancelRequest(target=target)]
     items: list[IntakeItem] = []
     for record in data.get("Records", []) or []:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+        event = str(record.get("eventName", ""))
+        if not event.startswith(("ObjectCreated", "ObjectRemoved")):
             continue
         s3 = record.get("s3", {})
         # keys arrive URL-encoded ("red+flower.png"); moto also encodes "/" as %2F
-        items.append(ObjectCreated(bucket=s3["bucket"]["name"], key=unquote_plus(s3["object"]["key"])))
+        bucket, key = s3["bucket"]["name"], unquote_plus(s3["object"]["key"])
+        items.append(
+            ObjectCreated(bucket, key) if event.startswith("ObjectCreated") else ObjectRemoved(bucket, key)
+        )
     return items
 
 

@@ -194,6 +194,11 @@ class Job:
     # storyboards: the film runs this job is a shot of (a shot shared by two runs of a film is one job)
     film_runs: tuple[str, ...] = ()
     announce: bool = True  # False: a film's shot, announced only by its film's event (film.json shot_events)
+    # cancel (its inputs deleted from the inbox, or `inbetween cancel`): when it was asked, by which way,
+    # and what it did (a ``usecases.cancel.CancelAnswer``), for the CLI's answer and the event's data
+    cancel_requested_at: float | None = None
+    cancel_source: str | None = None
+    cancel_answer: str | None = None
 
     @property
     def model(self) -> str | None:
@@ -260,6 +265,7 @@ _TIME_FIELDS = frozenset(
         "notify_claimed_until",
         "push_claim_until",
         "push_received_at",
+        "cancel_requested_at",
     }
 )
 _SCALAR_FIELDS = (
@@ -280,6 +286,9 @@ _SCALAR_FIELDS = (
     "push_claim_until",
     "push_event_id",
     "push_received_at",
+    "cancel_requested_at",
+    "cancel_source",
+    "cancel_answer",
 )
 # what a state change may set: every field but the identity and the bookkeeping the store does itself
 SETTABLE_FIELDS = frozenset(f.name for f in fields(Job)) - {

@@ -26,6 +26,7 @@ from inbetween.errors import ConfigError, ProviderError, ProviderRejected, Provi
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import data_uri, inspect_image
+from inbetween.usecases import cancel
 from inbetween.usecases.check_schedule import first_check_at
 from inbetween.usecases.finishing import finish
 
@@ -53,6 +54,7 @@ class SubmitOutcome(StrEnum):
     UNAVAILABLE = "unavailable"  # provider or configuration trouble: back to waiting
     UNCERTAIN = "uncertain"  # the task may exist: reconciled once the lease runs out
     REJECTED = "rejected"  # final: the provider refused the job
+    CANCELED = "canceled"  # final: cancelled while it was being admitted; no task was made
 
     @property
     def stops_admission(self) -> bool:
@@ -195,6 +197,8 @@ def build_request(deps: Deps, job: Job) -> CreateTaskRequest:
 
 def submit(deps: Deps, job: Job) -> SubmitOutcome:
     """Create the provider task for a job we hold in SUBMITTING (with its slot)."""
+    if cancel.withdraw_before_create(deps, job):
+        return SubmitOutcome.CANCELED  # a cancel came while it was being admitted: nothing is made
     try:
         ref = deps.provider.create_task(build_request(deps, job))
     except ConfigError as exc:
@@ -245,13 +249,16 @@ def record_task(deps: Deps, job: Job, task_id: str) -> bool:
     """The task is ours: first its owner record (which reconciliation trusts), then the job's move."""
     deps.store.record_task(task_id, job.job_id)
     now = deps.clock.now()
-    return deps.store.apply(
+    recorded = deps.store.apply(
         Transition.of(job.job_id, JobStatus.SUBMITTING, JobStatus.SUBMITTED)
         .set(
             task_id=task_id, submitted_at=now, provider_status="PENDING", lease_holder=None, uncertain_at=None
         )
         .schedule(DueKind.POLL, first_check_at(deps.settings, deps.timing, job.model, now))
     )
+    if recorded:
+        cancel.honour_request(deps, job.job_id)  # a cancel that came during the create: the task is PENDING
+    return recorded
 
 
 def _back_to_waiting(deps: Deps, job: Job) -> None:
@@ -261,6 +268,7 @@ def _back_to_waiting(deps: Deps, job: Job) -> None:
         .schedule(DueKind.ADMIT, job.created_at, model=job.model)
         .release_slot(job.model or "")
     )
+    cancel.honour_request(deps, job.job_id)  # a cancel that came during the create: withdrawn now
 
 
 def reconcile_expired_leases(deps: Deps, limit: int = 10) -> int:

@@ -152,6 +152,7 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
     later = sum(1 for ref in refs if ref.pending is not None)
     if not deps.store.add_film_run(run, due_at=now + film_runs.FILM_RECHECK_S):
         return IntakeOutcome.DUPLICATE  # a duplicate event got here first
+    deps.store.note_open_run(film, run_id)  # deleting its keyframes from the inbox cancels it
     count("FilmsAccepted")
     logger.info(
         "film accepted",
@@ -185,10 +186,11 @@ def _latest(get: Callable[[str], _T | None], base_id: str) -> tuple[_T | None, i
 
 
 def _retry_asked(run: FilmRun, uploaded: float) -> bool:
-    """A failed run whose folder was uploaded again after it ended (the same files: a duplicate S3 event
-    lists them as they were, a re-upload with a newer time) is run again: its failed shots are made
-    again, the others reused."""
-    return run.status is FilmStatus.FAILED and run.finished_at is not None and uploaded > run.finished_at
+    """A failed (or cancelled) run whose folder was uploaded again after it ended (the same files: a
+    duplicate S3 event lists them as they were, a re-upload with a newer time) is run again: its failed
+    (or cancelled) shots are made again, the others reused."""
+    ended = run.status in (FilmStatus.FAILED, FilmStatus.CANCELED)
+    return ended and run.finished_at is not None and uploaded > run.finished_at
 
 
 def _shot_job_id(deps: Deps, base_id: str, uploaded: float) -> str:

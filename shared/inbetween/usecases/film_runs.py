@@ -5,10 +5,11 @@ Order, so that nothing is lost and nothing is said twice:
      belongs to (a shot shared by two runs of a film advances both);
   2. ``advance`` moves the run RUNNING -> STITCHING (every shot stored: the stitch is handed over) or
      RUNNING -> FAILED (a shot failed: the error names it), by a conditional write, so only one caller
-     does either, and sets the run's due time (the safety net);
+     does either, and sets the run's due time (the safety net); a run being cancelled
+     (``usecases.cancel``) moves RUNNING -> CANCELED instead once its started shots have ended;
   3. the poller's ``check_due`` picks up what a crash left: a RUNNING run is advanced again, an overdue
      STITCHING run handed to the stitch again, a final run not yet announced is announced;
-  4. ``announce`` publishes one ``film.succeeded`` or ``film.failed`` per run (claimed first, like a job's
+  4. ``announce`` publishes one ``film.succeeded``, ``film.failed`` or ``film.canceled`` per run (claimed first, like a job's
      notification), with every shot's state, task id, duration and usage.
 """
 
@@ -27,6 +28,8 @@ from inbetween.usecases.notify import iso, results_prefix, video_facts
 
 FILM_SUCCEEDED_EVENT = "film.succeeded"
 FILM_FAILED_EVENT = "film.failed"
+FILM_CANCELED_EVENT = "film.canceled"
+_FILM_EVENTS = {FilmStatus.STORED: FILM_SUCCEEDED_EVENT, FilmStatus.CANCELED: FILM_CANCELED_EVENT}
 # a RUNNING run is looked at again this often even if no shot's end reached it (a crash in between)
 FILM_RECHECK_S = 300.0
 # a stitch not finished in this long is handed over again (the stitch function's timeout is 900 s)
@@ -38,6 +41,7 @@ class FilmProgress(StrEnum):
     WAITING = "waiting for shots"
     STITCH = "handed to the stitch"
     FAILED = "failed"
+    CANCELED = "canceled"
     NOTHING = "nothing to do"
 
 
@@ -47,6 +51,8 @@ def advance(deps: Deps, run_id: str) -> FilmProgress:
     if run is None or run.status is not FilmStatus.RUNNING:
         return FilmProgress.NOTHING
     jobs = [deps.store.get_job(shot.job_id) for shot in run.shots]
+    if run.cancel_requested_at is not None:
+        return _end_cancelled(deps, run, jobs)
     failed = [
         (shot, job)
         for shot, job in zip(run.shots, jobs, strict=True)
@@ -80,6 +86,26 @@ def advance(deps: Deps, run_id: str) -> FilmProgress:
         deps.queues.stitch_film(run_id)
         logger.info("film handed to the stitch", extra={"film_run": run_id, "shots": len(run.shots)})
         return FilmProgress.STITCH
+    return FilmProgress.NOTHING
+
+
+def _end_cancelled(deps: Deps, run: FilmRun, jobs: list[Job | None]) -> FilmProgress:
+    """A cancelled run: no shot is continued and nothing is stitched; it ends CANCELED once the shots
+    it had started (running when the cancel came: paid, their clips stored) have ended."""
+    if any(job is not None and not job.status.is_final for job in jobs):
+        return FilmProgress.WAITING
+    now = deps.clock.now()
+    if deps.store.move_film_run(
+        run.run_id,
+        FilmStatus.RUNNING,
+        FilmStatus.CANCELED,
+        due_at=now + deps.timing.notify_grace_s,
+        finished_at=now,
+    ):
+        count("FilmsCanceled")
+        logger.info("film canceled", extra={"film_run": run.run_id})
+        announce(deps, run.run_id)
+        return FilmProgress.CANCELED
     return FilmProgress.NOTHING
 
 
@@ -189,7 +215,7 @@ def announce(deps: Deps, run_id: str) -> bool:
         deps.blobs.put_json(settings.inbox_bucket, f"{settings.inbox_prefix}{run.film}/error.json", report)
         deps.blobs.put_json(settings.output_bucket, film_prefix(deps, run) + "error.json", report)
     payload = film_event_data(deps, run)
-    event_type = FILM_SUCCEEDED_EVENT if run.status is FilmStatus.STORED else FILM_FAILED_EVENT
+    event_type = _FILM_EVENTS.get(run.status, FILM_FAILED_EVENT)
     deps.notifier.publish(
         Notification(
             event_type=event_type,
@@ -205,6 +231,7 @@ def announce(deps: Deps, run_id: str) -> bool:
     if url:
         webhook_delivery.start_for(deps, run.run_id, run.status.value, event_type, payload, url)
     deps.store.mark_film_notified(run_id, deps.clock.now())
+    deps.store.forget_open_run(run.film, run.run_id)  # ended: a delete in its folder no longer concerns it
     logger.info("film notified", extra={"film_run": run_id, "status": run.status.value})
     return True
 
@@ -261,4 +288,6 @@ def film_event_data(deps: Deps, run: FilmRun) -> dict[str, Any]:
         data["contact_sheet_url"] = deps.blobs.presign_get(bucket, prefix + "contact-sheet.png", ttl)
     if run.error:
         data["error"] = run.error.to_dict()
+    if run.cancel_requested_at is not None:
+        data["cancel"] = {"requested_at": iso(run.cancel_requested_at), "source": run.cancel_source}
     return {k: v for k, v in data.items() if v is not None}

@@ -11,7 +11,11 @@ from inbetween.observability import count, seconds
 from inbetween.usecases import film_runs
 from inbetween.usecases.notify import report_and_notify
 
-_FINAL_COUNTERS = {JobStatus.STORED: "JobsStored", JobStatus.REJECTED: "JobsRejected"}
+_FINAL_COUNTERS = {
+    JobStatus.STORED: "JobsStored",
+    JobStatus.REJECTED: "JobsRejected",
+    JobStatus.CANCELED: "JobsCanceled",
+}
 
 
 def finish(
@@ -41,6 +45,8 @@ def finish(
     count(_FINAL_COUNTERS.get(status, "JobsFailed"))
     seconds("PipelineTotalTime", now - job.created_at)
     final = deps.store.get_job(job.job_id)
+    if not job.film_runs:  # ended: a delete in its inbox folder no longer concerns it (usecases.cancel)
+        deps.store.forget_open_run(job.job_name, job.job_id)
     if final is not None:
         report_and_notify(deps, final)
         # a film's shot: its film runs move on (the poller's check of each run is the safety net)

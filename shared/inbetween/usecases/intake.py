@@ -31,6 +31,7 @@ from inbetween.usecases.drop_checks import (
     IntakeOutcome,
     validate_folder,
 )
+from inbetween.usecases.film_intake import RETRY_MARK
 from inbetween.usecases.notify import report_and_notify
 
 __all__ = ["Folder", "IntakeOutcome", "examine", "on_object_created", "settle_overdue_drops"]
@@ -85,8 +86,15 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
         return IntakeOutcome.SETTLING
     digest = run_digest({role: (o.key.rsplit("/", 1)[-1], o.etag) for role, o in folder.files.items()})
     job_id = f"{job_name}/{digest}"
-    logger.set_correlation_id(job_id)
     existing = deps.store.get_job(job_id)
+    attempt = 1
+    while existing is not None and _dropped_again_after_cancel(existing, folder.newest):
+        # the same files uploaded again after a cancel: a new run (the user asks for it once more)
+        attempt += 1
+        job_id = f"{job_name}/{digest}{RETRY_MARK}{attempt}"
+        existing = deps.store.get_job(job_id)
+    digest = job_id.rsplit("/", 1)[-1]
+    logger.set_correlation_id(job_id)
     if existing is not None:
         if existing.status.is_final and existing.notified_at is None:
             report_and_notify(deps, existing)
@@ -135,11 +143,20 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
     job = Job(job_id, job_name, digest, JobStatus.WAITING, spec, inputs, now, now, expected_size=expected)
     if not deps.store.add_job(job, due=(DueKind.ADMIT, now)):
         return IntakeOutcome.DUPLICATE
+    deps.store.note_open_run(job_name, job_id)  # deleting its inputs from the inbox cancels it
     deps.store.forget_drop(job_name)
     count("JobsAccepted")
     logger.info("job accepted", extra={"job_id": job_id, "job": job_name, "model": spec.model})
     admission.admit(deps, spec.model)
     return IntakeOutcome.ACCEPTED
+
+
+def _dropped_again_after_cancel(job: Job, uploaded: float) -> bool:
+    """A cancelled run whose files were uploaded again after it ended. S3's times are whole seconds
+    (truncated): an upload in the second of the cancel counts as before it (a duplicate event of the
+    first upload must never start a second run)."""
+    ended = job.finished_at
+    return job.status is JobStatus.CANCELED and ended is not None and uploaded > ended
 
 
 def _spec(deps: Deps, folder: Folder) -> JobSpec:

@@ -22,6 +22,8 @@ from inbetween.usecases import webhook_delivery
 
 SUCCEEDED_EVENT = "video.generation.succeeded"
 FAILED_EVENT = "video.generation.failed"
+CANCELED_EVENT = "video.generation.canceled"
+_EVENT_TYPES = {JobStatus.STORED: SUCCEEDED_EVENT, JobStatus.CANCELED: CANCELED_EVENT}
 # a folder name that is not a safe results prefix gets its error report in the inbox only
 UNSAFE_NAME_CODE = "InvalidJobName"
 MAX_S3_KEY_BYTES = 1024
@@ -90,7 +92,7 @@ def report_and_notify(deps: Deps, job: Job) -> bool:
         deps.store.mark_notified(job.job_id, deps.clock.now())
         return True
     payload = event_data(deps, job)
-    event_type = SUCCEEDED_EVENT if job.status is JobStatus.STORED else FAILED_EVENT
+    event_type = _EVENT_TYPES.get(job.status, FAILED_EVENT)
     deps.notifier.publish(
         Notification(
             event_type=event_type,
@@ -162,4 +164,11 @@ def event_data(deps: Deps, job: Job) -> dict[str, Any]:
             )
     if job.error:
         data["error"] = job.error.to_dict()
+    if job.cancel_requested_at is not None:
+        # asked to cancel: when, which way, and what it did ("running": too late, paid and stored)
+        data["cancel"] = {
+            "requested_at": iso(job.cancel_requested_at),
+            "source": job.cancel_source,
+            "answer": job.cancel_answer,
+        }
     return {k: v for k, v in data.items() if v is not None}

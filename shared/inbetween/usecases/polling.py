@@ -31,7 +31,7 @@ from inbetween.domain.models import DueKind, Job, JobStatus
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger
 from inbetween.provider.models import TaskStatus
-from inbetween.usecases import admission, film_runs, intake, push, webhook_delivery
+from inbetween.usecases import admission, cancel, film_runs, intake, push, webhook_delivery
 from inbetween.usecases.notify import report_and_notify
 from inbetween.usecases.task_checks import CheckOutcome, note_still_running, observe_task
 
@@ -137,7 +137,8 @@ def _check_due(
         listed = _list_statuses(deps, model, waiting, pacer) if model and len(waiting) > 1 else None
         for job in group:
             status = listed.get(job.task_id or "") if listed is not None and job in waiting else None
-            if status is None or status.is_terminal:
+            # a job with a cancel still to carry out is queried: its check sends the cancel if PENDING
+            if status is None or status.is_terminal or cancel.still_to_cancel(job):
                 to_query.append(job)
             else:
                 still_running.append((job, status))

@@ -18,6 +18,7 @@ from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, Transiti
 from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import TaskState, TaskStatus
+from inbetween.usecases import cancel
 from inbetween.usecases.check_schedule import next_check_at
 from inbetween.usecases.finishing import finish
 
@@ -91,6 +92,13 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
         return CheckOutcome.ERROR
     count("TaskQueries")
     now = deps.clock.now()
+    if state.status is TaskStatus.PENDING and cancel.still_to_cancel(job):
+        # a cancel was asked and not carried out (its create call was under way, or it failed halfway)
+        if cancel.cancel_job(deps, job.job_id, cancel.CancelSource(job.cancel_source or "cli")) in (
+            cancel.CancelAnswer.PROVIDER_CANCELED,
+            cancel.CancelAnswer.FINISHED,
+        ):
+            return CheckOutcome.FINISHED
     if not state.status.is_terminal:
         note_still_running(deps, job, state.status, checked_at=checked_at)
         return CheckOutcome.RUNNING
@@ -115,7 +123,11 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
                 seconds("ProviderTime", state.end_time.timestamp() - state.submit_time.timestamp())
         deps.queues.complete_job(job.job_id)
         return CheckOutcome.FINISHED
-    status, error = final_status(state)
+    if state.status is TaskStatus.CANCELED:  # read again: a cancel may have been recorded since we read it
+        job = deps.store.get_job(job.job_id) or job
+    status, error = final_status(state, job)
+    # a task that ended CANCELED at our request (usecases.cancel): the job's cancel was carried out
+    answer = {"cancel_answer": cancel.CancelAnswer.PROVIDER_CANCELED.value} if error is None else {}
     # before finish, which notifies: the log reads in the order things happened (ended, then notified)
     logger.info(
         "task ended",
@@ -123,8 +135,8 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
             "job_id": job.job_id,
             "task_id": job.task_id,
             "provider_status": state.status.value,
-            "code": error.code,
-            "error": error.message,
+            "code": error.code if error else None,
+            "error": error.message if error else None,
         },
     )
     done = finish(
@@ -136,12 +148,16 @@ def observe_task(deps: Deps, job: Job, *, pace: Callable[[], None] | None = None
         release_slot=True,
         provider_status=state.status.value,
         provider=facts,
+        **answer,
     )
     return CheckOutcome.FINISHED if done else CheckOutcome.RACED
 
 
-def final_status(state: TaskState) -> tuple[JobStatus, ErrorInfo]:
-    """The job's final state and error for a task that ended without a video."""
+def final_status(state: TaskState, job: Job | None = None) -> tuple[JobStatus, ErrorInfo | None]:
+    """The job's final state and error for a task that ended without a video. A task cancelled at our
+    request (``job.cancel_requested_at``) ends the job CANCELED, not FAILED, with no error."""
+    if state.status is TaskStatus.CANCELED and job is not None and job.cancel_requested_at is not None:
+        return JobStatus.CANCELED, None
     if state.status is TaskStatus.UNKNOWN:
         return JobStatus.EXPIRED, ErrorInfo(
             code="TaskExpired",

@@ -111,6 +111,9 @@ def every_field_job() -> Job:
         push_claim_until=T0 + 32.0,
         push_event_id="evt-1",
         push_received_at=T0 + 2.5,
+        cancel_requested_at=T0 + 2.25,
+        cancel_source="cli",
+        cancel_answer="running",
     )
 
 
@@ -676,6 +679,8 @@ def every_field_run() -> FilmRun:
         duration_s=10.041,
         notified_at=T0 + 31.0,
         notify_claimed_until=T0 + 151.0,
+        cancel_requested_at=T0 + 12.5,
+        cancel_source="inbox",
     )
 
 
@@ -874,6 +879,30 @@ def test_concurrent_link_shots_leave_the_run_once(subject):
         t.join()
     assert results == [True] * len(runs)
     assert sorted(job_of(subject, job).film_runs) == ["reel/aaa", "reel/bbb", "reel/ccc"]
+
+
+# ---------------------------------------------------------------------------------------------- open runs
+def test_open_runs_are_noted_once_forgotten_one_by_one_and_per_folder(subject):
+    # Given two runs of one folder noted (one twice: a duplicate event) and one of a namesake's
+    for folder, run_id in [
+        ("reel", "reel/aaa"),
+        ("reel", "reel/bbb"),
+        ("reel", "reel/aaa"),
+        ("reel-2", "reel-2/c"),
+    ]:
+        subject.store.note_open_run(folder, run_id)
+    assert subject.store.open_runs("reel") == ["reel/aaa", "reel/bbb"]
+    # When one ends (twice: forgetting is idempotent)
+    subject.store.forget_open_run("reel", "reel/aaa")
+    subject.store.forget_open_run("reel", "reel/aaa")
+    # Then the other is still there, and the namesake's folder is untouched
+    assert subject.store.open_runs("reel") == ["reel/bbb"]
+    assert subject.store.open_runs("reel-2") == ["reel-2/c"]
+    subject.store.forget_open_run("reel", "reel/bbb")
+    assert subject.store.open_runs("reel") == []
+    # and forgetting in a folder never noted creates nothing, nor is it an error
+    subject.store.forget_open_run("never", "never/x")
+    assert subject.store.open_runs("never") == []
 
 
 def test_recent_film_runs_are_one_films_newest_first_and_not_a_namesakes(subject):
