@@ -186,6 +186,9 @@ class Timing:
 
     first_poll_delay_s: float | None = None  # None: the model's shortest plausible generation time
     submit_lease_s: float = 90.0
+    # the longest one create call can take (the provider client's connect, write and read timeouts, and
+    # a margin): an invocation with less time left starts no create, it hands admission over instead
+    submit_call_budget_s: float = 50.0
     notify_grace_s: float = 120.0
     completion_grace_s: float = 900.0
     query_rps: float = 10.0  # half the account's 20 QPS, leaving room for people and other tools
@@ -208,6 +211,7 @@ class Timing:
         for attr, name, cast in (
             ("first_poll_delay_s", "FIRST_POLL_DELAY_SECONDS", float),
             ("submit_lease_s", "SUBMIT_LEASE_SECONDS", float),
+            ("submit_call_budget_s", "SUBMIT_CALL_BUDGET_SECONDS", float),
             ("notify_grace_s", "NOTIFY_GRACE_SECONDS", float),
             ("completion_grace_s", "COMPLETION_GRACE_SECONDS", float),
             ("query_rps", "PROVIDER_QUERY_RPS", float),

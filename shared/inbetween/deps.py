@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inbetween.config import Settings, Timing
@@ -35,6 +37,8 @@ class Deps:
     webhooks: WebhookSender
     clock: Clock
     push_secret: SecretSource
+    # seconds left in the current invocation (Lambda's deadline); unbounded outside Lambda
+    time_left_s: Callable[[], float] = lambda: math.inf
 
     def close(self) -> None:
         """Close the HTTP clients (the AWS clients hold no sockets worth closing)."""

@@ -49,20 +49,25 @@ class LambdaContext(Protocol):
 
 
 class InvocationDeadline:
-    """Seconds left in the current invocation, for the provider client's retry budget.
+    """Seconds left in the current invocation, for the provider client's retry budget and for admission
+    (which starts no create the invocation might not outlive).
 
     One invocation runs at a time in a Lambda container; the local stack may run several containers of
-    a function in one process, where the latest invocation's deadline counts (it only bounds retries)."""
+    a function in one process, each invocation on a thread of its own: the thread that bound a deadline
+    sees its own, any other thread (a poller's workers) the latest one bound."""
 
     def __init__(self) -> None:
         self._deadline: float | None = None
+        self._own = threading.local()
 
     def bind(self, context: LambdaContext | None) -> None:
         if context is not None:
             self._deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+            self._own.deadline = self._deadline
 
     def __call__(self) -> float:
-        return math.inf if self._deadline is None else self._deadline - time.monotonic()
+        deadline = getattr(self._own, "deadline", self._deadline)
+        return math.inf if deadline is None else deadline - time.monotonic()
 
 
 def build_deps(
@@ -118,6 +123,7 @@ def build_deps(
         ),
         clock=clock,
         push_secret=push_secret,
+        time_left_s=time_left_s or (lambda: math.inf),
     )
 
 

@@ -65,6 +65,32 @@ def test_the_invocations_remaining_time_stops_the_providers_retries(aws):
     deps.close()
 
 
+def test_admission_sees_the_time_left_of_its_own_invocation(aws):
+    # Given deps built with the invocation deadline, and two invocations at once on threads of one
+    # process (the local stack): this one with 60 s left, another with 30 s
+    deadline = wiring.InvocationDeadline()
+    deps = deps_with(aws, [], deadline)
+    deadline.bind(Context(remaining_ms=60_000))
+    other: list[float] = []
+
+    def another_invocation() -> None:
+        deadline.bind(Context(remaining_ms=30_000))
+        other.append(deps.time_left_s())
+
+    thread = threading.Thread(target=another_invocation)
+    thread.start()
+    thread.join()
+    worker: list[float] = []
+    thread = threading.Thread(target=lambda: worker.append(deps.time_left_s()))
+    thread.start()
+    thread.join()
+    # Then each invocation's thread sees its own time left, a thread that bound none the latest bound
+    assert 55 < deps.time_left_s() <= 60
+    assert 25 < other[0] <= 30
+    assert 25 < worker[0] <= 30
+    deps.close()
+
+
 def test_outside_an_invocation_the_provider_retries_as_configured(aws):
     calls: list[httpx.Request] = []
     deps = deps_with(aws, calls, wiring.InvocationDeadline())

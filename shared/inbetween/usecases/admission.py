@@ -3,12 +3,18 @@ and exactly one provider task per job.
 
 - Slots: a counter per model, taken in the same transaction as the job's move WAITING -> SUBMITTING and
   given back in the same transaction as the job's move out of the provider (so exactly once).
-- One submit lease per provider account: submissions are serialized (the provider allows 1-2 creates
-  per second anyway) and each job records when its create call began. A job stuck in SUBMITTING after
-  its lease ran out (the function died between "task created" and "task recorded", or the call timed
-  out) is reconciled with the provider's task list over exactly that window: one unknown task is
-  adopted, none means submit again, more than one means another program shares the key: the job fails
-  loudly ("NeedsAttention"), we never guess.
+- One submit lease per provider account: submissions are serialized, spaced by when they can reach
+  the provider (``inbetween.domain.create_spacing``: never more than its rate in a second, whatever the
+  network's jitter), and each job records when its create call began. Serialized means one create per
+  round trip: about 2.5 a second at 0.4 s, twice what a quota of 200 needs once full (200 tasks of 3
+  minutes: 1.1 a second) but half the 5 wan2.7 allows, which only filling the slots after a burst would
+  use. Overlapping creates would need windows told apart by more than time (an API key per lane, say,
+  which the task list names), or two lost creates could fall in one window. A holder starts no create
+  its invocation might not outlive (``Timing.submit_call_budget_s``): it hands over to the next
+  invocation. A job stuck in SUBMITTING after its lease ran out (the function died between "task
+  created" and "task recorded", or the call timed out) is reconciled with the provider's task list over
+  exactly that window: one unknown task is adopted, none means submit again, more than one means
+  another program shares the key: the job fails loudly ("NeedsAttention"), we never guess.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from enum import StrEnum
 
 from inbetween.deps import Deps
 from inbetween.domain.catalog import IMAGE_LIMITS, IMAGE_ROLES, MEDIA_ROLES, model_spec, provider_model_name
+from inbetween.domain.create_spacing import CreateSpacing
 from inbetween.domain.hints import provider_hint
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, SubmitLease, Transition
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
@@ -38,9 +45,6 @@ RECONCILE_MARGIN_AFTER_S = 0.5
 # after a create whose outcome is unknown (or a holder that died), the next create waits this long past
 # the end of that create's window, so that the windows of two jobs never overlap
 WINDOW_SEPARATION_S = RECONCILE_MARGIN_BEFORE_S + RECONCILE_MARGIN_AFTER_S
-# 10% above the published rate: the provider counts arrivals in a sliding second, and network jitter
-# must not turn our exact spacing into a Throttling answer
-SUBMIT_GAP_FACTOR = 1.1
 # a lease released while we were looking: look this many times in all
 ADMIT_ROUNDS = 3
 UNCERTAIN_RECHECK_S = 1.0
@@ -82,9 +86,24 @@ def admit(deps: Deps, model: str) -> int:
         n, stop = _admit_under_lease(deps, model, lease)
         submitted += n
         deps.store.release_submit_lease(holder)
+        if stop and n and not _time_for_a_create(deps):
+            # this invocation may end before another create would: the next one (with the lease free
+            # now) admits the rest at once. Only a holder that created hands over, so that a function
+            # whose whole timeout is too short for a create never bounces the message back and forth.
+            deps.queues.admit_waiting(model)
+            return submitted
         if stop or not deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1):
             return submitted
     return submitted
+
+
+def admit_or_hand_over(deps: Deps, model: str) -> int:
+    """The poller's admission. Late in its invocation, where a create might outlive it (its tick runs
+    55 s of its 75), the submit function admits instead, at once, in an invocation of its own."""
+    if _time_for_a_create(deps):
+        return admit(deps, model)
+    deps.queues.admit_waiting(model)
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,22 +140,27 @@ def admission_limits(deps: Deps, model: str) -> AdmissionLimits:
 def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int, bool]:
     limits = admission_limits(deps, model)
     limit = limits.concurrency
-    min_gap = SUBMIT_GAP_FACTOR / limits.submit_per_s
     next_submit_at = lease.next_submit_at
     if lease.expired_until is not None:
         # the last holder never released the lease: its last create may have run until its lease ran
         # out, and that job's reconciliation window ends a margin later. Ours must start after it.
         next_submit_at = max(next_submit_at, lease.expired_until + WINDOW_SEPARATION_S)
+    # spaced by when creates can reach the provider (inside their round trips), not by when they began
+    spacing = CreateSpacing(limits.submit_per_s, floor=next_submit_at)
     submitted = 0
     while True:
         waiting = deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1)
         if not waiting:
-            return submitted, False
+            return _handed_off(deps, lease, spacing, submitted, stop=False)
         job = waiting[0]
-        wait = next_submit_at - deps.clock.now()
+        if not _time_for_a_create(deps):
+            # a create cut off by the invocation's end is a crash: its job waits for reconciliation
+            return _handed_off(deps, lease, spacing, submitted, stop=True)
+        wait = spacing.next_start() - deps.clock.now()
         if wait > 0:
             if deps.store.slots_in_use(model) >= limit:
-                return submitted, True  # no slot: whoever frees one admits the next
+                # no slot: whoever frees one admits the next
+                return _handed_off(deps, lease, spacing, submitted, stop=True)
             deps.clock.sleep(wait)
         # the create's window (for reconciliation) starts here, after any wait: it never reaches back
         # into the previous create's
@@ -149,13 +173,15 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         )
         if not deps.store.apply(tr):
             if deps.store.slots_in_use(model) >= limit:
-                return submitted, True  # all slots busy: whoever frees one admits the next
+                # all slots busy: whoever frees one admits the next
+                return _handed_off(deps, lease, spacing, submitted, stop=True)
             continue  # the job moved under us; look again
-        next_submit_at = deps.clock.now() + min_gap
+        # the lease now covers this job's window; the spacing it records is that of the creates ended
         deps.store.extend_submit_lease(
-            lease.holder, deps.timing.submit_lease_s, next_submit_at=next_submit_at
+            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
         )
         outcome = submit(deps, job)
+        spacing.ended(deps.clock.now())
         if outcome is SubmitOutcome.SUBMITTED:
             submitted += 1
         elif outcome.stops_admission:
@@ -165,9 +191,29 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
                 deps.store.extend_submit_lease(
                     lease.holder,
                     deps.timing.submit_lease_s,
-                    next_submit_at=max(next_submit_at, deps.clock.now() + WINDOW_SEPARATION_S),
+                    next_submit_at=max(spacing.handoff(), deps.clock.now() + WINDOW_SEPARATION_S),
                 )
-            return submitted, True
+                return submitted, True
+            return _handed_off(deps, lease, spacing, submitted, stop=True)
+
+
+def _time_for_a_create(deps: Deps) -> bool:
+    """Whether the invocation lasts for one more create call, whatever the call takes (the budget's
+    margin covers the spacing wait before it)."""
+    return deps.time_left_s() >= deps.timing.submit_call_budget_s
+
+
+def _handed_off(
+    deps: Deps, lease: SubmitLease, spacing: CreateSpacing, submitted: int, *, stop: bool
+) -> tuple[int, bool]:
+    """The holder is done: the lease keeps when the next create may start, for whoever holds it next
+    (the last round trip ended after the lease was last written; a lease taken over from a holder that
+    died keeps that holder's window closed to the next one too)."""
+    if spacing.handoff() > lease.next_submit_at:
+        deps.store.extend_submit_lease(
+            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
+        )
+    return submitted, stop
 
 
 def _input_url(deps: Deps, job: Job, role: str) -> str:

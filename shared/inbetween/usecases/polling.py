@@ -11,7 +11,10 @@ hand-off is a conditional transition.
 
 Queries are what the account's 20-per-second quota counts, so a model's tasks due together cost one
 task-list call (it gives every task's status, not the video URL), then one query for each task the list
-shows finished; a single due task is queried directly. A task the list does not show, or a list that
+shows finished; a single due task is queried directly. The list's window spans the due tasks' creates
+(a task created far from the others, a straggler stuck for hours, is queried on its own rather than
+stretching everyone's window over hours of the account's tasks), and its pages are read while a page
+costs less than querying the due tasks not seen yet. A task the list does not show, or a list that
 fails, falls back to its own query.
 """
 
@@ -36,11 +39,14 @@ from inbetween.usecases.notify import report_and_notify
 from inbetween.usecases.task_checks import CheckOutcome, note_still_running, observe_task
 
 T = TypeVar("T")
-# the task list: its window starts a little before the oldest due task's submission (clock skew), and
-# a model's list longer than this many pages is not worth it: the due tasks are queried one by one
+# the task list: a window of creation times around the due tasks' creates, a margin wide on each side
+# (clock skew, and an adopted orphan's create began before its submission was recorded)
 LIST_MARGIN_S = 60.0
-LIST_PAGE_SIZE = 100
-LIST_MAX_PAGES = 3
+LIST_PAGE_SIZE = 100  # the provider's largest page
+# Due tasks created further apart than this are listed in windows of their own: tasks due together were
+# created within a generation time (5 min usually) of each other, and one stuck for hours (a straggler)
+# would otherwise stretch the window over every task the account made since, page after page.
+LIST_GAP_S = 600.0
 
 
 @dataclass
@@ -107,7 +113,7 @@ def _admit_all(deps: Deps) -> int:
     admitted = 0
     for model in MODELS:
         if deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1):
-            admitted += admission.admit(deps, model)
+            admitted += admission.admit_or_hand_over(deps, model)
     return admitted
 
 
@@ -152,27 +158,13 @@ def _check_due(
 
 
 def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> dict[str, TaskStatus] | None:
-    """The provider's status of each of ``jobs``' tasks from the task list, or None if it cannot say."""
-    now = deps.clock.now()
-    # the create began at submit_started_at; submitted_at can be much later for an adopted orphan
-    oldest = min((j.submit_started_at or j.submitted_at or j.updated_at) for j in jobs)
-    end = datetime.fromtimestamp(now + LIST_MARGIN_S, UTC)
-    start = max(datetime.fromtimestamp(oldest - LIST_MARGIN_S, UTC), end - timedelta(hours=23, minutes=59))
+    """The provider's status of each of ``jobs``' tasks from the task list, or None if it cannot say.
+    A task it does not answer for (alone in its window, or on a page not worth reading) is queried."""
     statuses: dict[str, TaskStatus] = {}
     try:
-        for page_no in range(1, LIST_MAX_PAGES + 1):
-            pacer.wait()
-            page = deps.provider.list_tasks(
-                start=start,
-                end=end,
-                model=provider_model_name(model, deps.settings.provider_region),
-                page_no=page_no,
-                page_size=LIST_PAGE_SIZE,
-            )
-            count("TaskListCalls")
-            statuses.update((t.task_id, t.status) for t in page.tasks)
-            if not page.tasks or page_no >= page.total_page:
-                return statuses
+        for window in _list_windows(jobs):
+            if len(window) > 1:  # one due task alone costs one query either way, and that gives its video
+                _read_window(deps, model, window, pacer, statuses)
     except (ProviderError, ConfigError) as exc:
         logger.warning(
             "task list failed; querying tasks one by one", extra={"code": getattr(exc, "code", None)}
@@ -183,8 +175,53 @@ def _list_statuses(deps: Deps, model: str, jobs: list[Job], pacer: _Pacer) -> di
         logger.exception("task list failed; querying tasks one by one")
         count("TaskListFailed")
         return None
-    # more pages than it is worth: what was read still counts, the rest are queried one by one
     return statuses
+
+
+def _created_at(job: Job) -> float:
+    # the create began at submit_started_at; submitted_at can be much later for an adopted orphan
+    return job.submit_started_at or job.submitted_at or job.updated_at
+
+
+def _list_windows(jobs: list[Job]) -> list[list[Job]]:
+    """The due jobs in groups by creation time, a new group wherever two creates are LIST_GAP_S apart."""
+    windows: list[list[Job]] = []
+    for job in sorted(jobs, key=_created_at):
+        if windows and _created_at(job) - _created_at(windows[-1][-1]) <= LIST_GAP_S:
+            windows[-1].append(job)
+        else:
+            windows.append([job])
+    return windows
+
+
+def _read_window(
+    deps: Deps, model: str, jobs: list[Job], pacer: _Pacer, statuses: dict[str, TaskStatus]
+) -> None:
+    """List the tasks created around ``jobs``' creates, page after page while a page costs less than
+    querying the due tasks not yet seen (a page is one query, whatever the list's length)."""
+    end = datetime.fromtimestamp(_created_at(jobs[-1]) + LIST_MARGIN_S, UTC)
+    start = max(
+        datetime.fromtimestamp(_created_at(jobs[0]) - LIST_MARGIN_S, UTC),
+        end - timedelta(hours=23, minutes=59),
+    )
+    unseen = {job.task_id for job in jobs if job.task_id}
+    page_no = 1
+    while True:
+        pacer.wait()
+        page = deps.provider.list_tasks(
+            start=start,
+            end=end,
+            model=provider_model_name(model, deps.settings.provider_region),
+            page_no=page_no,
+            page_size=LIST_PAGE_SIZE,
+        )
+        count("TaskListCalls")
+        statuses.update((t.task_id, t.status) for t in page.tasks)
+        unseen.difference_update(t.task_id for t in page.tasks)
+        pages_left = page.total_page - page_no
+        if not page.tasks or not unseen or pages_left <= 0 or pages_left >= len(unseen):
+            return
+        page_no += 1
 
 
 def _record_running(deps: Deps, job: Job, status: TaskStatus, checked_at: float) -> CheckOutcome:
