@@ -9,6 +9,8 @@
     inbetween webhook replay JOB | --since TIME [--failed]   # deliver again, with the same webhook-id
     inbetween webhook resume URL                        # a paused endpoint: its waiting deliveries go out
     inbetween cancel JOB|FILM                            # withdraw it, or cancel its task while PENDING
+    inbetween budget show | budget set AMOUNT           # the monthly budget, in CNY (0: none)
+    inbetween spend [--month YYYY-MM] [--by model|day]  # what a month cost
 
 Target, in this order: ``--stack NAME`` (a deployed CloudFormation stack's Outputs), ``--endpoint-url``
 (a local stack's moto endpoint), the INBETWEEN_INBOX_BUCKET / INBETWEEN_OUTPUT_BUCKET / INBETWEEN_JOBS_TABLE
@@ -32,6 +34,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from inbetween_local.console import ConsoleStream
+
+from inbetween_local.spend_cli import add_parsers as add_budget_parsers
+from inbetween_local.spend_cli import cost_cell, cost_line, film_cost_cell
 
 NO_STACK = "no local stack is running: start one with `inbetween local up`, or pass --stack NAME for a deployed stack"
 ENV_NAMES = {
@@ -241,6 +246,7 @@ def describe_job(job: Any) -> list[str]:
         f"created:   {_fmt_time(job.created_at)}",
         f"updated:   {_fmt_time(job.updated_at)}",
         f"elapsed:   {_elapsed(job):.1f} s",
+        cost_line(job),
     ]
     if job.spec and job.spec.prompt:
         lines.append(f"prompt:    {job.spec.prompt}")
@@ -346,6 +352,11 @@ def describe_film(store: Any, run: Any) -> list[str]:
         f"created:   {_fmt_time(run.created_at)}",
         f"updated:   {_fmt_time(run.updated_at)}",
         f"elapsed:   {_elapsed(run):.1f} s",
+        "cost:      "
+        + film_cost_cell(
+            [job for job in (store.get_job(shot.job_id) for shot in run.shots) if job is not None]
+        )
+        + " CNY (the sum of its shots)",
     ]
     if run.video_key:
         size = f" ({run.video_bytes} bytes)" if run.video_bytes else ""
@@ -361,7 +372,7 @@ def describe_film(store: Any, run: Any) -> list[str]:
             lines.append(f"hint:      {run.error.hint}")
     if not run.shots:
         return lines
-    rows = [("SHOT", "KEYFRAMES", "STATUS", "TASK ID", "DURATION", "ERROR", "JOB ID")]
+    rows = [("SHOT", "KEYFRAMES", "STATUS", "TASK ID", "DURATION", "COST CNY", "ERROR", "JOB ID")]
     for shot in run.shots:
         job = store.get_job(shot.job_id)
         # continue mode: a shot's job is made once the shot before it is stored; until then it is pending
@@ -374,6 +385,7 @@ def describe_film(store: Any, run: Any) -> list[str]:
                 job.status.value if job else ("PENDING" if pending else "MISSING"),
                 (job.task_id if job else None) or "-",
                 f"{duration:g}s" if duration is not None else "-",
+                cost_cell(job) if job else "-",
                 job.error.code if job and job.error else "-",
                 shot.job_id,
             )
@@ -659,7 +671,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     jobs = store.recent_jobs(limit=args.limit)
     if not jobs:
         print(f"no jobs yet on {target.description}")
-    rows = [("JOB", "STATUS", "MODEL", "CREATED", "ELAPSED", "JOB ID")]
+    rows = [("JOB", "STATUS", "MODEL", "CREATED", "ELAPSED", "COST CNY", "JOB ID")]
     for job in jobs:
         rows.append(
             (
@@ -668,6 +680,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 job.model or "-",
                 _fmt_time(job.created_at),
                 f"{_elapsed(job):.1f}s",
+                cost_cell(job),
                 job.job_id,
             )
         )
@@ -678,8 +691,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for run in store.recent_film_runs(limit=max(args.limit, 1) * 5):
         newest.setdefault(run.film, run)
     if newest:
-        films = [("FILM", "STATUS", "SHOTS", "CREATED", "ELAPSED", "RUN ID")]
+        films = [("FILM", "STATUS", "SHOTS", "CREATED", "ELAPSED", "COST CNY", "RUN ID")]
         for run in list(newest.values())[: args.limit]:
+            shots = [job for job in (store.get_job(shot.job_id) for shot in run.shots) if job is not None]
             films.append(
                 (
                     run.film,
@@ -687,6 +701,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                     str(len(run.shots)),
                     _fmt_time(run.created_at),
                     f"{_elapsed(run):.1f}s",
+                    film_cost_cell(shots),  # a film costs what its shots cost
                     run.run_id,
                 )
             )
@@ -1315,6 +1330,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("url", metavar="URL", help="the endpoint's webhook URL (its query does not matter)")
     resume.set_defaults(func=cmd_webhook_resume)
+
+    add_budget_parsers(sub, target)
     return parser
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from inbetween.config import Settings, Timing
 from inbetween.deps import Deps
+from inbetween.domain.costs import MonthSpend
 from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
     DeliveryLogEntry,
@@ -109,6 +110,8 @@ class InMemoryJobStore:
         self.films: dict[str, dict[str, Any]] = {}  # run_id -> FilmRun.to_item()
         self.endpoints: dict[str, WebhookEndpoint] = {}
         self.open: dict[str, set[str]] = {}  # inbox folder -> its runs in flight
+        self.spend: dict[str, MonthSpend] = {}  # month -> its committed spend
+        self.budget: int | None = None  # the override `inbetween budget set` writes
         self._order = itertools.count()
 
     # -- jobs ----------------------------------------------------------------------------------------
@@ -136,6 +139,12 @@ class InMemoryJobStore:
                 claim = item.get("push_claim_until")
                 if claim is not None and not claim < tr.push_unclaimed_at:
                     return False
+            if tr.spend_owner is not None and item.get("spend_month") != tr.spend_owner[0]:
+                return False
+            spend = self.spend.get(tr.spend_month or "", MonthSpend(tr.spend_month or ""))
+            if tr.spend_month is not None and tr.spend_budget is not None:
+                if spend.committed_micros + tr.spend_delta > tr.spend_budget:
+                    return False
             if tr.slot_model:
                 in_use = self.slots.get(tr.slot_model, 0)
                 if tr.slot_delta > 0 and in_use >= tr.slot_limit:
@@ -143,6 +152,10 @@ class InMemoryJobStore:
                 if tr.slot_delta < 0 and in_use <= 0:
                     return False
                 self.slots[tr.slot_model] = in_use + tr.slot_delta
+            if tr.spend_month is not None and (tr.spend_delta or tr.spend_budget is not None):
+                self.spend[tr.spend_month] = replace(
+                    spend, committed_micros=spend.committed_micros + tr.spend_delta
+                )
             item["updated_at"] = self._clock.now()
             if tr.new_status is not None:
                 item["status"] = tr.new_status.value
@@ -224,6 +237,25 @@ class InMemoryJobStore:
             jobs = [Job.from_item(copy.deepcopy(i)) for i in self.jobs.values()]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return jobs[:limit]
+
+    # -- the month's spend and the budget ------------------------------------------------------------
+    def month_spend(self, month: str) -> MonthSpend:
+        with self._lock:
+            return self.spend.get(month, MonthSpend(month))
+
+    def claim_budget_reached(self, month: str, at: float) -> bool:
+        with self._lock:
+            spend = self.spend.get(month, MonthSpend(month))
+            if spend.reached_at is not None:
+                return False
+            self.spend[month] = replace(spend, reached_at=at)
+            return True
+
+    def budget_override(self) -> int | None:
+        return self.budget
+
+    def set_budget_override(self, amount_micros: int | None) -> None:
+        self.budget = amount_micros
 
     # -- provider tasks ------------------------------------------------------------------------------
     def record_task(self, task_id: str, job_id: str) -> None:

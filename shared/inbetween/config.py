@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from inbetween.domain.catalog import DEFAULT_MODEL, MODELS, REGION_BASE_URLS, base_url_for, model_spec
+from inbetween.domain.costs import ReportRate, parse_amount
 from inbetween.domain.webhook_events import EVERY_EVENT, parse_event_filter
 from inbetween.errors import ConfigError, InvalidJob
 
@@ -73,7 +74,21 @@ class Settings:
     # Provider push (EventBridge task-finished events): the poller then only checks overdue tasks.
     push_enabled: bool = False
     push_secret_name: str = ""  # only the ProviderEventsFunction needs it
+    # the month's budget in micros of the currency the provider bills (CNY); 0: none. `inbetween budget
+    # set` overrides it without a redeploy (the jobs table's budget#override item)
+    monthly_budget_micros: int = 0
+    # reports (notifications, metadata.json, the CLI) also give each cost in this currency, at this many
+    # units of it per CNY (micros: 0.137 -> 137_000); "" / 0: no conversion
+    report_currency: str = ""
+    report_rate_micros: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def report_rate(self) -> ReportRate | None:
+        """The conversion reports add beside each cost, if one is configured."""
+        if not self.report_currency or not self.report_rate_micros:
+            return None
+        return ReportRate(self.report_currency, self.report_rate_micros)
 
     def concurrency_for(self, model: str) -> int:
         """The configured concurrency, else the model's published quota (admission prefers the live one)."""
@@ -164,6 +179,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         values["webhook_events"] = parse_webhook_events(env["WEBHOOK_EVENTS"])
     values["stitch_queue_url"] = env.get("STITCH_QUEUE_URL", "")
     values["push_secret_name"] = env.get("PUSH_SECRET_NAME", "")
+    values.update(_money_settings(env))
     return Settings(**values)
 
 
@@ -173,6 +189,32 @@ def parse_webhook_events(raw: str) -> tuple[str, ...]:
         return parse_event_filter([part.strip() for part in raw.split(",")], source="WEBHOOK_EVENTS:")
     except InvalidJob as exc:
         raise ConfigError(f"{exc.message} ({exc.hint})") from None
+
+
+def _money_settings(env: dict[str, str]) -> dict[str, Any]:
+    """MONTHLY_BUDGET (CNY, a decimal; 0 or empty: none), REPORT_CURRENCY and REPORT_RATE (units of
+    the report currency per CNY), checked together: a rate without a currency (or the reverse) is a
+    mistake worth refusing."""
+    values: dict[str, Any] = {}
+    try:
+        values["monthly_budget_micros"] = parse_amount(
+            env.get("MONTHLY_BUDGET") or "0", what="MONTHLY_BUDGET"
+        )
+        rate = parse_amount(env.get("REPORT_RATE") or "0", what="REPORT_RATE")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    currency = env.get("REPORT_CURRENCY", "").strip().upper()
+    if bool(currency) != bool(rate):
+        raise ConfigError(
+            "REPORT_CURRENCY and REPORT_RATE go together (e.g. USD and 0.137, the USD per CNY); "
+            f"got currency {currency!r} and rate {env.get('REPORT_RATE', '')!r}"
+        )
+    if currency and (len(currency) != 3 or not currency.isalpha()):
+        raise ConfigError(
+            f"REPORT_CURRENCY must be a three-letter currency code such as USD, got {currency!r}"
+        )
+    values["report_currency"], values["report_rate_micros"] = currency, rate
+    return values
 
 
 @lru_cache(maxsize=1)

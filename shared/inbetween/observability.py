@@ -56,3 +56,12 @@ def count(name: str, value: float = 1) -> None:
 
 def seconds(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=max(0.0, value))
+
+
+def percent(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Percent, value=max(0.0, value))
+
+
+def amount(name: str, value: float) -> None:
+    """A plain quantity, such as a cost in the billing currency (CloudWatch has no currency unit)."""
+    metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from inbetween.domain.costs import MonthSpend
 from inbetween.domain.films import FilmRun, FilmStatus
 from inbetween.domain.models import (
     DeliveryLogEntry,
@@ -89,6 +90,21 @@ class JobStore(Protocol):
     def recent_jobs(self, limit: int = 50) -> list[Job]:
         """For the CLI only (a bounded scan); the pipeline never lists jobs."""
         ...
+
+    # -- the month's spend and the budget ------------------------------------------------------------
+    def month_spend(self, month: str) -> MonthSpend:
+        """The month's committed spend (0 for a month nothing was committed to)."""
+        ...
+
+    def claim_budget_reached(self, month: str, at: float) -> bool:
+        """Mark the month's budget reached: True only for the first call of the month."""
+        ...
+
+    def budget_override(self) -> int | None:
+        """The monthly budget set without a redeploy (micros; 0: none), or None: the deployment's."""
+        ...
+
+    def set_budget_override(self, amount_micros: int | None) -> None: ...
 
     # -- provider tasks ------------------------------------------------------------------------------
     def record_task(self, task_id: str, job_id: str) -> None: ...

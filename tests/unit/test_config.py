@@ -71,3 +71,28 @@ def test_the_provider_backlog_is_read_and_one_by_default():
     assert load_settings(BASE).provider_backlog == 1
     assert load_settings(dict(BASE, PROVIDER_BACKLOG="0")).provider_backlog == 0
     assert load_settings(dict(BASE, PROVIDER_BACKLOG="2")).provider_backlog == 2
+
+
+def test_the_monthly_budget_is_cny_in_exact_micros_and_zero_or_empty_means_none():
+    assert load_settings(BASE).monthly_budget_micros == 0
+    assert load_settings(dict(BASE, MONTHLY_BUDGET="")).monthly_budget_micros == 0
+    assert load_settings(dict(BASE, MONTHLY_BUDGET="150.25")).monthly_budget_micros == 150_250_000
+
+
+@pytest.mark.parametrize("raw", ["-5", "a lot", "1e6", "0.0000001"])
+def test_a_budget_that_is_not_a_plain_amount_is_refused_by_name(raw):
+    with pytest.raises(ConfigError, match="MONTHLY_BUDGET"):
+        load_settings(dict(BASE, MONTHLY_BUDGET=raw))
+
+
+def test_a_report_conversion_needs_both_a_currency_and_a_rate():
+    settings = load_settings(dict(BASE, REPORT_CURRENCY="usd", REPORT_RATE="0.137"))
+    assert settings.report_rate is not None
+    assert (settings.report_rate.currency, settings.report_rate.micros_per_unit) == ("USD", 137_000)
+    assert load_settings(BASE).report_rate is None
+    with pytest.raises(ConfigError, match="go together"):
+        load_settings(dict(BASE, REPORT_CURRENCY="USD"))
+    with pytest.raises(ConfigError, match="go together"):
+        load_settings(dict(BASE, REPORT_RATE="0.137"))
+    with pytest.raises(ConfigError, match="three-letter"):
+        load_settings(dict(BASE, REPORT_CURRENCY="DOLLARS", REPORT_RATE="0.137"))

@@ -11,6 +11,8 @@ One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     early#<task_id>   a push event for a task not (yet) in the table
     film#<run_id>     a film run (a storyboard's shots, stitched into one video)
     folder#<name>     the runs of an inbox folder still in flight (a delete of its inputs cancels them)
+    spend#<YYYY-MM>   a month's committed spend (micros) and when its budget.reached event went out
+    budget#override   the monthly budget set by `inbetween budget set`, over the deployment's parameter
 
 Everything the poller must act on later carries ``due_kind`` / ``due_at``: the sparse ``due-index``
 holds only those items, so a poll cycle reads what is due and nothing else (no Scan, ever).
@@ -27,6 +29,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from inbetween.domain.costs import MonthSpend
 from inbetween.domain.films import FILM_SETTABLE_FIELDS, FilmRun, FilmStatus
 from inbetween.domain.models import (
     DeliveryLogEntry,
@@ -108,6 +111,7 @@ def _film_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 _SUBMIT_LOCK = "lock#submit"
+_BUDGET_OVERRIDE = "budget#override"
 
 
 class DynamoJobStore:
@@ -175,13 +179,19 @@ class DynamoJobStore:
         self._mark_notified(job_key(job_id), at)
 
     def recent_jobs(self, limit: int = 50) -> list[Job]:
-        resp = self._call(
-            self._db.scan,
-            TableName=self._table,
-            FilterExpression="begins_with(pk, :p)",
-            ExpressionAttributeValues=_ser({":p": "job#"}),
-        )
-        jobs = [Job.from_item(_deser(i)) for i in resp.get("Items", [])]
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :p)",
+            "ExpressionAttributeValues": _ser({":p": "job#"}),
+        }
+        items: list[dict[str, Any]] = []
+        while True:  # every page: a month's spend (`inbetween spend`) sums all of its jobs
+            resp = self._call(self._db.scan, **kwargs)
+            items += resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        jobs = [Job.from_item(_deser(i)) for i in items]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return jobs[:limit]
 
@@ -212,6 +222,13 @@ class DynamoJobStore:
         if tr.push_unclaimed_at is not None:
             condition += " AND (attribute_not_exists(push_claim_until) OR push_claim_until < :claim_now)"
             values[":claim_now"] = tr.push_unclaimed_at
+        if tr.spend_owner is not None:
+            (owner,) = tr.spend_owner
+            if owner is None:
+                condition += " AND attribute_not_exists(spend_month)"
+            else:
+                condition += " AND spend_month = :spend_owner"
+                values[":spend_owner"] = owner
         expression = "SET " + ", ".join(sets)
         if tr.adds:
             expression += " ADD " + ", ".join(f"{k} :a_{k}" for k in tr.adds)
@@ -226,12 +243,34 @@ class DynamoJobStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": _ser(values),
         }
-        if not tr.slot_model:
+        items = [{"Update": update}]
+        if tr.slot_model:
+            items.append({"Update": self._slot_update(tr.slot_model, tr.slot_delta, tr.slot_limit)})
+        if tr.spend_month is not None and (tr.spend_delta or tr.spend_budget is not None):
+            spend = self._spend_update(tr.spend_month, tr.spend_delta, tr.spend_budget)
+            if spend is None:
+                return False  # the estimate alone is over the budget
+            items.append({"Update": spend})
+        if len(items) == 1:
             return self._conditional(self._db.update_item, **update)
-        slot_update = self._slot_update(tr.slot_model, tr.slot_delta, tr.slot_limit)
-        return self._conditional(
-            self._db.transact_write_items, TransactItems=[{"Update": update}, {"Update": slot_update}]
-        )
+        return self._conditional(self._db.transact_write_items, TransactItems=items)
+
+    def _spend_update(self, month: str, delta: int, budget: int | None) -> dict[str, Any] | None:
+        """The month's committed spend plus ``delta``; with a budget, only if the sum stays within it
+        (DynamoDB cannot add in a condition: "committed <= budget - delta" says the same)."""
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _ser({"pk": f"spend#{month}"}),
+            "UpdateExpression": "ADD committed :d",
+            "ExpressionAttributeValues": _ser({":d": delta}),
+        }
+        if budget is not None:
+            room = budget - delta
+            if room < 0:
+                return None
+            update["ConditionExpression"] = "attribute_not_exists(committed) OR committed <= :room"
+            update["ExpressionAttributeValues"] = _ser({":d": delta, ":room": room})
+        return update
 
     def _slot_update(self, model: str, delta: int, limit: int) -> dict[str, Any]:
         if delta > 0:
@@ -247,6 +286,34 @@ class DynamoJobStore:
             "ConditionExpression": condition,
             "ExpressionAttributeValues": _ser(values),
         }
+
+    # ---- the month's spend and the budget -----------------------------------------------------------------
+    def month_spend(self, month: str) -> MonthSpend:
+        item = plain(self._get(f"spend#{month}") or {})
+        reached = item.get("reached_at")
+        return MonthSpend(
+            month, int(item.get("committed", 0)), float(reached) if reached is not None else None
+        )
+
+    def claim_budget_reached(self, month: str, at: float) -> bool:
+        return self._conditional(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": f"spend#{month}"}),
+            UpdateExpression="SET reached_at = :at",
+            ConditionExpression="attribute_not_exists(reached_at)",
+            ExpressionAttributeValues=_ser({":at": at}),
+        )
+
+    def budget_override(self) -> int | None:
+        item = self._get(_BUDGET_OVERRIDE)
+        return int(item["amount"]) if item and "amount" in item else None
+
+    def set_budget_override(self, amount_micros: int | None) -> None:
+        if amount_micros is None:
+            self._delete(_BUDGET_OVERRIDE)
+        else:
+            self._put({"pk": _BUDGET_OVERRIDE, "amount": amount_micros, "set_at": self._clock()})
 
     # ---- provider tasks ----------------------------------------------------------------------------------
     def record_task(self, task_id: str, job_id: str) -> None:

@@ -6,7 +6,7 @@ that shares a request shape (a dated snapshot, a regional spelling) is a name on
 
 Sources: the Wan kf2v API reference (newest zh version, "S1") and the rate-limit page ("S6"), see
 ``dashscope-kf2v-api.md``; for ``wan2.7-i2v`` the official API reference ("A1", "A2"), guide ("G1"), rate
-limits ("RL"), pricing ("PR") and console catalog ("CAT"), see ``wan27-i2v.md``. Where the kf2v reference
+limits ("RL"), pricing ("PR") and console catalog ("CAT"), see ``wan27-i2v.md`` (prices: its section 6). Where the kf2v reference
 changed over time (image sides [360, 2000] in an older version, [240, 8000] in the newest), the newest is
 the default and the older one is kept as ``STRICT_IMAGE_LIMITS``.
 """
@@ -140,6 +140,31 @@ _WAN27_MEDIA_SETS = frozenset(
 )
 
 
+# -- prices -------------------------------------------------------------------------------------------
+# The provider bills every region in CNY (PR states the Singapore rows in CNY too); amounts are integer
+# millionths of the currency ("micros"), never floats, so sums and budgets are exact.
+BILLING_CURRENCY = "CNY"
+MICROS_PER_UNIT = 1_000_000
+# PR, the zh pricing page "模型调用计费" (https://help.aliyun.com/zh/model-studio/model-pricing), read from
+# the modelstudioai mirror at the commit whose copy of the page last changed on this date; CAT (the
+# console's model catalog) gives the same Beijing figures
+_PR = "PR: help.aliyun.com/zh/model-studio/model-pricing (mirror @62167f8); CAT agrees for Beijing"
+_PR_DATE = "2026-05-28"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What one second of output video costs (inputs are free; a failed task costs nothing), with where
+    the figure comes from and when it was read."""
+
+    region: str
+    resolution: str
+    per_second_micros: int  # millionths of ``currency`` per billed second
+    source: str = _PR
+    as_of: str = _PR_DATE
+    currency: str = BILLING_CURRENCY
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     name: str
@@ -179,8 +204,15 @@ class ModelSpec:
     regional_names: dict[str, str] = field(default_factory=dict)
     # dated snapshots: other names of the same model (same shape, limits and quotas), sent as named
     snapshots: tuple[str, ...] = ()
-    # CNY per output second, per region and resolution (PR); the USD figures of the reference are derived
-    prices_cny_per_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    # what one output second costs, per region and resolution, as the provider bills it (``Price``)
+    prices: tuple[Price, ...] = ()
+
+    def price(self, region: str, resolution: str) -> Price | None:
+        """The price of one output second at ``resolution`` in ``region``; None if the table has none."""
+        for price in self.prices:
+            if price.region == region and price.resolution == resolution:
+                return price
+        return None
 
     @property
     def supports_templates(self) -> bool:
@@ -241,7 +273,11 @@ MODELS: dict[str, ModelSpec] = {
             min_generation_s=45,
             # RL and PR list it for Beijing only; a 2026 EN guide calls it on dashscope-intl (kf2v note §10)
             regions=("cn-beijing", "ap-southeast-1"),
-            prices_cny_per_s={"cn-beijing": {"480P": 0.10, "720P": 0.20, "1080P": 0.48}},
+            prices=(
+                Price("cn-beijing", "480P", 100_000),
+                Price("cn-beijing", "720P", 200_000),
+                Price("cn-beijing", "1080P", 480_000),
+            ),
         ),
         ModelSpec(
             name="wanx2.1-kf2v-plus",
@@ -254,7 +290,11 @@ MODELS: dict[str, ModelSpec] = {
             min_generation_s=90,
             regions=("cn-beijing", "ap-southeast-1"),
             regional_names={"ap-southeast-1": "wan2.1-kf2v-plus"},
-            prices_cny_per_s={"cn-beijing": {"720P": 0.70}, "ap-southeast-1": {"720P": 0.733924}},
+            prices=(
+                Price("cn-beijing", "720P", 700_000),
+                # $0.10/s in the older EN kf2v reference (S3, Jun 2025), which this CNY figure converts to
+                Price("ap-southeast-1", "720P", 733_924),
+            ),
         ),
         ModelSpec(
             name="wan2.7-i2v",
@@ -282,10 +322,12 @@ MODELS: dict[str, ModelSpec] = {
             # the same name in both regions (A1); Virginia is unconfirmed (reference §1.1), so not listed
             regions=_WAN27_REGIONS,
             snapshots=("wan2.7-i2v-2026-04-25",),
-            prices_cny_per_s={
-                "cn-beijing": {"720P": 0.6, "1080P": 1.0},
-                "ap-southeast-1": {"720P": 0.733924, "1080P": 1.100886},
-            },
+            prices=(
+                Price("cn-beijing", "720P", 600_000),
+                Price("cn-beijing", "1080P", 1_000_000),
+                Price("ap-southeast-1", "720P", 733_924),  # about $0.10/s
+                Price("ap-southeast-1", "1080P", 1_100_886),  # about $0.15/s
+            ),
         ),
     )
 }

@@ -48,6 +48,7 @@ class DueKind(StrEnum):
     WEBHOOK = "webhook"  # webhook delivery attempt due
     EARLY = "early"  # push event for a task not (yet) known: look the task up again
     FILM = "film"  # film run: advance it, hand it to the stitch again, or announce it (safety net)
+    HOLD = "hold"  # HELD job, ordered by arrival; one queue for every model (the budget is the deployment's)
 
     def key(self, model: str | None = None) -> str:
         """The index partition: waiting jobs queue per model, everything else shares its kind's."""
@@ -199,6 +200,11 @@ class Job:
     cancel_requested_at: float | None = None
     cancel_source: str | None = None
     cancel_answer: str | None = None
+    # cost, in micros of the billing currency (inbetween.domain.costs): the estimate made at intake, the
+    # month the estimate was committed to by admission (None: nothing committed), the bill once final
+    estimate_micros: int | None = None
+    spend_month: str | None = None
+    cost_micros: int | None = None
 
     @property
     def model(self) -> str | None:
@@ -234,8 +240,9 @@ class Job:
         for name in _SCALAR_FIELDS:
             value = item.get(name)
             scalars[name] = _float_or_none(value) if name in _TIME_FIELDS else value
-        if scalars["video_bytes"] is not None:
-            scalars["video_bytes"] = int(scalars["video_bytes"])
+        for name in ("video_bytes", "estimate_micros", "cost_micros"):
+            if scalars[name] is not None:
+                scalars[name] = int(scalars[name])
         return cls(
             job_id=item["job_id"],
             job_name=item["job_name"],
@@ -289,6 +296,9 @@ _SCALAR_FIELDS = (
     "cancel_requested_at",
     "cancel_source",
     "cancel_answer",
+    "estimate_micros",
+    "spend_month",
+    "cost_micros",
 )
 # what a state change may set: every field but the identity and the bookkeeping the store does itself
 SETTABLE_FIELDS = frozenset(f.name for f in fields(Job)) - {
@@ -314,7 +324,8 @@ def item_value(value: Any) -> Any:
 class Transition:
     """A conditional change of one job: from one of ``expected`` to ``new_status`` (None: same status),
     with attributes set (None removes), counters added, its due item moved, a provider slot taken or
-    given back in the same transaction, and optionally only while no push claim is held."""
+    given back in the same transaction, the month's committed spend changed in it too (an admission within
+    the budget, or a settlement), and optionally only while no push claim is held."""
 
     job_id: str
     expected: tuple[JobStatus, ...]
@@ -326,6 +337,13 @@ class Transition:
     slot_delta: int = 0
     slot_limit: int = 0
     push_unclaimed_at: float | None = None
+    # the month's spend item: add ``spend_delta`` micros to ``spend_month``'s committed spend; with
+    # ``spend_budget`` only if the sum stays within it (admission). ``spend_owner``: the job's own
+    # ``spend_month`` must still be this (None: unset) for the change to apply
+    spend_month: str | None = None
+    spend_delta: int = 0
+    spend_budget: int | None = None
+    spend_owner: tuple[str | None] | None = None
 
     @classmethod
     def of(
@@ -357,6 +375,30 @@ class Transition:
 
     def release_slot(self, model: str) -> Transition:
         self.slot_model, self.slot_delta = model, -1
+        return self
+
+    def commit_spend(self, month: str, estimate_micros: int, budget_micros: int | None) -> Transition:
+        """Admission: commit the job's estimate to ``month``, only if it fits ``budget_micros`` (None: no
+        budget), and only if the job has nothing committed yet; the job records the month."""
+        self.spend_month, self.spend_delta, self.spend_budget = month, estimate_micros, budget_micros
+        self.spend_owner = (None,)
+        self.sets["spend_month"] = month
+        self.sets["estimate_micros"] = estimate_micros
+        return self
+
+    def settle_spend(self, month: str, delta_micros: int, *, keep_month: bool) -> Transition:
+        """Correct ``month``'s committed spend by ``delta_micros`` (the bill minus the estimate when a job
+        ends; minus the estimate when it goes back to waiting), only while the job is still committed to
+        ``month``. ``keep_month`` False: the job has nothing committed afterwards."""
+        self.spend_month, self.spend_delta, self.spend_budget = month, delta_micros, None
+        self.spend_owner = (month,)
+        if not keep_month:
+            self.sets["spend_month"] = None
+        return self
+
+    def nothing_committed(self) -> Transition:
+        """Only while the job has no spend committed (a job read before an admission is stale)."""
+        self.spend_owner = (None,)
         return self
 
     def unless_push_claimed(self, now: float) -> Transition:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.catalog import IMAGE_LIMITS, IMAGE_ROLES, MEDIA_ROLES, model_spec, provider_model_name
 from inbetween.domain.create_spacing import CreateSpacing
 from inbetween.domain.hints import provider_hint
@@ -33,7 +34,7 @@ from inbetween.errors import ConfigError, ProviderError, ProviderRejected, Provi
 from inbetween.observability import count, logger, seconds
 from inbetween.provider.models import CreateTaskRequest
 from inbetween.provider.validation import data_uri, inspect_image
-from inbetween.usecases import cancel
+from inbetween.usecases import budget, cancel
 from inbetween.usecases.check_schedule import first_check_at
 from inbetween.usecases.finishing import finish
 
@@ -156,6 +157,16 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         if not _time_for_a_create(deps):
             # a create cut off by the invocation's end is a crash: its job waits for reconciliation
             return _handed_off(deps, lease, spacing, submitted, stop=True)
+        # the month's budget: a job it cannot take now is held (in arrival order), never submitted
+        budget_micros = budget.current_budget(deps)
+        if budget_micros is not None and budget.must_hold(
+            deps, job, costs.month_of(deps.clock.now()), budget_micros
+        ):
+            if not budget.hold(deps, job, costs.month_of(deps.clock.now()), budget_micros):
+                if _still_waiting(deps, job):
+                    # it could not be held just now: the next admission looks again
+                    return _handed_off(deps, lease, spacing, submitted, stop=True)
+            continue
         wait = spacing.next_start() - deps.clock.now()
         if wait > 0:
             if deps.store.slots_in_use(model) >= limit:
@@ -165,17 +176,26 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         # the create's window (for reconciliation) starts here, after any wait: it never reaches back
         # into the previous create's
         now = deps.clock.now()
+        month = costs.month_of(now)
         tr = (
             Transition.of(job.job_id, JobStatus.WAITING, JobStatus.SUBMITTING)
             .set(submit_started_at=now, lease_holder=lease.holder)
             .schedule(DueKind.LEASE, now + deps.timing.submit_lease_s)
             .take_slot(model, limit)
+            # its estimate joins the month's committed spend in the same transaction, within the budget
+            .commit_spend(month, budget.job_estimate(deps, job), budget_micros)
         )
         if not deps.store.apply(tr):
             if deps.store.slots_in_use(model) >= limit:
                 # all slots busy: whoever frees one admits the next
                 return _handed_off(deps, lease, spacing, submitted, stop=True)
+            if budget_micros is not None and budget.over_budget(deps, job, month, budget_micros):
+                # another admission took the room first
+                if not budget.hold(deps, job, month, budget_micros) and _still_waiting(deps, job):
+                    return _handed_off(deps, lease, spacing, submitted, stop=True)
             continue  # the job moved under us; look again
+        if budget_micros is not None:
+            budget.report_used(deps.store.month_spend(month), budget_micros)
         # the lease now covers this job's window; the spacing it records is that of the creates ended
         deps.store.extend_submit_lease(
             lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
@@ -214,6 +234,11 @@ def _handed_off(
             lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
         )
     return submitted, stop
+
+
+def _still_waiting(deps: Deps, job: Job) -> bool:
+    current = deps.store.get_job(job.job_id)
+    return current is not None and current.status is JobStatus.WAITING
 
 
 def _input_url(deps: Deps, job: Job, role: str) -> str:
@@ -308,12 +333,20 @@ def record_task(deps: Deps, job: Job, task_id: str) -> bool:
 
 
 def _back_to_waiting(deps: Deps, job: Job) -> None:
-    deps.store.apply(
+    tr = (
         Transition.of(job.job_id, JobStatus.SUBMITTING, JobStatus.WAITING)
         .set(submit_started_at=None, lease_holder=None, uncertain_at=None)
         .schedule(DueKind.ADMIT, job.created_at, model=job.model)
         .release_slot(job.model or "")
     )
+    # nothing was paid: its estimate leaves the month's committed spend in the same transaction (the
+    # caller's copy may predate the admission that committed it, so the table's is the one to go by)
+    current = deps.store.get_job(job.job_id) or job
+    if current.spend_month is not None:
+        tr.settle_spend(current.spend_month, -(current.estimate_micros or 0), keep_month=False)
+    else:
+        tr.nothing_committed()
+    deps.store.apply(tr)
     cancel.honour_request(deps, job.job_id)  # a cancel that came during the create: withdrawn now
 
 

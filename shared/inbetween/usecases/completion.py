@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.models import ErrorInfo, Job, JobStatus, StoredVideo
 from inbetween.errors import VideoDownloadFailed, VideoLinkExpired
 from inbetween.observability import count, logger, seconds
@@ -94,6 +96,7 @@ def complete(
             "task_id": job.task_id,
             "video_key": stored.key,
             "video_bytes": stored.size,
+            "cost": costs.format_money(costs.bill(job, deps.settings.provider_region)),
         },
     )
     finish(
@@ -135,6 +138,12 @@ def metadata(
         "usage": job.provider.get("usage"),
         "billed_seconds": job.provider.get("billed_seconds"),
         **video_facts(job),
+        # what the job is billed once stored (the same figure its notification gives)
+        "cost": costs.cost_data(
+            replace(job, status=JobStatus.STORED, cost_micros=costs.bill(job, deps.settings.provider_region)),
+            deps.settings.provider_region,
+            deps.settings.report_rate,
+        ),
         "video": {"bucket": stored.bucket, "key": stored.key, "bytes": stored.size, "sha256": stored.sha256},
         "pictures": (
             {"poster": picture_keys["poster_key"], "contact_sheet": picture_keys["contact_sheet_key"]}

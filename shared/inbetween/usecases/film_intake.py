@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.catalog import FIRST_CLIP, LAST, expected_output_size, model_spec
 from inbetween.domain.drops import MAX_PROMPT_TXT_BYTES, build_spec, check_job_name, decode_prompt_txt
 from inbetween.domain.films import (
@@ -129,6 +130,7 @@ def examine_film(deps: Deps, film: str, objects: list[ObjectInfo], *, final: boo
             expected_size=size,
             film_runs=(run_id,),
             announce=options.shot_events,
+            estimate_micros=costs.estimate(spec, deps.settings.provider_region),
         )
         if deps.store.add_job(job, due=(DueKind.ADMIT, now)):
             created += 1

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.catalog import FIRST_CLIP, LAST
 from inbetween.domain.films import FilmMode, FilmRun, FilmStatus, ShotRef
 from inbetween.domain.models import DueKind, ErrorInfo, InputObject, Job, JobStatus, Notification
@@ -144,6 +145,7 @@ def _continue(deps: Deps, run: FilmRun, jobs: list[Job | None]) -> bool:
             expected_size=run.size,
             film_runs=(run.run_id,),
             announce=run.shot_events,
+            estimate_micros=costs.estimate(shot.pending.spec, deps.settings.provider_region),
         )
         if deps.store.add_job(continued, due=(DueKind.ADMIT, now)):
             count("ShotsContinued")
@@ -245,8 +247,12 @@ def film_event_data(deps: Deps, run: FilmRun) -> dict[str, Any]:
     """The film event's data: the run, its film (when stored) and every shot's state and facts."""
     shots = []
     model = None
+    shot_jobs: list[Job] = []
+    region, report = deps.settings.provider_region, deps.settings.report_rate
     for shot in run.shots:
         job = deps.store.get_job(shot.job_id)
+        if job is not None:
+            shot_jobs.append(job)
         model = model or (job.model if job else None)
         facts = video_facts(job) if job else {}
         shots.append(
@@ -258,6 +264,7 @@ def film_event_data(deps: Deps, run: FilmRun) -> dict[str, Any]:
                 "task_id": job.task_id if job else None,
                 "duration_s": facts.get("duration_s"),
                 "usage": job.provider.get("usage") if job else None,
+                "cost": costs.cost_data(job, region, report) if job else None,
                 "error": job.error.to_dict() if job and job.error else None,
             }
         )
@@ -269,6 +276,8 @@ def film_event_data(deps: Deps, run: FilmRun) -> dict[str, Any]:
         "shots": [{k: v for k, v in s.items() if v is not None} for s in shots],
         "seam": run.seam,
         "mode": run.mode.value,
+        # a film costs what its shots cost (a shot reused from an earlier run is not paid again)
+        "cost": costs.film_cost_data(shot_jobs, region, report) if shot_jobs else None,
         "timings": {"dropped_at": iso(run.created_at), "finished_at": iso(run.finished_at)},
     }
     if run.status is FilmStatus.STORED and run.video_key:

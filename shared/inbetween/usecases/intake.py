@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.catalog import MEDIA_ROLES, ROLE_FILES, ROLE_NOUNS, model_spec
 from inbetween.domain.drops import (
     JOB_JSON,
@@ -140,7 +141,18 @@ def examine(deps: Deps, job_name: str, *, final: bool = False) -> IntakeOutcome:
         _reject(deps, rejected)
         deps.store.forget_drop(job_name)
         return IntakeOutcome.REJECTED
-    job = Job(job_id, job_name, digest, JobStatus.WAITING, spec, inputs, now, now, expected_size=expected)
+    job = Job(
+        job_id,
+        job_name,
+        digest,
+        JobStatus.WAITING,
+        spec,
+        inputs,
+        now,
+        now,
+        expected_size=expected,
+        estimate_micros=costs.estimate(spec, deps.settings.provider_region),
+    )
     if not deps.store.add_job(job, due=(DueKind.ADMIT, now)):
         return IntakeOutcome.DUPLICATE
     deps.store.note_open_run(job_name, job_id)  # deleting its inputs from the inbox cancels it

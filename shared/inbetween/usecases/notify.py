@@ -12,9 +12,11 @@ job notified does nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from inbetween.deps import Deps
+from inbetween.domain import costs
 from inbetween.domain.catalog import RequestShape, model_spec
 from inbetween.domain.models import ErrorInfo, Job, JobStatus, Notification
 from inbetween.observability import count, logger
@@ -120,6 +122,35 @@ def report_and_notify(deps: Deps, job: Job) -> bool:
     return True
 
 
+def announce(
+    deps: Deps,
+    event_type: str,
+    *,
+    subject_id: str,
+    status: StrEnum,
+    job_name: str,
+    payload: dict[str, Any],
+) -> None:
+    """An event about the deployment rather than one job's end (``budget.reached``): SNS, and the
+    deployment's default webhook (one delivery per ``subject_id`` and ``status``, so a repeat is not
+    delivered twice)."""
+    deps.notifier.publish(
+        Notification(
+            event_type=event_type,
+            job_name=job_name,
+            status=status,
+            model=None,
+            timestamp=iso(deps.clock.now()) or "",
+            data=payload,
+        )
+    )
+    count("NotificationsPublished")
+    if deps.settings.default_webhook_url:
+        webhook_delivery.start_for(
+            deps, subject_id, status.value, event_type, payload, deps.settings.default_webhook_url
+        )
+
+
 def event_data(deps: Deps, job: Job) -> dict[str, Any]:
     settings = deps.settings
     data: dict[str, Any] = {
@@ -142,6 +173,7 @@ def event_data(deps: Deps, job: Job) -> dict[str, Any]:
         "usage": job.provider.get("usage"),
         "billed_seconds": job.provider.get("billed_seconds"),
         **video_facts(job),
+        "cost": costs.cost_data(job, settings.provider_region, settings.report_rate),
     }
     if job.status is JobStatus.STORED and job.video_key:
         ttl = settings.webhook_link_ttl_s

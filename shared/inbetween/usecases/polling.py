@@ -35,6 +35,7 @@ from inbetween.errors import ConfigError, ProviderError
 from inbetween.observability import count, logger
 from inbetween.provider.models import TaskStatus
 from inbetween.usecases import admission, cancel, film_runs, intake, push, webhook_delivery
+from inbetween.usecases.budget import release_held
 from inbetween.usecases.notify import report_and_notify
 from inbetween.usecases.task_checks import CheckOutcome, note_still_running, observe_task
 
@@ -87,6 +88,7 @@ def tick(deps: Deps, *, budget_s: float | None = None) -> PollReport:
     _guarded("notify", _resend_due_notifications, deps)
     report.handed_over += _guarded("complete", _rehand_due_completions, deps) or 0
     report.handed_over += _guarded("webhook", webhook_delivery.hand_over_due, deps) or 0
+    _guarded("budget", release_held, deps)  # held jobs the budget now allows wait again, then:
     report.admitted += _guarded("admit", _admit_all, deps) or 0
     _guarded("films", film_runs.check_due, deps)
     if deps.settings.push_enabled:

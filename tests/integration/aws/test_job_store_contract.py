@@ -114,6 +114,9 @@ def every_field_job() -> Job:
         cancel_requested_at=T0 + 2.25,
         cancel_source="cli",
         cancel_answer="running",
+        estimate_micros=3_000_000,
+        spend_month="2027-01",
+        cost_micros=3_669_620,
     )
 
 

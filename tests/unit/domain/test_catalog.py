@@ -109,8 +109,9 @@ def test_regions_names_and_prices():
     assert catalog.provider_model_names("wanx2.1-kf2v-plus", "ap-southeast-1") == ("wan2.1-kf2v-plus",)
     assert catalog.provider_model_name("someone-elses-model", "cn-beijing") == "someone-elses-model"
     assert catalog.provider_model_names("someone-elses-model", "cn-beijing") == ("someone-elses-model",)
-    assert wan27.prices_cny_per_s["cn-beijing"] == {"720P": 0.6, "1080P": 1.0}
-    assert set(wan27.prices_cny_per_s["ap-southeast-1"]) == {"720P", "1080P"}
+    assert wan27.price("cn-beijing", "720P").per_second_micros == 600_000
+    assert wan27.price("cn-beijing", "1080P").per_second_micros == 1_000_000
+    assert {p.resolution for p in wan27.prices if p.region == "ap-southeast-1"} == {"720P", "1080P"}
 
 
 def test_same_model_matches_every_name_of_an_entry():

@@ -387,7 +387,8 @@ def test_the_use_cases_records_of_a_whole_job_make_its_life_in_at_most_ten_lines
         f"submitted: task {task_id}",
         "provider: RUNNING",
         "provider: SUCCEEDED",
-        f"stored results/life/{job.run_id}/video.mp4 ({human_size(len(small_mp4()))})",
+        # the bill: 5 billed seconds at the flash model's 1080P price, CNY 0.48 a second
+        f"stored results/life/{job.run_id}/video.mp4 ({human_size(len(small_mp4()))}, 2.40 CNY)",
         "webhook attempt 1: 200 delivered",
         "notified: STORED (video.generation.succeeded)",
     ]

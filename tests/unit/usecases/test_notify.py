@@ -247,8 +247,10 @@ def test_event_data_leaves_out_what_is_not_known(world):
     now = world.clock.now()
     job = Job("bare/run1", "bare", "run1", JobStatus.REJECTED, None, {}, now, now, error=ERROR)
     data = event_data(world.deps, job)
-    assert set(data) == {"job", "job_id", "status", "timings", "error"}
+    assert set(data) == {"job", "job_id", "status", "timings", "error", "cost"}
     assert data["timings"]["dropped_at"] == iso(now)
+    # a drop refused before any task: it cost nothing, and says so
+    assert data["cost"] == {"amount": "0.00", "currency": "CNY", "billed_seconds": None, "estimated": False}
 
 
 def test_a_notifier_that_fails_leaves_the_job_unnotified_for_the_safety_net(world):
