@@ -1,6 +1,10 @@
 """Cold start: each handler module's import time as a ratio of ``import boto3`` alone (fresh interpreters,
-interleaved, median of N), and the Lambda layer's unzipped size as ``sam build`` makes it for the
-template's layer (its BuildMethod and BuildArchitecture are read from template.yaml)."""
+interleaved, median of N); each function's whole cold path (the import, ``get_deps()`` building its
+clients, and the first secret read, against moto on loopback) as a ratio of the same; and the Lambda
+layer's unzipped size as ``sam build`` makes it for the template's layer (its BuildMethod and
+BuildArchitecture are read from template.yaml). Every function of the template is measured, on the paths
+Lambda gives it: its code, its layers in order (the media layer's PyAV and inbetween_media for those that
+list it), the runtime's boto3. The media layer's own size is bench/stitch.py's figure."""
 
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from bench.common import ROOT, Figure, at_most, fake_aws_env, median
 
-HANDLERS = ("submit", "poller", "completion")
 IMPORT_GOAL = 2.0  # our code may at most double what boto3 alone costs (Lambda's runtime brings boto3)
+# the whole cold path may add at most one more boto3's worth: the clients and the secret read
+COLD_PATH_GOAL = 3.0
+MEDIA_LAYER_RESOURCE = "MediaLayer"
 LAYER_GOAL_MB = 25.0
 LAYER_RESOURCE = "InbetweenLayer"
 # What `sam build` (aws-lambda-builders' python_pip workflow) leaves out when it copies the layer's ContentUri
@@ -46,6 +53,29 @@ else:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 print(time.perf_counter() - started)
+"""
+
+# A first invocation's cold path, in its parts: the handler's import, get_deps() (every client it builds),
+# then the API key's read from Secrets Manager (the first provider call makes it). The read goes through
+# a SecretReader on a client of its own, one client more than the real path builds (~20 ms): errs high.
+_COLD_PATH_PROBE = """
+import importlib.util, json, os, sys, time
+paths = sys.argv[1:]
+sys.path[:0] = paths
+started = time.perf_counter()
+spec = importlib.util.spec_from_file_location("app", paths[-1] + "/app.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+imported = time.perf_counter()
+from inbetween.wiring import get_deps
+get_deps()
+built = time.perf_counter()
+import boto3
+from inbetween.aws.secrets import SecretReader
+key = SecretReader(boto3.client("secretsmanager")).get(os.environ["DASHSCOPE_API_KEY_SECRET"])
+read = time.perf_counter()
+assert key
+print(json.dumps({"import": imported - started, "get_deps": built - imported, "secret_read": read - built}))
 """
 
 
@@ -85,16 +115,44 @@ def _install(target: Path, requirements: list[str], *, lambda_arch: str | None) 
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
-    """Reads template.yaml; the intrinsic functions (!Ref, !Sub, ...) are not needed here and load as None."""
+    """Reads template.yaml; an intrinsic function (!Ref, !GetAtt, ...) loads as its plain argument
+    (``!Ref MediaLayer`` as ``"MediaLayer"``, ``!GetAtt IntakeQueue.Arn`` as ``"IntakeQueue.Arn"``)."""
 
 
-_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return None
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def template() -> dict[str, Any]:
+    return dict(yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader))  # noqa: S506
+
+
+def function_layers() -> dict[str, list[str]]:
+    """Each function's directory under functions/ and its layers in Lambda's order (Globals' first, as SAM
+    merges them)."""
+    tpl = template()
+    common = list(tpl.get("Globals", {}).get("Function", {}).get("Layers") or [])
+    out = {}
+    for res in tpl["Resources"].values():
+        if res["Type"] == "AWS::Serverless::Function":
+            props = res["Properties"]
+            name = str(props["CodeUri"]).rstrip("/").rsplit("/", 1)[-1]
+            out[name] = [*common, *(props.get("Layers") or [])]
+    return out
 
 
 def layer_build() -> tuple[str, str, Path]:
     """(BuildMethod, architecture, ContentUri) of the template's layer: what `sam build` builds from."""
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)  # noqa: S506
-    layer = template["Resources"][LAYER_RESOURCE]
+    layer = template()["Resources"][LAYER_RESOURCE]
     metadata = layer.get("Metadata", {})
     return (
         metadata["BuildMethod"],
@@ -147,10 +205,19 @@ def _import_seconds(target: str, paths: list[Path]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def import_times(repeats: int, runtime: Path, layer: Path) -> list[Figure]:
+def function_paths(name: str, runtime: Path, layer: Path, media: Path) -> list[Path]:
+    """Lambda's order: the layers (each one's packages, then its own source), the runtime, the code."""
+    paths = [layer, ROOT / "shared"]
+    if MEDIA_LAYER_RESOURCE in function_layers()[name]:
+        paths += [media, ROOT / "media"]
+    return [*paths, runtime, ROOT / "functions" / name]
+
+
+def import_times(repeats: int, runtime: Path, layer: Path, media: Path) -> list[Figure]:
     path_sets = {"boto3": [runtime]}
-    for name in HANDLERS:
-        path_sets[name] = [layer, ROOT / "shared", runtime, ROOT / "functions" / name]
+    handlers = list(function_layers())
+    for name in handlers:
+        path_sets[name] = function_paths(name, runtime, layer, media)
     samples: dict[str, list[float]] = {name: [] for name in path_sets}
     for name, paths in path_sets.items():  # warm the OS file cache and write bytecode once
         _import_seconds(name, paths)
@@ -159,7 +226,7 @@ def import_times(repeats: int, runtime: Path, layer: Path) -> list[Figure]:
             samples[name].append(_import_seconds(name, paths))
     boto3_s = median(samples["boto3"])
     figures = []
-    for name in HANDLERS:
+    for name in handlers:
         ratio = median(samples[name]) / boto3_s
         figures.append(
             Figure(
@@ -175,13 +242,73 @@ def import_times(repeats: int, runtime: Path, layer: Path) -> list[Figure]:
                     "python": sys.version.split()[0],
                     "paths": "python -S; boto3 "
                     + _locked_version("boto3")
-                    + " (as Lambda's runtime), the layer, "
-                    "shared/, the function",
+                    + " (as Lambda's runtime), the layers ("
+                    + ", ".join(function_layers()[name])
+                    + "), the function",
                 },
                 detail={
                     "median_ms": round(median(samples[name]) * 1000, 1),
                     "boto3_median_ms": round(boto3_s * 1000, 1),
                 },  # fmt: skip
+            )
+        )
+    return figures
+
+
+def _cold_path(paths: list[Path], env: dict[str, str]) -> dict[str, float]:
+    args = [sys.executable, "-S", "-c", _COLD_PATH_PROBE, *map(str, paths)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir(),
+                         timeout=120)  # fmt: skip
+    return {k: float(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
+def cold_paths(repeats: int, runtime: Path, layer: Path, media: Path, boto3_ms: float) -> list[Figure]:
+    """Each function's first invocation up to its first provider request, in fresh interpreters against
+    moto server on loopback (the template's resources, its secrets), median of ``repeats``."""
+    import boto3
+
+    from bench.common import MotoServer, create_resources
+
+    handlers = list(function_layers())
+    with MotoServer() as endpoint:
+        before = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = endpoint  # botocore reads it for each client it makes
+        try:
+            session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                            aws_secret_access_key="testing")  # fmt: skip
+            names = create_resources(session, "cold")
+        finally:
+            if before is None:
+                os.environ.pop("AWS_ENDPOINT_URL", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = before
+        env = dict(os.environ, **fake_aws_env(), **names, AWS_ENDPOINT_URL=endpoint, PYTHONDONTWRITEBYTECODE="1",
+                   POWERTOOLS_METRICS_NAMESPACE="Inbetween", PROVIDER_BASE_URL="http://127.0.0.1:9/api/v1")  # fmt: skip
+        env.pop("PYTHONPATH", None)
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in handlers}
+        for name in handlers:  # warm the OS file cache
+            _cold_path(function_paths(name, runtime, layer, media), env)
+        for _ in range(repeats):
+            for name in handlers:
+                samples[name].append(_cold_path(function_paths(name, runtime, layer, media), env))
+    figures = []
+    for name in handlers:
+        totals = [sum(s.values()) for s in samples[name]]
+        parts = {part: round(median([s[part] for s in samples[name]]) * 1000, 1) for part in samples[name][0]}
+        ratio = median(totals) * 1000 / boto3_ms
+        figures.append(
+            Figure(
+                key=f"cold_start.cold_path.{name}",
+                name=f"Cold path of functions/{name} (import, get_deps, secret read)",
+                value=round(ratio, 2),
+                unit="x import boto3",
+                goal=f"<= {COLD_PATH_GOAL}",
+                passed=at_most(ratio, COLD_PATH_GOAL),
+                baseline=f"{median(totals) * 1000:.0f} ms: "
+                + ", ".join(f"{k} {v:g} ms" for k, v in parts.items())
+                + f"; import boto3 alone {boto3_ms:.0f} ms",
+                settings={"repeats": repeats, "aws": "moto server on loopback (a call costs a few ms)"},
+                detail={"median_ms": parts, "total_ms": round(median(totals) * 1000, 1)},
             )
         )
     return figures
@@ -230,19 +357,30 @@ def run(quick: bool = False) -> list[Figure]:
     requirements = ["-r", str(ROOT / "shared" / "requirements.txt")]
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         runtime, layer, sam_layer = Path(tmp) / "runtime", Path(tmp) / "layer", Path(tmp) / "sam-layer"
+        media = Path(tmp) / "media"
         try:
             _install(runtime, [f"boto3=={_locked_version('boto3')}"], lambda_arch=None)
             _install(layer, requirements, lambda_arch=None)
+            _install(media, ["-r", str(ROOT / "media" / "requirements.txt")], lambda_arch=None)
         except (subprocess.SubprocessError, OSError) as exc:
             why = f"could not install the layer's packages ({str(getattr(exc, 'stderr', '') or exc)[-160:]})"
             figures = [
                 _not_measured(f"cold_start.import.{n}", f"Cold start: import of functions/{n}/app.py",
                               "x import boto3", f"<= {IMPORT_GOAL}", why)
-                for n in HANDLERS
+                for n in function_layers()
             ]  # fmt: skip
             return [*figures, _not_measured("cold_start.layer_size", "Lambda layer, unzipped", "MB",
                                             f"<= {LAYER_GOAL_MB}", why)]  # fmt: skip
-        figures = import_times(3 if quick else 9, runtime, layer)
+        figures = import_times(3 if quick else 9, runtime, layer, media)
+        boto3_ms = figures[0].detail["boto3_median_ms"]
+        try:
+            figures += cold_paths(3 if quick else 7, runtime, layer, media, boto3_ms)
+        except (subprocess.SubprocessError, OSError, KeyError, ValueError) as exc:
+            figures += [
+                _not_measured(f"cold_start.cold_path.{n}", f"Cold path of functions/{n}", "x import boto3",
+                              f"<= {COLD_PATH_GOAL}", str(getattr(exc, "stderr", "") or exc)[-200:])
+                for n in function_layers()
+            ]  # fmt: skip
         try:
             figures.append(layer_size(sam_layer))
         except (subprocess.SubprocessError, OSError, KeyError, ValueError) as exc:

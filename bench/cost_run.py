@@ -1,8 +1,9 @@
-"""AWS requests per job, counted on the functions' own botocore session while the real handlers
-(functions/*/app.py) process N dropped pairs, in one process, on a simulated clock.
+"""What AWS would bill for N dropped pairs, observed while the real handlers (functions/*/app.py) process
+them in one process on a simulated clock: the requests, counted on the functions' own botocore session,
+and the rest listed below.
 
 Run as ``python -m bench.cost_run '{"jobs": 1000}'``: prints one JSON object (requests by operation,
-invocations, outcomes, wall time).
+capacity units, invocations metered, log bytes, metric names, bytes stored, outcomes, wall time).
 
 Why not moto here: in-process moto takes 3-8 ms per DynamoDB call and its GSI Query and S3 prefix listing
 read the whole table or bucket, so 10,000 jobs (~500,000 calls) would take hours. The figure is a *count* of
@@ -15,25 +16,37 @@ compares the two counts to show the lean backend changes nothing. tests/integrat
 holds ``LeanAws`` to moto's answers for every ``DynamoJobStore`` method (its every expression).
 
 The provider is an ``httpx.MockTransport`` behind the real ``DashScopeClient``, answering the API's JSON
-(create, query), with the same model as the emulator in the traffic runs: generation 60-300 s (seeded
-uniform), the account's concurrency quota enforced (a create above it is refused with
-Throttling.AllocationQuota). Video links serve a tiny valid MP4.
+as the emulator does (create, query, and the account's task list with its time window, model filter and
+pages, so the poller's one list call per tick is what is measured, not the one-by-one fallback):
+generation 60-300 s (seeded uniform), the account's concurrency quota enforced (a create above it is
+refused with Throttling.AllocationQuota). Video links serve a real H.264 MP4 (tiny), so the completion
+makes its poster and contact sheet as it does in AWS.
+
+What the pricing (``bench.aws_cost``) needs besides the request counts is observed here too: the
+capacity units DynamoDB would bill (from the items' sizes, index writes included, see ``LeanAws``), each
+invocation's own time at 1x, the time it slept on the simulated clock and the calls it made (the pricing
+adds the modelled network time of each), the bytes each function writes to its log (Powertools' JSON
+lines and the metrics' EMF lines), the metric names it emits, and the bytes left stored in each bucket and
+in the table.
 
 Time: a manual clock. Lambda's event sources are simulated: SQS messages are handed to the handler as
 soon as they are visible (intake batches of 10, completion batches of 1, as template.yaml), the poller runs
-every 60 s with its 75 s timeout; ``sleep`` moves the clock forward.
+every 60 s with its 75 s timeout; ``sleep`` moves the clock forward. ``{"jobs": 0, "idle_ticks": N}``
+runs N poller ticks with nothing to do (the idle month's per-tick figures).
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
+import importlib.util
 import io
 import json
+import logging
+import math
 import os
 import random
 import re
-import struct
 import sys
 import threading
 import time
@@ -45,13 +58,17 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import bench  # noqa: F401 - puts shared/ and local/ on sys.path
-from bench.common import REGION, RequestCounter, fake_aws_env
+from bench.common import CODE_ROOT, REGION, RequestCounter, fake_aws_env, tiny_mp4
 
 MODEL = "wan2.2-kf2v-flash"
+RESOLUTION = "480P"
+LOG_LEVEL = "INFO"  # template.yaml: POWERTOOLS_LOG_LEVEL
 API_KEY = "sk-bench-0123456789abcdef"
 GENERATION_S = (60.0, 300.0)  # provider seconds, seeded uniform: "usually 1-5 minutes"
 QUOTA = 20
 POLLER_TIMEOUT_S = 75.0  # template.yaml
+FUNCTION_TIMEOUT_S = {"submit": 60.0, "poller": POLLER_TIMEOUT_S, "completion": 300.0}  # template.yaml
+FUNCTION_MEMORY_MB = {"submit": 256, "poller": 256, "completion": 1024}  # template.yaml
 ACCOUNT = "123456789012"
 
 
@@ -78,33 +95,31 @@ class SimClock:
 
 
 # ---- the provider -----------------------------------------------------------------------------------------
-def tiny_mp4() -> bytes:
-    """ftyp, a moov with a video handler, mdat: what the completion's MP4 check needs to accept it."""
-
-    def box(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-    hdlr = box(b"hdlr", b"\0" * 8 + b"vide" + b"\0" * 12 + b"VideoHandler\0")
-    moov = box(b"moov", box(b"trak", box(b"mdia", hdlr)))
-    return box(b"ftyp", b"isom\0\0\2\0isomiso2avc1mp41") + moov + box(b"mdat", b"\0" * 2048)
-
-
 class FakeProvider:
-    """DashScope's async video API as the emulator answers it, in process: create and query."""
+    """DashScope's async video API as the emulator answers it, in process: create, query, the task list
+    (``GET /tasks``: the account's tasks created inside the window, newest first, in pages) and the
+    result links. ``calls`` counts each kind, for the invocation that made it."""
 
     def __init__(self, clock: SimClock, seed: int, quota: int) -> None:
-        from inbetween_local.emulator.tasks import china_time
+        from inbetween_local.emulator.tasks import china_time, parse_list_time
 
-        self._china_time = china_time
+        self._china_time, self._parse_list_time = china_time, parse_list_time
         self.clock = clock
         self.quota = quota
         self._rng = random.Random(seed)
         self.tasks: dict[str, dict[str, Any]] = {}
         self._running: list[float] = []  # end times of tasks that may still run (heap-free: small)
-        self.creates = 0
-        self.queries = 0
+        self.calls: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
         self.video = tiny_mp4()
+
+    @property
+    def creates(self) -> int:
+        return self.calls["create"]
+
+    @property
+    def queries(self) -> int:
+        return self.calls["query"]
 
     def handle(self, request):
         import httpx
@@ -112,9 +127,12 @@ class FakeProvider:
         path = request.url.path
         if request.method == "POST" and path.endswith("/image2video/video-synthesis"):
             return self._create(json.loads(request.content or b"{}"))
+        if request.method == "GET" and path.endswith("/tasks"):
+            return self._list(dict(request.url.params))
         if request.method == "GET" and "/tasks/" in path:
             return self._query(path.rsplit("/", 1)[-1])
         if request.method == "GET" and path.startswith("/results/"):
+            self.calls["download"] += 1
             return httpx.Response(200, content=self.video, headers={"Content-Type": "video/mp4"})
         return httpx.Response(404, json={"code": "NotFound", "message": "Not Found"})
 
@@ -133,35 +151,43 @@ class FakeProvider:
                     "request_id": str(uuid.uuid4()),
                 },
             )
-        self.creates += 1
+        self.calls["create"] += 1
         task_id = str(uuid.UUID(int=self._rng.getrandbits(128)))
         end = now + self._rng.uniform(*GENERATION_S)
         self._running.append(end)
         prompt = (body.get("input") or {}).get("prompt") or ""
-        self.tasks[task_id] = {"created": now, "end": end, "prompt": prompt}
+        self.tasks[task_id] = {
+            "created": now,
+            "end": end,
+            "prompt": prompt,
+            "model": body.get("model") or "",
+            "request_id": str(uuid.uuid4()),
+        }
         return httpx.Response(
             200,
             json={"request_id": str(uuid.uuid4()), "output": {"task_status": "PENDING", "task_id": task_id}},
         )
 
+    def _status(self, task: dict[str, Any]) -> str:
+        return "SUCCEEDED" if self.clock() >= task["end"] else "RUNNING"
+
     def _query(self, task_id: str):
         import httpx
 
-        self.queries += 1
+        self.calls["query"] += 1
         task = self.tasks.get(task_id)
         if task is None:
             return httpx.Response(200, json={"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
-        now = self.clock()
-        done = now >= task["end"]
+        status = self._status(task)
         output: dict[str, Any] = {
             "task_id": task_id,
-            "task_status": "SUCCEEDED" if done else "RUNNING",
+            "task_status": status,
             "submit_time": self._china_time(task["created"]),
             "scheduled_time": self._china_time(task["created"]),
             "orig_prompt": task["prompt"],
         }
         body: dict[str, Any] = {"request_id": str(uuid.uuid4()), "output": output}
-        if done:
+        if status == "SUCCEEDED":
             output["end_time"] = self._china_time(task["end"])
             expires = int(task["end"] + 86400)
             output["video_url"] = (
@@ -169,6 +195,63 @@ class FakeProvider:
             )
             body["usage"] = {"video_duration": 5, "video_count": 1, "SR": 480}
         return httpx.Response(200, json=body)
+
+    def _list(self, params: dict[str, str]):
+        """As the emulator's list: ``start_time``/``end_time`` (China time, at most 24 h apart) bound the
+        tasks' creation, ``model_name`` filters, newest first, ``page_no``/``page_size`` pages."""
+        import httpx
+
+        self.calls["list"] += 1
+        now = self.clock()
+        end = self._parse_list_time(params["end_time"]) if params.get("end_time") else now
+        start = self._parse_list_time(params["start_time"]) if params.get("start_time") else end - 86400
+        if end - start > 86400:
+            return httpx.Response(
+                400,
+                json={
+                    "code": "InvalidParameter",
+                    "message": "The time span between start_time and end_time must not exceed 24 hours.",
+                    "request_id": str(uuid.uuid4()),
+                },
+            )
+        model = params.get("model_name")
+        chosen = sorted(
+            (
+                (task_id, task)
+                for task_id, task in self.tasks.items()
+                if start <= task["created"] <= end and (not model or task["model"] == model)
+            ),
+            key=lambda pair: pair[1]["created"],
+            reverse=True,
+        )
+        page_no, page_size = int(params.get("page_no", 1)), int(params.get("page_size", 10))
+        page = chosen[(page_no - 1) * page_size : page_no * page_size]
+        data = []
+        for task_id, task in page:
+            status = self._status(task)
+            entry = {
+                "task_id": task_id,
+                "status": status,
+                "model_name": task["model"],
+                "gmt_create": int(task["created"] * 1000),
+                "start_time": int(task["created"] * 1000),
+                "request_id": task["request_id"],
+                "region": "cn-beijing",
+            }
+            if status == "SUCCEEDED":
+                entry["end_time"] = int(task["end"] * 1000)
+            data.append(entry)
+        return httpx.Response(
+            200,
+            json={
+                "total": len(chosen),
+                "data": data,
+                "total_page": math.ceil(len(chosen) / page_size) if chosen else 0,
+                "page_no": page_no,
+                "page_size": page_size,
+                "request_id": str(uuid.uuid4()),
+            },
+        )
 
 
 # ---- a lean AWS backend -----------------------------------------------------------------------------------
@@ -318,17 +401,28 @@ class _Expr:
                 raise AwsError("ValidationException", f"unsupported update clause {clause}")
         return actions
 
-    def _set_value(self):
+    def _set_term(self):
+        """One term of a SET value: ``if_not_exists(path, term)``, ``list_append(term, term)`` or an operand."""
         if self.peek() == "if_not_exists":
             self.take()
             self.take("(")
             path = self.name(self.take())
             self.take(",")
-            default = self._operand()
+            default = self._set_term()
             self.take(")")
-            first = lambda item: item.get(path) or default(item)  # noqa: E731
-        else:
-            first = self._operand()
+            return lambda item: item.get(path) or default(item)
+        if self.peek() == "list_append":
+            self.take()
+            self.take("(")
+            head = self._set_term()
+            self.take(",")
+            tail = self._set_term()
+            self.take(")")
+            return lambda item: {"L": list(head(item)["L"]) + list(tail(item)["L"])}
+        return self._operand()
+
+    def _set_value(self):
+        first = self._set_term()
         if self.peek() in ("+", "-"):
             sign = self.take()
             second = self._operand()
@@ -358,6 +452,64 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()  # noqa: S324 - S3's ETag
 
 
+# DynamoDB's billing sizes (developer guide, "Item sizes and formats"): the attribute names' UTF-8 bytes
+# plus each value's: a string its UTF-8 bytes, a number about one byte per two significant digits plus
+# one, binary its bytes, a boolean or null one byte, a list or map 3 bytes plus one per element.
+WRITE_UNIT_BYTES, READ_UNIT_BYTES = 1024, 4096
+INDEXED = ("due_kind", "due_at")  # the due-index's keys (template.yaml); its projection is ALL
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return len(raw.encode())
+    if kind == "N":
+        digits = raw.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(raw)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _value_bytes(v) + 1 for k, v in raw.items())
+    if kind == "L":
+        return 3 + sum(_value_bytes(v) + 1 for v in raw)
+    if kind == "SS":
+        return sum(len(x.encode()) for x in raw)
+    if kind == "NS":
+        return sum(_value_bytes({"N": x}) for x in raw)
+    return sum(len(x) for x in raw)  # BS
+
+
+def item_bytes(item: dict[str, Any] | None) -> int:
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in (item or {}).items())
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, -(-size // unit))
+
+
+def _in_index(item: dict[str, Any] | None) -> tuple[str, str] | None:
+    return (item["due_kind"]["S"], item["due_at"]["S"]) if item and all(k in item for k in INDEXED) else None
+
+
+def index_write_units(before: dict[str, Any] | None, after: dict[str, Any] | None) -> int:
+    """The due-index's writes for one item changing from ``before`` to ``after`` (developer guide, "GSI
+    write activity"): entering or leaving the index one write, a change of its key a delete plus a put,
+    any other change of an indexed item one write (the projection is ALL); each in 1 KB units of the
+    index entry."""
+    old, new = _in_index(before), _in_index(after)
+    if old is None and new is None:
+        return 0
+    if old is None:
+        return _units(item_bytes(after), WRITE_UNIT_BYTES)
+    if new is None:
+        return _units(item_bytes(before), WRITE_UNIT_BYTES)
+    if old != new:
+        return _units(item_bytes(before), WRITE_UNIT_BYTES) + _units(item_bytes(after), WRITE_UNIT_BYTES)
+    return _units(item_bytes(after), WRITE_UNIT_BYTES) if before != after else 0
+
+
 class LeanAws:
     """Answers the functions' AWS calls from memory (see the module docstring). Thread-safe (one lock)."""
 
@@ -373,6 +525,8 @@ class LeanAws:
         self.published: list[dict[str, Any]] = []
         self.secrets: dict[str, str] = {}
         self._expr_cache: dict[tuple, Any] = {}
+        # what DynamoDB on-demand would bill, by operation: read units, table write units, index write units
+        self.capacity: Counter[str] = Counter()
 
     def attach(self, events: Any) -> LeanAws:
         events.register("before-parameter-build", self._stash)
@@ -521,20 +675,45 @@ class LeanAws:
             raise AwsError("ResourceNotFoundException", "table not found")
         return table
 
+    def _charge_write(
+        self, op: str, before: dict | None, after: dict | None, *, factor: int, applied: bool
+    ) -> None:
+        """A write's units: the larger of the item's sizes before and after, in 1 KB units (a failed
+        condition still pays for the item it read); ``factor`` 2 inside a transaction; the index's writes
+        only when the write happened."""
+        size = max(item_bytes(before), item_bytes(after))
+        self.capacity[f"dynamodb.{op}.write_units"] += factor * _units(size, WRITE_UNIT_BYTES)
+        if applied:
+            self.capacity[f"dynamodb.{op}.index_write_units"] += index_write_units(before, after)
+
+    def _charge_read(self, op: str, size: int, *, consistent: bool) -> None:
+        """Reads in 4 KB units of the bytes read (a Query's items together), half a unit each when
+        eventually consistent (an index is read only so); an empty read still costs one (half) unit."""
+        self.capacity[f"dynamodb.{op}.read_units"] += _units(size, READ_UNIT_BYTES) * (
+            1.0 if consistent else 0.5
+        )
+
     def _dynamodb_GetItem(self, p: dict) -> dict:
         item = self._table(p).get(p["Key"]["pk"]["S"])
+        self._charge_read("GetItem", item_bytes(item), consistent=bool(p.get("ConsistentRead")))
         return {"Item": dict(item)} if item is not None else {}
 
     def _dynamodb_PutItem(self, p: dict) -> dict:
         pk = p["Item"]["pk"]["S"]
-        if not self._check(self._table(p).get(pk) or {}, p):
+        before = self._table(p).get(pk)
+        if not self._check(before or {}, p):
+            self._charge_write("PutItem", before, p["Item"], factor=1, applied=False)
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
+        self._charge_write("PutItem", before, p["Item"], factor=1, applied=True)
         self._store(p["TableName"], pk, dict(p["Item"]))
         return {}
 
     def _dynamodb_DeleteItem(self, p: dict) -> dict:
         pk = p["Key"]["pk"]["S"]
-        if not self._check(self._table(p).get(pk) or {}, p):
+        before = self._table(p).get(pk)
+        applied = self._check(before or {}, p)
+        self._charge_write("DeleteItem", before, None, factor=1, applied=applied)
+        if not applied:
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
         self._store(p["TableName"], pk, None)
         return {}
@@ -569,6 +748,9 @@ class LeanAws:
     def _dynamodb_UpdateItem(self, p: dict) -> dict:
         before = dict(self._table(p).get(p["Key"]["pk"]["S"]) or {})
         done = self._updated(p)
+        self._charge_write(
+            "UpdateItem", before, done[1] if done else None, factor=1, applied=done is not None
+        )
         if done is None:
             raise AwsError("ConditionalCheckFailedException", "The conditional request failed")
         self._store(p["TableName"], *done)
@@ -595,6 +777,13 @@ class LeanAws:
                 done = (pk, "check") if self._check(self._table(op).get(pk) or {}, op) else None
             reasons.append({"Code": "None"} if done else {"Code": "ConditionalCheckFailed"})
             planned.append((op["TableName"], done))
+        # each item of a transaction pays twice its write units, a cancelled one too (for the items read)
+        for (table, done), entry in zip(planned, p["TransactItems"], strict=True):
+            ((_kind, op),) = entry.items()
+            before = self.tables[table].get((op.get("Key") or op.get("Item"))["pk"]["S"])
+            after = done[1] if done and done[1] != "check" else (before if done else None)
+            applied = done is not None and not any(d is None for _, d in planned)
+            self._charge_write("TransactWriteItems", before, after, factor=2, applied=applied)
         if any(done is None for _, done in planned):
             raise AwsError(
                 "TransactionCanceledException",
@@ -629,11 +818,13 @@ class LeanAws:
         limit = int(p.get("Limit") or hi)
         chosen = entries[: min(hi, limit)]
         out: dict[str, Any] = {"Count": len(chosen), "ScannedCount": len(chosen)}
-        if p.get("Select") == "COUNT":
-            out["Count"] = out["ScannedCount"] = hi
-            return out
         items = self.tables[p["TableName"]]
+        if p.get("Select") == "COUNT":  # a count still reads (and pays for) every item it counts
+            out["Count"] = out["ScannedCount"] = hi
+            self._charge_read("Query", sum(item_bytes(items[pk]) for _, pk in entries[:hi]), consistent=False)
+            return out
         out["Items"] = [dict(items[pk]) for _, pk in chosen]
+        self._charge_read("Query", sum(item_bytes(i) for i in out["Items"]), consistent=False)
         if hi > len(chosen):
             due_at, pk = chosen[-1]
             out["LastEvaluatedKey"] = {
@@ -655,7 +846,29 @@ class LeanAws:
             matched = [dict(i) for i in items if cond(i)]
         else:
             matched = [dict(i) for i in items]
+        self._charge_read("Scan", sum(item_bytes(i) for i in items), consistent=bool(p.get("ConsistentRead")))
         return {"Items": matched, "Count": len(matched), "ScannedCount": len(items)}
+
+    def stored(self) -> dict[str, Any]:
+        """What is left stored: bytes by bucket and top-level prefix, and the table's items."""
+        objects: Counter[str] = Counter()
+        for bucket, keys in self.buckets.items():
+            kind = bucket.split("-", 1)[0]
+            for key, obj in keys.items():
+                objects[f"{kind}/{key.split('/', 1)[0]}/{key.rsplit('/', 1)[-1].rsplit('.', 1)[-1]}"] += len(
+                    obj["body"]
+                )
+        table = {name: sum(item_bytes(i) for i in items.values()) for name, items in self.tables.items()}
+        index = {
+            name: sum(item_bytes(i) for i in items.values() if _in_index(i))
+            for name, items in self.tables.items()
+        }
+        return {
+            "object_bytes": dict(objects),
+            "table_bytes": sum(table.values()),
+            "index_bytes": sum(index.values()),
+            "items": sum(len(items) for items in self.tables.values()),
+        }
 
     # -- S3 --
     def _object(self, p: dict) -> dict:
@@ -822,7 +1035,24 @@ class _MotoAws:
         self._session = boto3.session.Session(region_name=REGION)
         self._s3, self._sqs = self._session.client("s3"), self._session.client("sqs")
         self._create_resources = create_resources
-        self._pending: dict[str, dict[str, str]] = {}
+        self._clock = clock
+        self._visible_at: dict[str, list[float]] = {}  # by queue: when a delayed or returned message shows
+
+    def watch(self, events: Any) -> None:
+        """Note when each message the functions send becomes visible, so that the harness wakes then, as
+        it does on the lean backend (moto cannot say; waking every second instead shifts every step)."""
+        events.register("provide-client-params.sqs.SendMessage", self._sent)
+
+    def _sent(self, params: dict, **_: Any) -> None:
+        self._visible_at.setdefault(params["QueueUrl"], []).append(
+            self._clock() + float(params.get("DelaySeconds", 0))
+        )
+
+    def next_visible(self, url: str) -> float | None:
+        now = self._clock()
+        upcoming = [t for t in self._visible_at.get(url, []) if t > now]
+        self._visible_at[url] = upcoming
+        return min(upcoming) + 0.001 if upcoming else None  # just after: moto's delay ends strictly after
 
     def create_resources(self, suffix: str) -> dict[str, str]:
         return self._create_resources(self._session, suffix, api_key=API_KEY)
@@ -834,6 +1064,9 @@ class _MotoAws:
         return self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=max_n, VisibilityTimeout=360).get(
             "Messages", []
         )
+
+    def returned(self, url: str, count: int, delay: float) -> None:
+        self._visible_at.setdefault(url, []).extend([self._clock() + delay] * count)
 
     def ack(self, url: str, msgs: list[dict[str, Any]]) -> None:
         if msgs:
@@ -869,17 +1102,179 @@ def _lighter_botocore() -> None:
     useragent.UserAgentString.to_string = cached
 
 
-def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = QUOTA) -> dict[str, Any]:
+def _frame_png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _Context:
+    """The Lambda context the handlers read: the remaining time, on the simulated clock."""
+
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:bench-function"
+
+    def __init__(self, clock: SimClock, function: str, timeout_s: float, memory_mb: int) -> None:
+        self.function_name = f"bench-{function}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self._clock = clock
+        self._deadline = clock() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self._clock()) * 1000))
+
+
+def _load_handler(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(
+        f"bench_cost_fn_{name}", CODE_ROOT / "functions" / name / "app.py"
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no handler at functions/{name}/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sqs_event(messages: list[dict]) -> dict:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {**m.get("Attributes", {}), "ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:q",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+class LogSink(io.TextIOBase):
+    """Where the functions' stdout goes during the run (in Lambda: their log group): counts the bytes
+    each function writes, and the metric names of the EMF lines among them (each a custom metric)."""
+
+    def __init__(self) -> None:
+        self.function = "harness"
+        self.bytes: Counter[str] = Counter()
+        self.lines: Counter[str] = Counter()
+        self.metrics: dict[str, set[str]] = {}
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.bytes[self.function] += len(text.encode())
+        self.lines[self.function] += text.count("\n")
+        if '"_aws"' in text:
+            for line in text.splitlines():
+                try:
+                    directives = json.loads(line)["_aws"]["CloudWatchMetrics"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                for directive in directives:
+                    names = {m["Name"] for m in directive.get("Metrics", [])}
+                    self.metrics.setdefault(self.function, set()).update(names)
+        return len(text)
+
+
+class Invocations:
+    """Each function's invocations, metered as Lambda bills them: its own time (measured, 1x, on this
+    machine), the time it slept on the simulated clock (the poller's budget, pacing), and the calls it
+    made, AWS by operation and the provider by kind (the pricing adds each call's modelled round trip)."""
+
+    def __init__(
+        self, clock: SimClock, counter: RequestCounter, provider: FakeProvider, sink: LogSink
+    ) -> None:
+        self._clock, self._counter, self._provider, self._sink = clock, counter, provider, sink
+        self.count: Counter[str] = Counter()
+        self.own_s: Counter[str] = Counter()
+        self.slept_s: Counter[str] = Counter()
+        self.max_s: Counter[str] = Counter()
+        self.calls: dict[str, Counter[str]] = {}
+
+    def run(self, function: str, call: Any) -> Any:
+        aws_before, provider_before = self._counter.snapshot(), Counter(self._provider.calls)
+        sim_before, started = self._clock(), time.perf_counter()
+        self._sink.function = function
+        try:
+            return call()
+        finally:
+            own, slept = time.perf_counter() - started, self._clock() - sim_before
+            self._sink.function = "harness"
+            self.count[function] += 1
+            self.own_s[function] += own
+            self.slept_s[function] += slept
+            self.max_s[function] = max(self.max_s[function], own + slept)
+            made = self.calls.setdefault(function, Counter())
+            made.update(Counter(self._counter.snapshot()) - Counter(aws_before))
+            made.update({f"provider.{k}": v for k, v in (self._provider.calls - provider_before).items()})
+
+    def report(self) -> dict[str, Any]:
+        return {
+            name: {
+                "invocations": self.count[name],
+                "own_s": round(self.own_s[name], 3),
+                "slept_s": round(self.slept_s[name], 1),
+                "longest_s": round(self.max_s[name], 1),
+                "calls": dict(self.calls.get(name, {})),
+            }
+            for name in sorted(self.count)
+        }
+
+
+class _LogsToSink:
+    """Powertools' logger holds the stream it was made with: its handlers write to the sink meanwhile,
+    at the template's level (INFO; the bench's own default is ERROR, to keep its output quiet)."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+        self._logger = logging.getLogger("inbetween")
+        self._swapped: list[tuple[logging.StreamHandler, Any]] = []
+        self._level = self._logger.level
+
+    def __enter__(self) -> None:
+        self._logger.setLevel(LOG_LEVEL)
+        for handler in self._logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                self._swapped.append((handler, handler.setStream(self._sink)))
+
+    def __exit__(self, *exc: object) -> None:
+        for handler, stream in self._swapped:
+            handler.setStream(stream)
+        self._logger.setLevel(self._level)
+
+
+def simulate(
+    jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = QUOTA, idle_ticks: int = 0
+) -> dict[str, Any]:
+    os.environ.update(fake_aws_env())
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)  # the EMF lines are log volume and custom metrics
+    sink = LogSink()
+    real_stdout, sys.stdout = sys.stdout, sink  # type: ignore[assignment]
+    try:
+        return _simulate(jobs, backend=backend, seed=seed, quota=quota, idle_ticks=idle_ticks, sink=sink)
+    finally:
+        sys.stdout = real_stdout
+
+
+def _simulate(
+    jobs: int, *, backend: str, seed: int, quota: int, idle_ticks: int, sink: LogSink
+) -> dict[str, Any]:
     import boto3
     import httpx
+    from botocore.config import Config
     from inbetween.clock import FunctionClock
     from inbetween.config import Timing, load_settings
     from inbetween.wiring import build_deps, use_deps
 
-    from bench.traffic_run import FIRST, LAST, _Context, _load_handler, _sqs_event
-
-    os.environ.update(fake_aws_env())
-    os.environ.pop("AWS_ENDPOINT_URL", None)
     _lighter_botocore()
     started = time.perf_counter()
     clock = SimClock(float(int(time.time())))
@@ -890,11 +1285,10 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
         names,
         PROVIDER_BASE_URL="https://dashscope.aliyuncs.com/api/v1",
         PROVIDER_CONCURRENCY=str(quota),
-        DEFAULT_MODEL=MODEL,  # the figure is kf2v flash's (not the product default)
-        DEFAULT_RESOLUTION="480P",
+        DEFAULT_MODEL=MODEL,  # the figure is kf2v flash's (the cheapest video: the hardest share)
+        DEFAULT_RESOLUTION=RESOLUTION,
     )
     settings = load_settings(env)
-    from botocore.config import Config
 
     session = boto3.session.Session(region_name=REGION)  # the functions' own: every call on it is counted
     if backend == "lean":
@@ -902,6 +1296,8 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
     counter = RequestCounter().attach(session.events)
     if isinstance(aws, LeanAws):
         aws.attach(session.events)
+    else:
+        aws.watch(session.events)
     deps = build_deps(
         settings,
         session=session,
@@ -912,12 +1308,15 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
     )
     use_deps(deps)  # what every handler's get_deps() answers
     handlers = {name: _load_handler(name) for name in ("submit", "poller", "completion")}
-    invocations: Counter[str] = Counter()
+    logs_to_sink = _LogsToSink(sink)
+    logs_to_sink.__enter__()
+    meter = Invocations(clock, counter, provider, sink)
     failures: Counter[str] = Counter()
     intake, completion = settings.intake_queue_url, settings.completion_queue_url
+    first, last = _frame_png((220, 40, 40)), _frame_png((40, 60, 220))
 
     for i in range(jobs):  # dropped at once, before the functions run; S3 sends one event per object
-        for name, body in (("first.png", FIRST), ("last.png", LAST)):
+        for name, body in (("first.png", first), ("last.png", last)):
             key = f"inbox/shot-{i:05d}/{name}"
             if isinstance(aws, LeanAws):
                 obj = aws.put_object(settings.inbox_bucket, key, body)
@@ -925,15 +1324,17 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
             else:
                 aws.put_object(settings.inbox_bucket, key, body)
     counter.reset()
+    if isinstance(aws, LeanAws):
+        aws.capacity.clear()
     clock.advance_to(clock() + 1.0)
 
     def invoke(function: str, url: str, batch: int) -> bool:
         msgs = aws.receive(url, batch)
         if not msgs:
             return False
-        invocations[function] += 1
+        context = _Context(clock, function, FUNCTION_TIMEOUT_S[function], FUNCTION_MEMORY_MB[function])
         try:
-            result = handlers[function].lambda_handler(_sqs_event(msgs), _Context(clock, 300))
+            result = meter.run(function, lambda: handlers[function].lambda_handler(_sqs_event(msgs), context))
         except Exception:  # noqa: BLE001 - as Lambda: a raising handler fails the batch
             result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in msgs]}
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -944,30 +1345,40 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
                     aws.requeue(url, m, 360.0)
         else:
             aws.ack(url, [m for m in msgs if m["MessageId"] not in failed])
+            aws.returned(url, len(failed), 360.0)
         return True
+
+    def tick() -> None:  # EventBridge: rate(1 minute)
+        context = _Context(clock, "poller", POLLER_TIMEOUT_S, FUNCTION_MEMORY_MB["poller"])
+        meter.run("poller", lambda: handlers["poller"].lambda_handler({"source": "aws.events"}, context))
 
     def done() -> int:
         return counter.calls.get("sns.Publish", 0)
 
     sim_start = clock()
     next_tick = clock() + 30.0
-    limit = clock() + jobs / min(jobs, quota) * GENERATION_S[1] * 2 + 3600
+    limit = clock() + (jobs / min(jobs, quota) * GENERATION_S[1] * 2 + 3600 if jobs else 0)
     try:
         while done() < jobs and clock() < limit:
             if invoke("submit", intake, 10) or invoke("completion", completion, 1):
                 continue
-            if clock() >= next_tick:  # EventBridge: rate(1 minute)
-                invocations["poller"] += 1
-                handlers["poller"].lambda_handler({"source": "aws.events"}, _Context(clock, POLLER_TIMEOUT_S))
+            if clock() >= next_tick:
+                tick()
                 next_tick += 60.0
                 continue
             if isinstance(aws, LeanAws):
                 wake = min(filter(None, (next_tick, aws.next_visible(intake), aws.next_visible(completion))))
             else:
                 waiting = aws.waiting(intake) or aws.waiting(completion)
-                wake = min(next_tick, clock() + 1.0) if waiting else next_tick
+                known = [t for t in (aws.next_visible(intake), aws.next_visible(completion)) if t]
+                wake = min(next_tick, *(known or [clock() + 1.0])) if waiting else next_tick
             clock.advance_to(wake)
+        for _ in range(idle_ticks if not jobs else 0):  # nothing to do: the idle month's ticks
+            clock.advance_to(next_tick)
+            tick()
+            next_tick += 60.0
     finally:
+        logs_to_sink.__exit__()
         use_deps(None)
         deps.close()
         if not isinstance(aws, LeanAws):
@@ -979,21 +1390,24 @@ def simulate(jobs: int, *, backend: str = "lean", seed: int = 11, quota: int = Q
         "notified": done(),
         "aws_requests": calls,
         "dynamodb_items_read": dict(counter.items_read),
-        "invocations": dict(invocations),
+        "dynamodb_capacity": dict(aws.capacity) if isinstance(aws, LeanAws) else {},
+        "stored": aws.stored() if isinstance(aws, LeanAws) else {},
+        "functions": meter.report(),
+        "invocations": dict(meter.count),
+        "log_bytes": dict(sink.bytes),
+        "log_lines": dict(sink.lines),
+        "metric_names": {function: sorted(names) for function, names in sink.metrics.items()},
         "batch_item_failures": dict(failures),
-        "provider": {
-            "creates": provider.creates,
-            "queries": provider.queries,
-            "refusals": dict(provider.refusals),
-        },
+        "provider": {"calls": dict(provider.calls), "refusals": dict(provider.refusals)},
         "provider_hours": round((clock() - sim_start) / 3600, 2),
         "wall_s": round(time.perf_counter() - started, 1),
         "settings": {
             "quota": quota,
+            "model": MODEL,
+            "resolution": settings.default_resolution,
             "generation": f"{GENERATION_S[0]:g}-{GENERATION_S[1]:g} s, seed {seed}",
             "settle_s": settings.settle_seconds,
             "poll_interval_s": settings.poll_interval_s,
-            "resolution": settings.default_resolution,
         },
     }
 

@@ -1,6 +1,9 @@
-"""Poller read cost: with N finished and M active jobs in the table, the items one poll cycle reads per job
-that is due (the sparse due-index, read with Query), beside what a Scan-based poller reads for the same
-cycle. DynamoDB bills reads by items read (ScannedCount), not by items returned."""
+"""Poller read cost: with N finished and M active jobs in the table, what one poll cycle reads per job that
+is due (the sparse due-index, read with Query), beside what a Scan-based poller reads for the same cycle.
+DynamoDB bills reads by what it reads (ScannedCount), not by what it returns, in read units: 4 KB of items
+read per unit (a Query or Scan adds up its items' bytes first), half a unit eventually consistent (an
+index is read only so), one unit per 4 KB of a strongly consistent GetItem. The units are computed from
+the items' sizes as the pipeline writes them (``bench.cost_run.item_bytes``: DynamoDB's sizing rules)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ from inbetween.provider.models import TaskPage, TaskState, TaskStatus, TaskSumma
 from bench.common import REGION, Figure, RequestCounter, at_most, create_jobs_table
 
 GOAL = 1.1
+# at most what reading each due job's item on its own would cost (half a unit, eventually consistent):
+# the index pages share their units among the due jobs they hold, the idle partitions' empty Queries
+# (half a unit each) are the rest
+UNITS_GOAL = 0.5
 NOW = 1_760_000_000.0
 MODEL = "wan2.2-kf2v-flash"
 _SERIALIZER = TypeSerializer()
@@ -103,7 +110,38 @@ def _raw_item(job: Job, due_at: float | None) -> dict[str, Any]:
     return {k: _SERIALIZER.serialize(_dynamo(v)) for k, v in item.items()}
 
 
-def _fill(store: DynamoJobStore, table: str, finished: int, active: int, due: int) -> None:
+class ReadUnits:
+    """The read units of each DynamoDB read made on a session, from the items it read."""
+
+    def __init__(self) -> None:
+        self.units: dict[str, float] = {}
+
+    def attach(self, events: Any) -> ReadUnits:
+        events.register("before-parameter-build.dynamodb", self._stash)
+        events.register("after-call.dynamodb", self._after)
+        return self
+
+    @staticmethod
+    def _stash(params: dict, context: dict, **_: Any) -> None:
+        context["read_units_params"] = params
+
+    def _after(self, parsed: dict, model: Any, context: dict, **_: Any) -> None:
+        from bench.cost_run import READ_UNIT_BYTES, item_bytes
+
+        params = context.get("read_units_params", {})
+        if model.name in ("Query", "Scan"):
+            read = sum(item_bytes(i) for i in parsed.get("Items", []))
+            factor = 1.0 if params.get("ConsistentRead") and model.name == "Scan" else 0.5
+        elif model.name == "GetItem":
+            read, factor = item_bytes(parsed.get("Item")), (1.0 if params.get("ConsistentRead") else 0.5)
+        else:
+            return
+        units = max(1, -(-read // READ_UNIT_BYTES)) * factor
+        self.units[model.name] = self.units.get(model.name, 0.0) + units
+
+
+def _fill(store: DynamoJobStore, table: str, finished: int, active: int, due: int) -> int:
+    """Fill the table; returns the bytes of all its items as the store writes them (what a Scan reads)."""
     # finished jobs carry no due_kind / due_at, so they are not in the index at all; the active ones
     # (SUBMITTED) do: the due ones are spread over the last poll interval, the rest come due over the
     # next 5 minutes
@@ -114,20 +152,26 @@ def _fill(store: DynamoJobStore, table: str, finished: int, active: int, due: in
     ]  # fmt: skip
     # the first jobs go through the store (its PutItem, the item shape it writes); the bulk goes straight
     # into moto's table (the same items, the same index maintenance), only to keep the fill fast
+    from bench.cost_run import item_bytes
+
     through_api, rest = jobs[:500], jobs[500:]
+    written = 0
     for job, due_at in through_api:
         store.add_job(job, due=(DueKind.POLL, due_at) if due_at is not None else None)
+        written += item_bytes(_raw_item(job, due_at))
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
     backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
     for job, due_at in rest:
         item = _raw_item(job, due_at)
+        written += item_bytes(item)  # the full item: what a Scan would read of it in AWS
         if job.status is JobStatus.STORED:
             # outside the index, a finished job's nested maps change no count here; moto sizes them
             # recursively on every put (~2 ms an item), which is most of this figure's run time
             item = {k: v for k, v in item.items() if not ({"M", "L"} & v.keys())}
         backend.put_item(table, item)
+    return written
 
 
 def _settings(table: str):
@@ -182,22 +226,30 @@ def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[
             region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         counter = RequestCounter().attach(session.events)
+        units = ReadUnits().attach(session.events)
         ddb = session.client("dynamodb")
         table = "jobs-bench"
         create_jobs_table(ddb, table)
         provider = RunningProvider([f"task-{finished + j:08d}" for j in range(active)])
         deps = _deps(table, session, provider)
         started = time.perf_counter()
-        _fill(deps.store, table, finished, active, due)
+        table_bytes = _fill(deps.store, table, finished, active, due)
         fill_s = time.perf_counter() - started
         counter.reset()
         scan_read, scan_found = _scan_poller_reads(ddb, table)  # the same cycle, read the naive way
         counter.reset()
+        units.units.clear()
         report = polling.tick(deps, budget_s=0.0)
         pipeline_read = sum(counter.items_read.values())
         pipeline_calls = counter.snapshot()
+        pipeline_units = sum(units.units.values())
     ratio = pipeline_read / max(1, report.checked)
     scan_ratio = scan_read / max(1, scan_found)
+    # the Scan reads every item in 1 MB pages, half a unit per 4 KB (eventually consistent)
+    scan_units = sum(
+        0.5 * -(-min(1 << 20, table_bytes - at) // 4096) for at in range(0, max(1, table_bytes), 1 << 20)
+    )
+    units_per_job = pipeline_units / max(1, report.checked)
     return [
         Figure(
             key="poller.items_read_per_due_job",
@@ -222,7 +274,24 @@ def run(quick: bool = False, sizes: tuple[int, int, int] | None = None) -> list[
                 "scan_jobs_found": scan_found,
                 "table_fill_s": round(fill_s, 1),
             },
-        )
+        ),
+        Figure(
+            key="poller.read_units_per_due_job",
+            name=f"Poller read units per due job ({finished:,} finished + {active:,} active jobs, {due} due)",
+            value=round(units_per_job, 3),
+            unit="read units / job due",
+            goal=f"<= {UNITS_GOAL}",
+            passed=at_most(units_per_job, UNITS_GOAL),
+            baseline=f"Scan-based poller: {scan_units:,.0f} read units ({table_bytes / 1e6:,.1f} MB read) for "
+            f"{scan_found} due = {scan_units / max(1, scan_found):,.1f} per job due",
+            settings={"units": "4 KB per unit, half eventually consistent; item sizes by DynamoDB's rules"},
+            detail={
+                "pipeline_read_units": {k: round(v, 2) for k, v in units.units.items()},
+                "scan_read_units": scan_units,
+                "table_bytes": table_bytes,
+                "mean_item_bytes": round(table_bytes / max(1, finished + active)),
+            },
+        ),
     ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import boto3
-import pytest
+import httpx
 from boto3.dynamodb.types import TypeDeserializer
 from inbetween.aws.jobs_table import DynamoJobStore
 from inbetween.clock import FunctionClock
@@ -20,51 +22,34 @@ from inbetween.domain.models import (
     WebhookDelivery,
     plain,
 )
+from inbetween.provider.models import TaskPage
 from moto import mock_aws
 
-from bench import poller_reads
+from bench import aws_cost, poller_reads
 from bench.common import REGION, create_jobs_table
-from bench.cost_run import LeanAws, SimClock
-from bench.provider_traffic import launch, measure
+from bench.cost_run import FakeProvider, LeanAws, SimClock, item_bytes, simulate
 from bench.run import table
-from bench.traffic_run import Scenario
 
 
 def test_poller_read_cost_figure_counts_items_read_against_a_scan():
     # Given a small table of finished and active jobs, some due
-    [figure] = poller_reads.run(sizes=(200, 20, 5))
+    figure, units = poller_reads.run(sizes=(200, 20, 5))
 
     # Then the figure reads about one item per due job, and the Scan baseline reads the whole table
     assert figure.detail["pipeline_checked"] == 5
     assert figure.value is not None and figure.value >= 1.0
     assert figure.detail["scan_items_read"] == 220
     assert "| Poller read cost" in table([figure])
+    # and in read units: at least half a unit per Query the cycle made, the Scan half a unit per 4 KB
+    queries = figure.detail["dynamodb_calls"]["dynamodb.Query"]
+    assert units.value is not None and units.value * 5 >= 0.5 * queries
+    assert units.detail["scan_read_units"] == 0.5 * -(-units.detail["table_bytes"] // 4096)
 
 
 def test_an_idle_poller_tick_only_queries_the_due_index():
     requests = poller_reads.idle_tick_requests()
 
     assert set(requests) == {"dynamodb.Query"}
-
-
-@pytest.mark.timeout(120)
-def test_pipeline_and_sdk_scenarios_yield_latency_and_query_counts():
-    # Given two pairs through the real handlers, and one through the SDK's call loop, on a scaled clock
-    pipeline, sdk = launch(
-        [
-            Scenario("pipeline", jobs=2, quota=2, scale=120.0, count_requests=True),
-            Scenario("sdk_loop", jobs=1, quota=2, scale=120.0),
-        ]
-    )  # each in its own interpreter, as make bench runs them
-    assert "error" not in pipeline and "error" not in sdk
-
-    # Then every job is notified, and the measures are computed from the provider's own times
-    for result, jobs in ((pipeline, 2), (sdk, 1)):
-        figures = measure(result)
-        assert figures["completed"] == jobs
-        assert figures["queries_per_job"] >= 1
-        assert figures["detection_p95_s"] is not None
-    assert pipeline["aws_requests"].get("sns.Publish") == 2
 
 
 def _store_script(store, clock) -> list:
@@ -215,3 +200,139 @@ def test_the_cost_runs_lean_backend_answers_every_job_store_call_as_dynamodb_doe
         assert x == y, f"call {i}: lean {x!r} != moto {y!r}"
     assert lean_items == moto_items
     assert len(lean) > 50 and any(x is False for x in lean)  # the script ran, failing conditions included
+
+
+def _china(moment: float) -> str:
+    return (
+        datetime.fromtimestamp(moment, UTC).astimezone(timezone(timedelta(hours=8))).strftime("%Y%m%d%H%M%S")
+    )
+
+
+def test_the_cost_runs_provider_answers_the_task_list_with_its_window_model_and_pages():
+    # Given three tasks of one model created a minute apart and one of another model
+    sim = SimClock(1_800_000_000.0)
+    provider = FakeProvider(sim, seed=1, quota=10)
+    client = httpx.Client(
+        transport=httpx.MockTransport(provider.handle), base_url="https://dashscope.test/api/v1"
+    )
+    ids = []
+    for model in ("wan2.2-kf2v-flash", "wan2.2-kf2v-flash", "wan2.2-kf2v-flash", "wan2.7-i2v"):
+        answer = client.post("/services/aigc/image2video/video-synthesis", json={"model": model, "input": {}})
+        ids.append(answer.json()["output"]["task_id"])
+        sim.sleep(60)
+
+    # When the poller's list asks for the model's tasks of the last 200 s (the first is older), two to a page
+    window = {"start_time": _china(sim() - 200), "end_time": _china(sim()), "model_name": "wan2.2-kf2v-flash"}
+    first = TaskPage.from_api(client.get("/tasks", params={**window, "page_size": 2}).json())
+    second = TaskPage.from_api(client.get("/tasks", params={**window, "page_size": 2, "page_no": 2}).json())
+
+    # Then only the model's tasks inside the window are listed, newest first, in pages
+    assert (first.total, first.total_page) == (2, 1)
+    assert [t.task_id for t in first.tasks] == [ids[2], ids[1]]
+    assert second.tasks == ()
+    everything = TaskPage.from_api(client.get("/tasks", params={"page_size": 3}).json())  # the last 24 h
+    assert (everything.total, everything.total_page, len(everything.tasks)) == (4, 2, 3)
+    assert provider.calls["list"] == 3
+    # a window over 24 hours is refused, as the provider does
+    too_wide = {"start_time": _china(sim() - 90_000), "end_time": _china(sim())}
+    assert client.get("/tasks", params=too_wide).status_code == 400
+
+
+def test_the_lean_backend_bills_write_units_by_item_size_and_the_due_index_writes():
+    sim = SimClock(1_800_000_000.0)
+    session = boto3.session.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
+    aws = LeanAws(sim).attach(session.events)
+    table = aws.create_resources("units")["JOBS_TABLE"]
+    ddb = session.client("dynamodb")
+    # Given an item of 1,500 bytes (2 write units) in the due-index
+    item = {
+        "pk": {"S": "job#a"},
+        "due_kind": {"S": "poll"},
+        "due_at": {"S": "0001"},
+        "pad": {"S": "x" * 1463},
+    }
+    assert item_bytes(item) == 2 + 5 + 8 + 4 + 6 + 4 + 3 + 1463 == 1495
+
+    # When it is written, rescheduled (the index key changes), touched (it does not), and a condition fails
+    ddb.put_item(TableName=table, Item=item)
+    ddb.update_item(TableName=table, Key={"pk": {"S": "job#a"}}, UpdateExpression="SET due_at = :t",
+                    ExpressionAttributeValues={":t": {"S": "0002"}})  # fmt: skip
+    ddb.update_item(TableName=table, Key={"pk": {"S": "job#a"}}, UpdateExpression="SET n = :n",
+                    ExpressionAttributeValues={":n": {"N": "1"}})  # fmt: skip
+    try:
+        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    except ddb.exceptions.ConditionalCheckFailedException:
+        pass
+    ddb.get_item(TableName=table, Key={"pk": {"S": "job#a"}}, ConsistentRead=True)
+    ddb.query(TableName=table, IndexName="due-index", KeyConditionExpression="due_kind = :k AND due_at <= :t",
+              ExpressionAttributeValues={":k": {"S": "poll"}, ":t": {"S": "9999"}})  # fmt: skip
+
+    # Then: the put 2 + 2 (index entry), the reschedule 2 + 2 x 2 (delete and put in the index), the touch
+    # 2 + 2, the failed put 2 and no index write; the reads 1 (consistent) and 0.5 (the index)
+    capacity = aws.capacity
+    assert capacity["dynamodb.PutItem.write_units"] == 4
+    assert capacity["dynamodb.PutItem.index_write_units"] == 2
+    assert capacity["dynamodb.UpdateItem.write_units"] == 4
+    assert capacity["dynamodb.UpdateItem.index_write_units"] == 6
+    assert capacity["dynamodb.GetItem.read_units"] == 1.0
+    assert capacity["dynamodb.Query.read_units"] == 0.5
+
+
+def test_the_cost_run_observes_what_is_priced_and_prices_a_video():
+    # Given three pairs through the real handlers on the lean backend
+    result = simulate(3, seed=2)
+
+    # Then each job made one task and one notification, and the poller read the task list
+    assert (result["notified"], result["provider"]["calls"]["create"]) == (3, 3)
+    assert result["aws_requests"]["sns.Publish"] == 3
+    assert result["provider"]["calls"].get("list", 0) >= 1
+    assert set(result["functions"]) == {"submit", "poller", "completion"}
+    assert all(result["log_bytes"][name] > 0 for name in result["functions"])
+    assert result["dynamodb_capacity"]["dynamodb.UpdateItem.index_write_units"] > 0
+    assert result["stored"]["object_bytes"]["output/results/mp4"] > 0
+
+    # And the pricing turns it into a cost per video below a cent, with every part it names
+    functions = aws_cost.functions_of(aws_cost.template())
+    priced = aws_cost.per_job(result, functions, "480P")
+    parts = priced["usd_per_job_by_part"]
+    assert {"lambda_duration", "dynamodb_writes", "data_out_frames", "log_ingestion", "xray"} <= set(parts)
+    assert all(v >= 0 for v in parts.values()) and 0 < priced["usd_per_job"] < 0.01
+    assert priced["lambda_gb_s_per_job"] > 0
+
+
+def test_the_idle_month_prices_every_resource_of_the_template_and_names_any_it_cannot(monkeypatch):
+    idle = simulate(0, idle_ticks=3)
+    observed = aws_cost.idle_observed(idle)
+    assert observed["ticks"] == 3 and observed["requests"] > 0
+
+    month = aws_cost.idle_month(observed)
+    named = {i["resource"] for i in month["items"]}
+    resources = aws_cost.template()["Resources"]
+    assert {k for k, r in resources.items() if r.get("Condition") != "PushOn"} <= named
+    assert month["unpriced"] == []
+    by_name = {i["resource"]: i["usd_month"] for i in month["items"]}
+    assert by_name["AlarmTopicKey"] == 1.0 and by_name["DashScopeApiKeySecret"] == 0.4
+    assert by_name["IntakeDeadLetterQueue"] == 0 and by_name["IntakeQueue"] > 0
+    assert aws_cost.idle_month(observed, push=True)["total"] > month["total"]  # the push secret
+
+    # a resource type no rule knows is named, never priced at zero
+    with_nat = dict(aws_cost.template())
+    with_nat["Resources"] = {**resources, "Nat": {"Type": "AWS::EC2::NatGateway", "Properties": {}}}
+    monkeypatch.setattr(aws_cost, "template", lambda: with_nat)
+    assert aws_cost.idle_month(observed)["unpriced"] == ["Nat (AWS::EC2::NatGateway)"]
+
+
+def test_the_cold_start_figures_give_each_function_the_layers_the_template_lists():
+    from pathlib import Path
+
+    from bench import cold_start
+
+    layers = cold_start.function_layers()
+    assert layers["submit"] == ["InbetweenLayer"]
+    assert layers["completion"] == layers["stitch"] == ["InbetweenLayer", "MediaLayer"]
+    runtime, layer, media = Path("runtime"), Path("layer"), Path("media-site")
+    assert media not in cold_start.function_paths("poller", runtime, layer, media)
+    paths = cold_start.function_paths("completion", runtime, layer, media)
+    # Lambda's order: the layers (the shared one first), the runtime's boto3, then the function's code
+    assert paths.index(layer) < paths.index(media) < paths.index(runtime) < len(paths) - 1
+    assert paths[-1].name == "completion"
