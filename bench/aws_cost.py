@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from inbetween_local.stack.template import LocalTemplate
+
 from bench.common import OUT, ROOT, Figure, at_most
 
 SHARE_GOAL = 0.005  # AWS cost per video below 0.5 % of the provider's price for it
@@ -375,9 +377,12 @@ def idle_month(idle: dict[str, Any], *, push: bool = False) -> dict[str, Any]:
     unpriced: list[str] = []
     ticks_per_month = 60 * 24 * 30
     per_tick = {k: v / idle["ticks"] for k, v in idle.items() if isinstance(v, int | float) and k != "ticks"}
+    # what a deployment with the default parameters creates (push as asked): conditions evaluated as
+    # CloudFormation would, by the local stack's template reader
+    deployed = LocalTemplate.load(parameters={"PushEnabled": "true" if push else "false"})
     for logical, res in tpl["Resources"].items():
         kind, props = res["Type"], res.get("Properties") or {}
-        if res.get("Condition") == "PushOn" and not push:
+        if logical in deployed.resources and not deployed.is_created(logical):
             continue
         usd_month, why = 0.0, FREE_WHEN_IDLE.get(kind)
         if kind == "AWS::KMS::Key":

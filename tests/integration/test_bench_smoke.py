@@ -308,10 +308,20 @@ def test_the_idle_month_prices_every_resource_of_the_template_and_names_any_it_c
     month = aws_cost.idle_month(observed)
     named = {i["resource"] for i in month["items"]}
     resources = aws_cost.template()["Resources"]
-    assert {k for k, r in resources.items() if r.get("Condition") != "PushOn"} <= named
+    # everything a deployment with the default parameters creates (no push, no budget, no alarm e-mail)
+    assert {
+        k for k, r in resources.items() if r.get("Condition") not in ("PushOn", "HasBudget", "HasAlarmEmail")
+    } <= named
+    assert "BudgetUsed80Alarm" not in named
     assert month["unpriced"] == []
     by_name = {i["resource"]: i["usd_month"] for i in month["items"]}
-    assert by_name["AlarmTopicKey"] == 1.0 and by_name["DashScopeApiKeySecret"] == 0.4
+    assert by_name["DashScopeApiKeySecret"] == 0.4 and by_name["JobsNeedingAttentionAlarm"] == 0.1
+    # a key of the template's own is priced by the month (the stack has none today: see AlarmTopic)
+    with_key = dict(aws_cost.template())
+    with_key["Resources"] = {**resources, "Key": {"Type": "AWS::KMS::Key", "Properties": {}}}
+    monkeypatch.setattr(aws_cost, "template", lambda: with_key)
+    assert {i["resource"]: i["usd_month"] for i in aws_cost.idle_month(observed)["items"]}["Key"] == 1.0
+    monkeypatch.undo()
     assert by_name["IntakeDeadLetterQueue"] == 0 and by_name["IntakeQueue"] > 0
     assert aws_cost.idle_month(observed, push=True)["total"] > month["total"]  # the push secret
 

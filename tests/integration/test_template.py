@@ -591,17 +591,28 @@ def test_jobs_needing_attention_raise_an_alarm(template):
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
-def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(template):
-    # CloudWatch cannot publish to a topic under the AWS-managed alias/aws/sns key
-    key_ref = _props(template, "AlarmTopic")["KmsMasterKeyId"]
-    key = _props(template, key_ref["Ref"])
-    assert key["EnableKeyRotation"] is True
-    principals = [s["Principal"] for s in key["KeyPolicy"]["Statement"]]
-    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+def test_the_jobs_topic_is_encrypted_and_the_alarm_topic_holds_no_key_of_its_own(template):
+    # the notification topic carries jobs' data: encrypted. The alarm topic carries alarm names only, and
+    # CloudWatch cannot publish under the AWS-managed key: a key of our own would be half the idle cost
     assert _props(template, "NotifyTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    assert "KmsMasterKeyId" not in _props(template, "AlarmTopic")
+    assert not [r for r in template["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    skips = template["Resources"]["AlarmTopic"]["Metadata"]["checkov"]["skip"]
+    assert [s["id"] for s in skips] == ["CKV_AWS_26"] and skips[0]["comment"]
     subscription = template["Resources"]["AlarmEmailSubscription"]
     assert subscription["Condition"] == "HasAlarmEmail"
     assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+
+
+def test_the_poller_alone_is_not_traced(template):
+    # it runs every minute, idle or not; the functions doing a job's work keep the global Active tracing
+    assert _props(template, "PollerFunction")["Tracing"] == "PassThrough"
+    traced = [
+        k
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function" and "Tracing" not in r["Properties"]
+    ]
+    assert "SubmitFunction" in traced and "CompletionFunction" in traced
 
 
 def test_outputs_name_everything_an_operator_and_the_local_stack_need(template):
