@@ -34,6 +34,9 @@ class Figure:
     settings: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # an invariant (or a module that ran at all): its FAIL fails even the quick run, whose goal verdicts
+    # are shown but do not count (one seed, small numbers: not the figures the goals are set on)
+    invariant: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

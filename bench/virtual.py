@@ -17,13 +17,20 @@ Nothing here reads the wall clock: the same scenario and seed give the same figu
   provider's task-finished event after its delivery delay, through the ProviderEventsFunction's request
   handling.
 
-Only the outside world takes time (``LATENCY``): our own code runs in zero virtual time, its CPU time is
-not measured. The video copy (completion) is not modelled either: it holds no provider slot and costs the
-same in every configuration.
+Only the outside world takes time (``LATENCY``): the provider's round trips, its event delivery, SQS's
+hand-overs and every AWS call our code makes (DynamoDB, S3, SNS, SQS: each port call sleeps its modelled
+round trip, ``AwsLatency``). Our own Python runs in zero virtual time: it is not multiplied by anything, and
+it is small beside the round trips it waits on (a use case's own CPU is ~1 ms per call). The video copy's
+bytes are not modelled: it holds no provider slot and costs the same in every configuration.
+
+A scenario can hold several model families at once (``Family``: kf2v at quota 2 with no provider queue
+beside wan2.7 at 5 with its queue), stragglers (every n-th task stuck for hours), slow PENDING phases,
+push events lost, and the account's 20 QPS query quota is enforced (``Throttling.RateQuota``).
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import json
@@ -40,7 +47,7 @@ from typing import Any
 
 from inbetween.config import Timing
 from inbetween.deps import Deps
-from inbetween.domain.catalog import provider_model_name
+from inbetween.domain.catalog import model_spec, provider_model_name
 from inbetween.domain.models import DueKind, InputObject, Job, JobSpec, JobStatus, Notification
 from inbetween.errors import ProviderThrottled
 from inbetween.observability import metrics
@@ -78,6 +85,10 @@ class Latency:
     # create call round trip (HTTPS to the provider's region, body with presigned URLs): 0.4 s +- 0.15 s.
     # The task exists from the middle of the round trip (the request's arrival).
     create_s: tuple[float, float] = (0.25, 0.55)
+    # and its tail: this share of creates reaches the provider later by the extra range (a retransmitted
+    # segment, a slow TLS resumption, a pause in the function): what a 10 % spacing margin must absorb
+    create_tail_share: float = 0.05
+    create_tail_s: tuple[float, float] = (0.2, 1.0)
     # task query round trip (GET /tasks/{id}): 0.15 s +- 0.05 s; answered as of its middle
     query_s: tuple[float, float] = (0.10, 0.20)
     # task list round trip (GET /tasks, one page): 0.25 s +- 0.1 s
@@ -91,7 +102,21 @@ class Latency:
     poll_budget_s: float = 55.0
 
 
+@dataclass(frozen=True, slots=True)
+class AwsLatency:
+    """Round trips of our code's AWS calls from a Lambda in the same region (virtual seconds, uniform in
+    each range): the published single-digit-millisecond DynamoDB latency, an S3 GET/PUT of a small object,
+    an SNS publish, an SQS send. A presigned URL is computed locally: no round trip."""
+
+    dynamodb_s: tuple[float, float] = (0.004, 0.012)
+    s3_s: tuple[float, float] = (0.015, 0.040)
+    sns_s: tuple[float, float] = (0.010, 0.030)
+    sqs_s: tuple[float, float] = (0.005, 0.015)
+
+
 LATENCY = Latency()
+AWS_LATENCY = AwsLatency()
+QUERY_PER_S = 20.0  # the account's task query and list quota (wan27-i2v reference §5.1)
 
 
 # ---- generation times --------------------------------------------------------------------------------
@@ -158,6 +183,7 @@ class VirtualClock:
         self._turn = threading.Semaphore(0)
         self._driver = threading.get_ident()
         self._threads: list[threading.Thread] = []
+        self._prune_at = 64
         self._closed = False
         self.errors: list[tuple[float, str, str]] = []
         self.events_run = 0
@@ -165,6 +191,11 @@ class VirtualClock:
 
     def now(self) -> float:
         return self._now
+
+    def in_process(self) -> bool:
+        """Whether the caller is a process (or its worker), whose sleeps pass virtual time; the driver's
+        own reads (the harness looking at the store) take none."""
+        return threading.get_ident() != self._driver
 
     def at(self, when: float, fn: Callable[[], Any], name: str = "") -> None:
         """Run ``fn`` at ``when`` (an instant already past: at once, never back in time)."""
@@ -180,6 +211,13 @@ class VirtualClock:
             return
         if self._closed:
             raise SimulationOver
+        with self._lock:
+            # nothing else is due before the wake-up (an entry at the same instant would run first): the
+            # driver would hand the turn straight back, so the time simply moves on (most sleeps are an
+            # AWS call's few milliseconds; this saves two thread switches each, and changes no order)
+            if not self._heap or self._heap[0].at > wake:
+                self._now = max(self._now, wake)
+                return
         woken = threading.Event()
         self._push(_Entry(wake, next(self._seq), "wake", wake=woken))
         self._turn.release()  # the turn goes back to the driver
@@ -246,8 +284,9 @@ class VirtualClock:
         else:
             self.events_run += 1
             thread = threading.Thread(target=self._process, args=(entry,), name=entry.name, daemon=True)
-            if len(self._threads) > 64:
+            if len(self._threads) > self._prune_at:  # amortized: thousands may sleep at once (a burst)
                 self._threads = [t for t in self._threads if t.is_alive()]
+                self._prune_at = max(64, 2 * len(self._threads))
             self._threads.append(thread)
             thread.start()
         if not self._turn.acquire(timeout=self.WATCHDOG_S):
@@ -276,9 +315,11 @@ class ProviderTask:
     end: float
     # the end of the task whose slot this one took (None: a slot nobody had used yet)
     slot_free_at: float | None
+    # a slow PENDING phase: the task holds its slot from ``start`` but runs only from here (None: start)
+    running_at: float | None = None
 
     def status_at(self, t: float) -> TaskStatus:
-        if t < self.start:
+        if t < (self.start if self.running_at is None else self.running_at):
             return TaskStatus.PENDING
         if t < self.end:
             return TaskStatus.RUNNING
@@ -289,10 +330,34 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """The account's limits for one model at the provider."""
+
+    concurrency: int
+    queue: int  # tasks held PENDING beyond the running ones; 0: a create beyond them is refused (kf2v)
+    submit_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What the provider does beside the generation-time draw: every ``straggler_every``-th task created
+    (from a seeded offset) takes ``straggler_s``; a share of tasks sits PENDING on its slot for a while
+    before running."""
+
+    straggler_every: int = 0
+    straggler_s: float = 3 * 3600.0
+    slow_pending_share: float = 0.0
+    slow_pending_s: tuple[float, float] = (30.0, 180.0)
+
+
 class QueuedProvider:
     """``inbetween.ports.Provider``: the provider-side queue of wan2.7-i2v (see the module's doc).
 
-    ``on_created`` callbacks see each new task (its start and end already known)."""
+    ``limits`` gives each model its own (a model not in it gets ``concurrency``/``queue``/``submit_per_s``).
+    Queries and lists share the account's ``query_per_s`` in a sliding second; beyond it they are refused
+    with ``Throttling.RateQuota`` (counted as ``query:Throttling.RateQuota``). ``on_created`` callbacks see
+    each new task (its start and end already known)."""
 
     def __init__(
         self,
@@ -304,6 +369,9 @@ class QueuedProvider:
         queue: int = 500,
         submit_per_s: float = 5.0,
         latency: Latency = LATENCY,
+        limits: dict[str, ModelLimits] | None = None,
+        faults: Faults = Faults(),
+        query_per_s: float = QUERY_PER_S,
     ) -> None:
         self.clock = clock
         self.generation = generation
@@ -311,9 +379,15 @@ class QueuedProvider:
         self.queue = queue
         self.submit_per_s = submit_per_s
         self.latency = latency
+        self.limits = dict(limits or {})
+        self.faults = faults
+        self.query_per_s = query_per_s
         # separate streams: jitter never shifts the generation times (task k gets the same in every run)
         self._durations = random.Random(f"{seed}/generation")
         self._jitter = random.Random(f"{seed}/provider-latency")
+        self._faults = random.Random(f"{seed}/faults")
+        self._straggler_offset = self._faults.randrange(max(1, faults.straggler_every))
+        self._queries_window: deque[float] = deque()
         self._ids = itertools.count(1)
         self._slots: dict[str, list[tuple[float, int]]] = {}  # model -> heap of (slot free at, slot no)
         self._ends: dict[str, list[float]] = {}  # model -> heap of in-flight tasks' ends
@@ -324,10 +398,16 @@ class QueuedProvider:
         self.throttled: Counter[str] = Counter()
         self.queries = 0
         self.list_calls = 0
+        self.queries_by_model: Counter[str] = Counter()
+        self.lists_by_model: Counter[str] = Counter()
+        self.list_rows_max = 0  # the most tasks one list window held (all its pages)
 
     # -- the port --------------------------------------------------------------------------------------
     def create_task(self, request: CreateTaskRequest) -> TaskRef:
         up, down = self._halves(self.latency.create_s)
+        late, extra = self._jitter.random(), self._jitter.uniform(*self.latency.create_tail_s)
+        if late < self.latency.create_tail_share:
+            up += extra
         self.clock.sleep(up)
         try:
             task = self._accept(request)
@@ -338,7 +418,10 @@ class QueuedProvider:
     def get_task(self, task_id: str) -> TaskState:
         up, down = self._halves(self.latency.query_s)
         self.clock.sleep(up)
-        self.queries += 1
+        self.queries += 1  # a refused query counts too: it is a request, and the quota counts it
+        task = self.tasks.get(task_id)
+        self.queries_by_model[task.model if task else ""] += 1
+        self._count_query()
         state = self.state_of(task_id, self.clock.now())
         self.clock.sleep(down)
         return state
@@ -349,9 +432,12 @@ class QueuedProvider:
         up, down = self._halves(self.latency.list_s)
         self.clock.sleep(up)
         self.list_calls += 1
+        self.lists_by_model[model] += 1
+        self._count_query()
         now = self.clock.now()
         lo, hi = start.timestamp(), end.timestamp()
         rows = [t for t in self.tasks.values() if t.model == model and lo <= t.created <= hi]
+        self.list_rows_max = max(self.list_rows_max, len(rows))
         page = rows[(page_no - 1) * page_size : page_no * page_size]
         summaries = tuple(
             TaskSummary(
@@ -423,10 +509,27 @@ class QueuedProvider:
             heapq.heappop(ends)
         return len(ends)
 
+    def limits_of(self, model: str) -> ModelLimits:
+        return self.limits.get(model) or ModelLimits(self.concurrency, self.queue, self.submit_per_s)
+
+    def _count_query(self) -> None:
+        """The account's query quota, in a sliding second (a refused query counts as one, as it does)."""
+        now = self.clock.now()
+        window = self._queries_window
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        window.append(now)
+        if len(window) > self.query_per_s:
+            self.throttled["query:Throttling.RateQuota"] += 1
+            raise ProviderThrottled(
+                "Requests rate limit exceeded", code="Throttling.RateQuota", status_code=429
+            )
+
     def _accept(self, request: CreateTaskRequest) -> ProviderTask:
         now = self.clock.now()
         model = request.model
-        if self.in_flight(model, now) >= self.concurrency + self.queue:
+        limits = self.limits_of(model)
+        if self.in_flight(model, now) >= limits.concurrency + limits.queue:
             self.throttled["Throttling.AllocationQuota"] += 1
             raise ProviderThrottled(
                 "Too many tasks in flight for your account",
@@ -436,16 +539,23 @@ class QueuedProvider:
         window = self._window.setdefault(model, deque())
         while window and window[0] <= now - 1.0:
             window.popleft()
-        if len(window) + 1 > self.submit_per_s:
+        if len(window) + 1 > limits.submit_per_s:
             self.throttled["Throttling.RateQuota"] += 1
             raise ProviderThrottled(
                 "Requests rate limit exceeded", code="Throttling.RateQuota", status_code=429
             )
         window.append(now)
-        slots = self._slots.setdefault(model, [(-math.inf, n) for n in range(self.concurrency)])
+        slots = self._slots.setdefault(model, [(-math.inf, n) for n in range(limits.concurrency)])
         free_at, slot_no = heapq.heappop(slots)
         start = max(now, free_at)
-        end = start + self.generation(self._durations)
+        # every draw made whatever the faults, so that task k gets the same times in every configuration
+        generation = self.generation(self._durations)
+        slow, pending = self._faults.random(), self._faults.uniform(*self.faults.slow_pending_s)
+        every = self.faults.straggler_every
+        if every and (self.creates + self._straggler_offset) % every == 0:
+            generation = self.faults.straggler_s
+        running_at = start + pending if slow < self.faults.slow_pending_share else None
+        end = (running_at or start) + generation
         heapq.heappush(slots, (end, slot_no))
         heapq.heappush(self._ends.setdefault(model, []), end)
         task = ProviderTask(
@@ -456,6 +566,7 @@ class QueuedProvider:
             start=start,
             end=end,
             slot_free_at=free_at if math.isfinite(free_at) else None,
+            running_at=running_at,
         )
         self.tasks[task.task_id] = task
         self.creates += 1
@@ -468,21 +579,83 @@ class QueuedProvider:
         return rtt / 2, rtt / 2
 
 
+# ---- the job store, indexed ---------------------------------------------------------------------------
+class _DueIndex(dict[str, Any]):
+    """``InMemoryJobStore.due`` (key -> due item), with a heap per index partition beside it, so that
+    the first due items of a partition are found in O(log n): a burst of thousands of waiting jobs
+    otherwise costs a scan and a sort of all of them at every admission step. Entries a later write
+    replaced or removed stay in the heap and are skipped when met (lazy deletion)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heaps: dict[str, list[tuple[float, str]]] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        heapq.heappush(self.heaps.setdefault(value.key, []), (value.at, key))
+
+    def first(self, partition: str, now: float | None, prefix: str, limit: int | None) -> list[str]:
+        """The keys of ``partition`` due by ``now`` (all, for None) with ``prefix``, soonest first (then
+        by key), at most ``limit``: what the store's scan-and-sort answers."""
+        heap = self.heaps.get(partition, [])
+        taken: list[tuple[float, str]] = []
+        keys: list[str] = []
+        seen: set[str] = set()
+        while heap and (limit is None or len(keys) < limit):
+            at, key = heapq.heappop(heap)
+            due = self.get(key)
+            if due is None or due.key != partition or due.at != at or key in seen:
+                continue  # replaced, removed, or a second copy of the same write
+            seen.add(key)
+            taken.append((at, key))
+            if now is not None and at > now:
+                break
+            if key.startswith(prefix):
+                keys.append(key)
+        for entry in taken:
+            heapq.heappush(heap, entry)
+        return keys
+
+
+class IndexedJobStore(InMemoryJobStore):
+    """The in-memory job store of the tests, answering ``due_jobs`` and ``next_due_at`` from an index
+    instead of a scan (the same answers: the bench's tests hold it to the scan)."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock)
+        self.due = _DueIndex()
+
+    def due_jobs(self, kind: DueKind, now: float, *, model: str | None = None, limit: int = 100) -> list[Job]:
+        with self._lock:
+            keys = self.due.first(kind.key(model), now, "job#", limit)
+            return [Job.from_item(copy.deepcopy(self.jobs[k.removeprefix("job#")])) for k in keys]
+
+    def next_due_at(self, kind: DueKind) -> float | None:
+        with self._lock:
+            keys = self.due.first(kind.key(), None, "", 1)
+            return self.due[keys[0]].at if keys else None
+
+
 # ---- the hand-overs and the notifications ------------------------------------------------------------
 class VirtualQueues:
     """``inbetween.ports.Queues``: each SQS message runs its consumer's use case after a delivery delay
     (admit_waiting -> ``admission.admit``, complete_job -> ``completion.complete``). Webhook deliveries and
     drop re-checks are only counted: the scenarios have no webhook URL and no intake."""
 
-    def __init__(self, clock: VirtualClock, rng: random.Random, latency: Latency = LATENCY) -> None:
+    def __init__(
+        self, clock: VirtualClock, rng: random.Random, latency: Latency = LATENCY, aws: AwsCalls | None = None
+    ) -> None:
         self.clock = clock
         self.rng = rng
         self.latency = latency
+        self.aws = aws
         self.deps: Deps | None = None
         self.sent: Counter[str] = Counter()
 
     def _later(self, name: str, fn: Callable[[Deps], Any]) -> None:
         self.sent[name] += 1
+        if self.aws is not None:
+            self.aws.call("sqs", "SendMessage")
         deps = self.deps
         if deps is None:
             raise RuntimeError("VirtualQueues.deps is set when the world is built")
@@ -504,17 +677,75 @@ class VirtualQueues:
 class TimedNotifier(RecordingNotifier):
     """The notifications published, each with the virtual time it was published at."""
 
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, aws: AwsCalls | None = None) -> None:
         super().__init__()
         self.clock = clock
+        self.aws = aws
         self.times: list[float] = []
 
     def publish(self, notification: Notification) -> None:
+        if self.aws is not None:
+            self.aws.call("sns", "Publish")
         super().publish(notification)
         self.times.append(self.clock.now())
 
 
+class AwsCalls:
+    """Our code's AWS requests: each counted by service and operation, and, in a process, taking its
+    modelled round trip (``AwsLatency``) before it acts (one process runs at a time, so each call is still
+    atomic, as DynamoDB's conditional writes are)."""
+
+    def __init__(self, clock: VirtualClock, seed: int | str, latency: AwsLatency = AWS_LATENCY) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.rng = random.Random(f"{seed}/aws")
+        self.counts: Counter[str] = Counter()
+
+    def call(self, service: str, operation: str) -> None:
+        self.counts[f"{service}.{operation}"] += 1
+        if self.clock.in_process():
+            self.clock.sleep(self.rng.uniform(*getattr(self.latency, f"{service}_s")))
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class TimedPort:
+    """A port (the job store on DynamoDB, the blobs on S3) whose every method is one AWS request of
+    ``service``; ``local`` methods make none (a presigned URL is signed locally)."""
+
+    def __init__(self, inner: Any, aws: AwsCalls, service: str, local: tuple[str, ...] = ()) -> None:
+        self._inner = inner
+        self._aws = aws
+        self._service = service
+        self._local = frozenset(local)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or name in self._local or not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._aws.call(self._service, name)
+            return attr(*args, **kwargs)
+
+        return timed
+
+
 # ---- a scenario --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One model's jobs in a scenario, with the account's limits for it."""
+
+    model: str
+    jobs: int
+    concurrency: int
+    provider_queue: int = 0  # 0: none (kf2v): a create beyond the running tasks is refused
+    listed_queue: int | None = None  # what list-quotas says of the queue (None: it says nothing)
+    submit_per_s: float = 2.0
+    resolution: str = "720P"
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     jobs: int = 30
@@ -530,6 +761,12 @@ class Scenario:
     submit_per_s: float = 5.0
     first_drop_s: float = 7.0  # t0, after START (the poller runs on minute boundaries)
     horizon_s: float = 7 * 24 * 3600.0  # a scenario not done by then is a failure
+    model: str = MODEL  # the first family's (``jobs``, ``concurrency``... are its figures)
+    also: tuple[Family, ...] = ()  # other model families dropped at the same time
+    push_loss: float = 0.0  # the share of task-finished events the provider never delivers
+    faults: Faults = Faults()
+    query_per_s: float = QUERY_PER_S
+    env: tuple[tuple[str, str], ...] = ()  # settings beside the defaults (e.g. POLL_INTERVAL_SECONDS)
 
     @property
     def label(self) -> str:
@@ -537,6 +774,22 @@ class Scenario:
             f"{self.jobs} jobs {self.arrivals}/{self.generation}/{'push' if self.push else 'poll'}"
             f"/backlog {self.backlog}/seed {self.seed}"
         )
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        first = Family(
+            self.model,
+            self.jobs,
+            self.concurrency,
+            self.provider_queue,
+            self.listed_queue,
+            self.submit_per_s,
+        )
+        return (first, *self.also)
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(f.jobs for f in self.families)
 
 
 @dataclass
@@ -559,6 +812,12 @@ class Run:
     ended_at: float
     late_max_s: float
     events_run: int
+    model_of: dict[str, str] = field(default_factory=dict)  # job id -> its model
+    queries_by_model: dict[str, int] = field(default_factory=dict)
+    lists_by_model: dict[str, int] = field(default_factory=dict)
+    aws_calls: dict[str, int] = field(default_factory=dict)  # "service.Operation" -> requests
+    events_lost: int = 0
+    list_rows_max: int = 0
 
 
 ProviderFactory = Callable[[VirtualClock, Scenario], QueuedProvider]
@@ -572,6 +831,9 @@ def queued_provider(clock: VirtualClock, sc: Scenario) -> QueuedProvider:
         concurrency=sc.concurrency,
         queue=sc.provider_queue,
         submit_per_s=sc.submit_per_s,
+        limits={f.model: ModelLimits(f.concurrency, f.provider_queue, f.submit_per_s) for f in sc.families},
+        faults=sc.faults,
+        query_per_s=sc.query_per_s,
     )
 
 
@@ -596,6 +858,7 @@ def _no_metrics() -> Iterator[None]:
 
 def _run(sc: Scenario, provider_factory: ProviderFactory) -> Run:
     clock = VirtualClock(START)
+    env = dict(sc.env)
     settings = test_settings(
         default_model=MODEL,
         default_resolution="720P",
@@ -604,25 +867,30 @@ def _run(sc: Scenario, provider_factory: ProviderFactory) -> Run:
         push_enabled=sc.push,
         push_secret_name="push" if sc.push else "",
         default_webhook_url="",
+        **(
+            {"poll_interval_s": float(env["POLL_INTERVAL_SECONDS"])} if "POLL_INTERVAL_SECONDS" in env else {}
+        ),
     )
     timing = Timing(poll_concurrency=1)  # the poller's one worker sleeps for its tick (see VirtualClock)
     provider = provider_factory(clock, sc)
-    queues = VirtualQueues(clock, random.Random(f"{sc.seed}/handover"))
-    notifier = TimedNotifier(clock)
+    aws = AwsCalls(clock, sc.seed)
+    queues = VirtualQueues(clock, random.Random(f"{sc.seed}/handover"), aws=aws)
+    notifier = TimedNotifier(clock, aws)
     quotas = FixedQuotas()
-    quotas.set(
-        provider_model_name(MODEL, REGION),
-        concurrency=sc.concurrency,
-        submit_per_s=sc.submit_per_s,
-        queue=sc.listed_queue,
-    )
+    for family in sc.families:
+        quotas.set(
+            provider_model_name(family.model, REGION),
+            concurrency=family.concurrency,
+            submit_per_s=family.submit_per_s,
+            queue=family.listed_queue,
+        )
     videos = InMemoryVideos()
-    store = InMemoryJobStore(clock)
+    store = IndexedJobStore(clock)
     deps = Deps(
         settings=settings,
         timing=timing,
-        store=store,
-        blobs=InMemoryBlobs(clock),
+        store=TimedPort(store, aws, "dynamodb"),  # type: ignore[arg-type]
+        blobs=TimedPort(InMemoryBlobs(clock), aws, "s3", local=("presign_get",)),  # type: ignore[arg-type]
         queues=queues,
         notifier=notifier,
         provider=provider,
@@ -636,25 +904,33 @@ def _run(sc: Scenario, provider_factory: ProviderFactory) -> Run:
     video = tiny_mp4()
     push_rng = random.Random(f"{sc.seed}/push")
 
+    lost: list[str] = []
+
     def on_created(task: ProviderTask) -> None:
         videos.videos[provider.video_url(task.task_id)] = video
         if sc.push:
-            delay = push_rng.uniform(*LATENCY.push_s)
-            clock.at(task.end + delay, lambda: _deliver_event(deps, task), "push_event")
+            delay, dice = push_rng.uniform(*LATENCY.push_s), push_rng.random()  # both drawn: aligned streams
+            if dice < sc.push_loss:
+                lost.append(task.task_id)  # never delivered: the poller's overdue check must find it
+            else:
+                clock.at(task.end + delay, lambda: _deliver_event(deps, task), "push_event")
 
     provider.on_created.append(on_created)
 
     # drops: as intake does once a folder is complete (a WAITING job due for admission since it arrived,
     # then admission in the same invocation); intake's own reading and validation are not what is measured
     arrivals: dict[str, float] = {}
+    model_of: dict[str, str] = {}
     t0 = START + sc.first_drop_s
-    arrival_rng = random.Random(f"{sc.seed}/arrivals")
-    at = t0
-    for n in range(sc.jobs):
-        name = f"shot-{n:04d}"
-        clock.at(at, _dropper(deps, name, arrivals), "drop")
-        if sc.arrivals == "poisson":
-            at += arrival_rng.expovariate(1.0 / sc.mean_gap_s)
+    for index, family in enumerate(sc.families):
+        arrival_rng = random.Random(f"{sc.seed}/arrivals" + (f"/{family.model}" if index else ""))
+        at = t0
+        for n in range(family.jobs):
+            name = f"shot-{n:04d}" if index == 0 else f"{family.model}-{n:04d}"
+            model_of[f"{name}/run1"] = family.model
+            clock.at(at, _dropper(deps, name, arrivals, family), "drop")
+            if sc.arrivals == "poisson":
+                at += arrival_rng.expovariate(1.0 / sc.mean_gap_s)
 
     # the scheduled poller, on minute boundaries: each tick schedules the next before it works
     def poll(when: float) -> None:
@@ -667,12 +943,12 @@ def _run(sc: Scenario, provider_factory: ProviderFactory) -> Run:
     finished = False
     try:
         while clock.now() < horizon:
-            if len(notifier.times) >= sc.jobs and _all_notified(store, arrivals, sc.jobs):
+            if len(notifier.times) >= sc.total_jobs and _all_notified(store, arrivals, sc.total_jobs):
                 finished = True
                 break
             if not clock.run_next():
                 break
-        finished = finished or _all_notified(store, arrivals, sc.jobs)
+        finished = finished or _all_notified(store, arrivals, sc.total_jobs)
         notified: dict[str, list[float]] = {}
         for note, when in zip(notifier.published, notifier.times, strict=True):
             notified.setdefault(str(note.data.get("job_id", note.job_name)), []).append(when)
@@ -698,6 +974,12 @@ def _run(sc: Scenario, provider_factory: ProviderFactory) -> Run:
             ended_at=clock.now(),
             late_max_s=clock.late_max_s,
             events_run=clock.events_run,
+            model_of=model_of,
+            queries_by_model=dict(provider.queries_by_model),
+            lists_by_model=dict(provider.lists_by_model),
+            aws_calls=dict(aws.counts),
+            events_lost=len(lost),
+            list_rows_max=provider.list_rows_max,
         )
     finally:
         clock.close()  # the sleepers left (a tick mid-budget) unwind; the facts above are already taken
@@ -713,7 +995,12 @@ def _all_notified(store: InMemoryJobStore, arrivals: dict[str, float], jobs: int
     return True
 
 
-def _dropper(deps: Deps, name: str, arrivals: dict[str, float]) -> Callable[[], None]:
+def _dropper(
+    deps: Deps, name: str, arrivals: dict[str, float], family: Family | None = None
+) -> Callable[[], None]:
+    model = family.model if family else MODEL
+    resolution = family.resolution if family else "720P"
+
     def drop() -> None:
         now = deps.clock.now()
         job = Job(
@@ -721,7 +1008,7 @@ def _dropper(deps: Deps, name: str, arrivals: dict[str, float]) -> Callable[[], 
             job_name=name,
             run_id="run1",
             status=JobStatus.WAITING,
-            spec=JobSpec(model=MODEL, resolution="720P", prompt="a slow pan across the bay", duration=5),
+            spec=JobSpec(model=model, resolution=resolution, prompt="a slow pan across the bay", duration=5),
             inputs={
                 role: InputObject(key=f"inbox/{name}/{role}.png", etag=f"etag-{name}-{role}", size=100_000)
                 for role in ("first", "last")
@@ -732,9 +1019,14 @@ def _dropper(deps: Deps, name: str, arrivals: dict[str, float]) -> Callable[[], 
         )
         arrivals[job.job_id] = now
         if deps.store.add_job(job, due=(DueKind.ADMIT, now)):
-            admission.admit(deps, MODEL)
+            admission.admit(deps, model)
 
     return drop
+
+
+def _event_key_prefix(model: str) -> str:
+    spec = model_spec(model)
+    return spec.event_key_prefix if spec else "apikey:v1:aigc:video-generation:video-synthesis:"
 
 
 def _deliver_event(deps: Deps, task: ProviderTask) -> None:
@@ -749,7 +1041,7 @@ def _deliver_event(deps: Deps, task: ProviderTask) -> None:
         "data": {
             "task_id": task.task_id,
             "task_status": "SUCCEEDED",
-            "user_api_unique_key": f"apikey:v1:aigc:video-generation:video-synthesis:{task.model}",
+            "user_api_unique_key": _event_key_prefix(task.model) + task.model,
             "region": REGION,
             "end_time": _dt(task.end).isoformat(),
         },
@@ -766,9 +1058,17 @@ def _deliver_event(deps: Deps, task: ProviderTask) -> None:
 
 
 __all__ = [
+    "AWS_LATENCY",
     "GENERATIONS",
+    "IndexedJobStore",
     "LATENCY",
+    "AwsCalls",
+    "AwsLatency",
+    "Family",
+    "Faults",
     "Latency",
+    "ModelLimits",
+    "TimedPort",
     "ProviderTask",
     "QueuedProvider",
     "Run",
