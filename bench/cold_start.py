@@ -371,10 +371,10 @@ def run(quick: bool = False) -> list[Figure]:
             ]  # fmt: skip
             return [*figures, _not_measured("cold_start.layer_size", "Lambda layer, unzipped", "MB",
                                             f"<= {LAYER_GOAL_MB}", why)]  # fmt: skip
-        figures = import_times(3 if quick else 9, runtime, layer, media)
+        figures = import_times(1 if quick else 9, runtime, layer, media)
         boto3_ms = figures[0].detail["boto3_median_ms"]
         try:
-            figures += cold_paths(3 if quick else 7, runtime, layer, media, boto3_ms)
+            figures += cold_paths(1 if quick else 7, runtime, layer, media, boto3_ms)
         except (subprocess.SubprocessError, OSError, KeyError, ValueError) as exc:
             figures += [
                 _not_measured(f"cold_start.cold_path.{n}", f"Cold path of functions/{n}", "x import boto3",
