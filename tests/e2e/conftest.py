@@ -26,7 +26,9 @@ STACK_MARKS = [
 
 @pytest.fixture(scope="package")
 def _package_stack():
-    stack = LocalStack(poller_period_s=1.0)
+    # A provider task runs 1 s here (the stack's default, 2 s, is for watching `local up`): no test of this
+    # folder looks at a task while it runs, and every job of theirs waits that long at least once.
+    stack = LocalStack(poller_period_s=1.0, emulator_running_s=1.0)
     stack.start()
     try:
         yield stack

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,17 @@ class Pipeline:
         runs = [i for i in self.job_items() if i["job_name"] == job_name]
         runs.sort(key=lambda i: i["created_at"])
         return runs[-1] if runs else None
+
+    def latest_runs(self, job_names: Iterable[str]) -> dict[str, dict | None]:
+        """What ``job`` answers for each of ``job_names``, from one scan of the table: for checks that
+        look at many jobs every round of ``run_until`` (a scan per job per round is moto server work the
+        round's own invocations wait behind)."""
+        latest: dict[str, dict | None] = dict.fromkeys(job_names)
+        for item in self.job_items():  # ``job``'s choice: the last of the runs sorted by created_at
+            name, seen = item["job_name"], latest.get(item["job_name"])
+            if name in latest and (seen is None or item["created_at"] >= seen["created_at"]):
+                latest[name] = item
+        return latest
 
     def run_until(self, done: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ def template_parameters():
 
 def _all_final(pipeline, names):
     def done():
-        items = [pipeline.job(n) for n in names]
+        items = pipeline.latest_runs(names).values()
         return all(i and i.get("notified_at") for i in items)
 
     return done

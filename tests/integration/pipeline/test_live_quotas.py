@@ -40,7 +40,7 @@ def test_admission_keeps_the_live_quota_in_flight_and_never_gets_throttled(pipel
     def done() -> bool:
         nonlocal peak
         peak = max(peak, pipeline.deps.store.slots_in_use(WAN27))
-        return all((pipeline.job(n) or {}).get("notified_at") for n in names)
+        return all((i or {}).get("notified_at") for i in pipeline.latest_runs(names).values())
 
     # When the pipeline works through them
     pipeline.run_until(done, timeout=120)

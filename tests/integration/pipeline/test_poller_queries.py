@@ -40,7 +40,9 @@ def test_tasks_running_together_are_checked_with_list_calls_not_one_query_each(p
         pipeline.drop(name, pair)
 
     # When the pipeline works through them
-    pipeline.run_until(lambda: all((pipeline.job(n) or {}).get("notified_at") for n in names), timeout=60)
+    pipeline.run_until(
+        lambda: all((i or {}).get("notified_at") for i in pipeline.latest_runs(names).values()), timeout=60
+    )
 
     # Then all are stored, each task was checked several times, but the provider saw fewer queries
     # (task lists + single-task queries) than there were checks: one list answered for several tasks
