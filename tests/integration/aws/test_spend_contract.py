@@ -5,7 +5,6 @@ of 5 videos admit exactly 5, the transaction's condition alone deciding."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass
 
@@ -14,7 +13,6 @@ from inbetween.aws.jobs_table import DynamoJobStore
 from inbetween.domain.models import DueKind, InputObject, Job, JobSpec, JobStatus, Transition
 from inbetween.ports import JobStore
 from inbetween_local.memory import InMemoryJobStore, ManualClock
-from moto.dynamodb.models import DynamoDBBackend
 
 WAN27 = "wan2.7-i2v"
 T0 = 1_800_000_000.0
@@ -158,31 +156,6 @@ def test_the_budget_override_is_set_changed_and_removed(subject):
     assert store.budget_override() == 0
     store.set_budget_override(None)
     assert store.budget_override() is None
-
-
-@pytest.fixture
-def isolated_moto(monkeypatch):
-    """DynamoDB runs each request, transactions included, in isolation from the others (serializable);
-    moto checks a transaction's conditions and writes its items without that isolation from requests in
-    other threads (and can fail on an item changed under it). A lock around moto's item operations gives
-    it the service's isolation; the 20 requests still race each other to it, in any order."""
-    lock = threading.RLock()
-    for name in (
-        "put_item",
-        "get_item",
-        "update_item",
-        "delete_item",
-        "query",
-        "scan",
-        "transact_write_items",
-    ):
-        original = getattr(DynamoDBBackend, name)
-
-        def serialized(*args, _original=original, **kwargs):
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, functools.wraps(original)(serialized))
 
 
 def test_twenty_admissions_at_once_against_a_budget_of_five_videos_admit_exactly_five(subject, isolated_moto):

@@ -81,7 +81,7 @@ def test_a_replay_queues_a_settled_delivery_once(subject):
     assert store.due_webhook_deliveries(T0 + 10) == ["msg_1"]
 
 
-def test_concurrent_replays_queue_it_once(subject):
+def test_concurrent_replays_queue_it_once(subject, isolated_moto):
     store = subject.store
     store.add_webhook_delivery(a_delivery())
     delivered(store, "msg_1", T0 + 1)
