@@ -526,17 +526,19 @@ WHY: dict[str, str] = {
     "traffic.kf2v_q2.queries_per_job": "each task is checked from its model's shortest generation time "
     "(45 s) every 12 s, and at quota 2 a task list covers only two tasks: ~6 lists + 1 query a job. A "
     "first check at the typical generation time (~100 s), or a list shared across models, closes it",
-    "traffic.kf2v_q2_heavy.queries_vs_uniform": "a straggler (stuck 3 h) stays due every 12 s for hours, "
-    "and it widens every task-list window back to its own submission: a check interval that grows once a "
-    "task runs past the model's longest usual time (the straggler fix), and list windows that leave it out",
+    "traffic.kf2v_q2_heavy.queries_vs_uniform": "a straggler (stuck 3 h) no longer widens the task-list "
+    "windows (a task far from the others is queried alone), but it is still queried every 12 s for hours "
+    "(~900 queries a straggler, 1 in 50 tasks: ~18 a job). A check interval that grows once a task runs "
+    "past the model's longest usual time (check_schedule: e.g. doubling from 12 s to 5 min) closes it",
     "traffic.kf2v_q20.invariants": "Throttling.RateQuota: the create spacing (1.1 / rate) is set before the "
     "request is built and sent, so a create that reaches the provider late (the modelled tail) bunches "
     "with the next two inside one second. Spacing by the provider's arrival (a margin of the tail's "
     "size, or a sliding-second budget of rate - 1) closes it",
-    "traffic.kf2v_q20.busy": "the refused creates above send their jobs back to wait for the next tick; "
-    "with the spacing fixed, the hand-over gap (detection on the 12 s grid + the create) remains: 3-4 %",
-    "traffic.kf2v_q20.makespan_vs_sdk": "as the busy-slot figure: the refused creates and the hand-over gap "
-    "(kf2v has no provider queue, so no backlog can hide it)",
+    "traffic.kf2v_q20.busy": "no create is refused now; the hand-over gap remains (detection on the 12 s "
+    "grid + the create, and kf2v has no provider queue for a backlog to hide it): 3-4 %. Push closes it; "
+    "push off, a finer grid for kf2v's slots costs queries",
+    "traffic.kf2v_q20.makespan_vs_sdk": "as the busy-slot figure: the hand-over gap (kf2v has no provider "
+    "queue, so no backlog can hide it)",
     "traffic.wan27_q5.queries_per_job": "at quota 5 (6 tasks with the backlog) a list covers few tasks: "
     "~3 lists + 1 query a job on the 12 s grid. Push (1.0) meets it; push off, a first check nearer the "
     "typical generation time or a coarser grid while few tasks run",
@@ -552,10 +554,14 @@ WHY: dict[str, str] = {
     "traffic.wan27_q50.busy": "as quota 20, more so: one queued task for 50 slots",
     "traffic.wan27_q100.busy": "one queued task for 100 slots (~7 ends per 12 s detection window), and the "
     "single submit lease refills at ~2.1 creates a second where 5 are allowed: a backlog scaled with the "
-    "quota, and submits pipelined under the lease (the single-lease fix)",
+    "quota, and creates pipelined under the lease (one lane per API key, each with its own lease and "
+    "reconciliation by the task list's api_key_id: not built)",
     "traffic.wan27_q100.throughput": "as busy slots at quota 100, plus the drain at the end",
-    "traffic.wan27_q200.busy": "as quota 100; past 300 tasks (3 pages) the list gives up and the due tasks "
-    "are queried one by one (the 3-page cap fix)",
+    "traffic.wan27_q200.busy": "as quota 100, more so: one queued task for 200 slots, refilled at ~2 "
+    "creates a second",
+    "traffic.wan27_q200.p95_s": "new in the run after the list fixes (14.6 s before): not analysed yet; "
+    "the candidate is the tick reading more list pages (up to ~460 tasks a window) before it queries and "
+    "hands over, at 200 tasks in flight. Push meets it (3.5 s at quota 5)",
 }
 
 
