@@ -176,6 +176,7 @@ class Job:
     task_id: str | None = None
     submitted_at: float | None = None
     provider_status: str | None = None
+    running_since: float | None = None  # when its task was first seen RUNNING (a straggler's clock)
     polls: int = 0
     # completion
     video_url: str | None = None
@@ -265,6 +266,7 @@ class Job:
 _TIME_FIELDS = frozenset(
     {
         "finished_at",
+        "running_since",
         "submit_started_at",
         "uncertain_at",
         "submitted_at",
@@ -283,6 +285,7 @@ _SCALAR_FIELDS = (
     "task_id",
     "submitted_at",
     "provider_status",
+    "running_since",
     "video_url",
     "video_key",
     "video_bytes",

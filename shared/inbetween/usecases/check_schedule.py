@@ -7,6 +7,11 @@
 - push on: the task-finished event is expected, so the first check waits until the event is *overdue*
   (the model's longest usual generation time plus ``push_grace_s`` after submission), then every
   ``push_recheck_s``, on a grid of ``push_recheck_s``. A lost event costs that latency, never a video.
+- a straggler (push off: a task RUNNING for more than twice its model's longest usual generation time)
+  is checked less and less often: a quarter of how long it has run past that, at most every 5 minutes.
+  A task stuck for hours then costs tens of queries instead of one every interval; when it ends, it is
+  found at most 5 minutes late. Counted from when it was first seen RUNNING, so a task that waited in
+  the provider's own queue (PENDING) is not mistaken for one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from inbetween.domain.catalog import model_spec
 # when the catalog does not know the model: the reference's "usually 1-5 minutes"
 FALLBACK_MIN_GENERATION_S = 60.0
 FALLBACK_MAX_GENERATION_S = 300.0
+# a straggler: RUNNING for more than this many times its model's longest usual generation time
+STRAGGLER_AFTER_FACTOR = 2.0
+STRAGGLER_BACKOFF_FRACTION = 0.25  # of how long it has run past that
+STRAGGLER_MAX_INTERVAL_S = 300.0
 
 
 def first_check_at(settings: Settings, timing: Timing, model: str | None, now: float) -> float:
@@ -35,11 +44,26 @@ def first_check_at(settings: Settings, timing: Timing, model: str | None, now: f
     return on_poll_grid(now + first_delay, settings.poll_interval_s)
 
 
-def next_check_at(settings: Settings, timing: Timing, now: float) -> float:
-    """When a task that was still running is queried again."""
+def next_check_at(
+    settings: Settings,
+    timing: Timing,
+    now: float,
+    *,
+    model: str | None = None,
+    running_since: float | None = None,
+) -> float:
+    """When a task that was still running is queried again (``running_since``: when it was first seen
+    RUNNING, None while it is PENDING)."""
     interval = timing.push_recheck_s if settings.push_enabled else settings.poll_interval_s
     # a quarter interval: a check that ran a little late still keeps to the next grid instant
-    return on_poll_grid(now + interval * 0.25, interval)
+    stretch = interval
+    if running_since is not None and not settings.push_enabled:
+        spec = model_spec(model or "")
+        longest = float(spec.max_generation_s) if spec else FALLBACK_MAX_GENERATION_S
+        late_by = now - running_since - STRAGGLER_AFTER_FACTOR * longest
+        if late_by > 0:
+            stretch = min(STRAGGLER_MAX_INTERVAL_S, max(interval, late_by * STRAGGLER_BACKOFF_FRACTION))
+    return on_poll_grid(now + stretch - interval * 0.75, interval)
 
 
 def on_poll_grid(at: float, interval: float) -> float:

@@ -36,12 +36,23 @@ def note_still_running(deps: Deps, job: Job, status: TaskStatus, *, checked_at: 
     and schedule its next check, counted from when the check began (``checked_at``): a check that
     took a while, or was recorded after other work, keeps its place on the grid."""
     checked_at = deps.clock.now() if checked_at is None else checked_at
-    recorded = deps.store.apply(
+    running_since = job.running_since
+    if status is TaskStatus.RUNNING and running_since is None:
+        running_since = checked_at  # first seen RUNNING: a straggler's clock starts here
+    tr = (
         Transition.of(job.job_id, JobStatus.SUBMITTED)
         .set(provider_status=status.value)
         .add(polls=1)
-        .schedule(DueKind.POLL, next_check_at(deps.settings, deps.timing, checked_at))
+        .schedule(
+            DueKind.POLL,
+            next_check_at(
+                deps.settings, deps.timing, checked_at, model=job.model, running_since=running_since
+            ),
+        )
     )
+    if running_since != job.running_since:
+        tr.set(running_since=running_since)
+    recorded = deps.store.apply(tr)
     if recorded and job.provider_status != status.value:
         # only the changes (PENDING -> RUNNING): one record per change, not one per check
         logger.info(

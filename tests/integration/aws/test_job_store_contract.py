@@ -99,6 +99,7 @@ def every_field_job() -> Job:
         task_id="task-1",
         submitted_at=T0 + 2.0,
         provider_status="SUCCEEDED",
+        running_since=T0 + 2.5,
         polls=3,
         video_url="https://dashscope-result.test/v.mp4",
         video_key="results/shot/0123456789ab/video.mp4",

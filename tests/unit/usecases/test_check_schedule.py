@@ -72,3 +72,38 @@ def test_the_grid_rounds_up_and_a_zero_interval_is_no_grid():
     assert on_poll_grid(12.0, 12.0) == 12.0
     assert on_poll_grid(12.01, 12.0) == 24.0
     assert on_poll_grid(7.3, 0) == 7.3
+
+
+def test_a_straggler_is_checked_less_and_less_often_up_to_every_five_minutes():
+    # Given push off, a 5 s grid, and a flash task (longest usual generation 300 s) first seen RUNNING at 0
+    settings, timing = _settings(False), Timing()
+    flash = "wan2.2-kf2v-flash"
+
+    def gap(now: float) -> float:
+        return next_check_at(settings, timing, now, model=flash, running_since=0.0) - now
+
+    # Then: every 5 s until it has run twice its longest usual time ...
+    assert gap(100.0) == 5.0 and gap(595.0) == 5.0
+    # ... then a quarter of how far past that it is (on the grid) ...
+    assert gap(800.0) == 50.0
+    # ... at most every 5 minutes, however long it is stuck
+    assert gap(3 * 3600.0) == 300.0
+    # and a task still PENDING in the provider's queue (never seen RUNNING) keeps the grid
+    assert next_check_at(settings, timing, 3 * 3600.0, model=flash, running_since=None) == 3 * 3600.0 + 5.0
+
+
+def test_a_task_stuck_for_three_hours_costs_tens_of_queries_not_thousands():
+    settings, timing = _settings(False), Timing()
+    now, checks = 0.0, 0
+    while now < 3 * 3600.0:
+        now = next_check_at(settings, timing, now, model="wan2.2-kf2v-flash", running_since=0.0)
+        checks += 1
+    # every 5 s for 600 s (120 checks), then backing off to every 5 minutes: 3 h at 5 s would be 2,160
+    assert checks < 200
+
+
+def test_push_on_keeps_its_recheck_for_stragglers():
+    settings, timing = _settings(True), Timing()
+    assert next_check_at(settings, timing, 3 * 3600.0 + 1, model="wan2.2-kf2v-flash", running_since=0.0) == (
+        3 * 3600.0 + 60.0
+    )

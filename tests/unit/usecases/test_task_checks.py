@@ -83,6 +83,22 @@ def test_a_task_still_running_is_checked_again_on_the_grid(world, job, status):
     assert world.queues.completions == [] and world.notifier.published == []
 
 
+def test_a_task_first_seen_running_starts_its_straggler_clock_once(world, job):
+    # Given a task PENDING in the provider's queue, then RUNNING
+    world.provider.set_state(job.task_id, task_state(job.task_id, TaskStatus.PENDING))
+    observe_task(world.deps, job)
+    assert _stored(world, job).running_since is None  # waiting in a queue is not running late
+    world.clock.advance(30)
+    seen_running = world.clock.now()
+    world.provider.set_state(job.task_id, task_state(job.task_id, TaskStatus.RUNNING))
+    observe_task(world.deps, _stored(world, job))
+    # When it is seen RUNNING again later
+    world.clock.advance(30)
+    observe_task(world.deps, _stored(world, job))
+    # Then its clock is when it was first seen RUNNING, not when it was submitted or last checked
+    assert _stored(world, job).running_since == seen_running
+
+
 def test_a_task_that_succeeded_hands_the_job_to_completion_and_frees_its_slot(world, job):
     world.provider.set_state(job.task_id, _succeeded(job.task_id))
     assert observe_task(world.deps, job) is CheckOutcome.FINISHED
