@@ -71,3 +71,34 @@ def load_event(name: str) -> dict:
 @pytest.fixture
 def event_loader():
     return load_event
+
+
+@pytest.fixture
+def isolated_moto(monkeypatch):
+    """DynamoDB runs each request, transactions included, in isolation from the others (serializable);
+    moto checks a transaction's conditions and writes its items without that isolation from requests in
+    other threads (and can fail on an item changed under it). A lock around moto's item operations gives
+    it the service's isolation; concurrent requests still race each other to it, in any order. For moto
+    in process and moto's server run in this process alike (tests/integration/aws, .../pipeline)."""
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in (
+        "put_item",
+        "get_item",
+        "update_item",
+        "delete_item",
+        "query",
+        "scan",
+        "transact_write_items",
+    ):
+        original = getattr(DynamoDBBackend, name)
+
+        def serialized(*args, _original=original, **kwargs):
+            with lock:
+                return _original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, functools.wraps(original)(serialized))

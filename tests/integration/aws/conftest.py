@@ -3,9 +3,7 @@ template.yaml defines it, so that a change of its keys or index reaches these te
 
 from __future__ import annotations
 
-import functools
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +11,6 @@ import boto3
 import pytest
 from inbetween_local.stack.template import LocalTemplate
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 REGION = "us-east-1"
 
@@ -73,28 +70,3 @@ def mp4(payload: bytes = b"\x00" * 4096) -> bytes:
 @pytest.fixture
 def make_mp4() -> Callable[..., bytes]:
     return mp4
-
-
-@pytest.fixture
-def isolated_moto(monkeypatch):
-    """DynamoDB runs each request, transactions included, in isolation from the others (serializable);
-    moto checks a transaction's conditions and writes its items without that isolation from requests in
-    other threads (and can fail on an item changed under it). A lock around moto's item operations gives
-    it the service's isolation; the 20 requests still race each other to it, in any order."""
-    lock = threading.RLock()
-    for name in (
-        "put_item",
-        "get_item",
-        "update_item",
-        "delete_item",
-        "query",
-        "scan",
-        "transact_write_items",
-    ):
-        original = getattr(DynamoDBBackend, name)
-
-        def serialized(*args, _original=original, **kwargs):
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, functools.wraps(original)(serialized))

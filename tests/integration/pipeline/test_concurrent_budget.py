@@ -5,12 +5,10 @@ against the table at the same instant) is tests/integration/aws/test_spend_contr
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import pytest
 from inbetween.domain import costs
-from moto.dynamodb.models import DynamoDBBackend
 
 KF2V = "wan2.2-kf2v-flash"
 ONE_VIDEO = 1_000_000  # 5 s at 720P, 0.20 CNY/s
@@ -21,27 +19,8 @@ def template_parameters():
     return {"DefaultModel": KF2V, "MonthlyBudget": "5", "ProviderConcurrency": "20"}
 
 
-@pytest.fixture(autouse=True)
-def isolated_moto(monkeypatch):
-    """DynamoDB isolates each request, transactions included; moto's server (threads in this process)
-    does not. A lock around its item operations gives it the service's isolation."""
-    lock = threading.RLock()
-    for name in (
-        "put_item",
-        "get_item",
-        "update_item",
-        "delete_item",
-        "query",
-        "scan",
-        "transact_write_items",
-    ):
-        original = getattr(DynamoDBBackend, name)
-
-        def serialized(*args, _original=original, **kwargs):
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, functools.wraps(original)(serialized))
+# DynamoDB isolates each request; moto's server (threads in this process) does not: tests/conftest.py
+pytestmark = pytest.mark.usefixtures("isolated_moto")
 
 
 def test_twenty_concurrent_drops_against_a_budget_of_five_videos_make_exactly_five(pipeline, pair):
