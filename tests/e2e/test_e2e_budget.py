@@ -31,12 +31,20 @@ def cli_env(stack, tmp_path, monkeypatch):
     assert cli.main(["budget", "set", "--deployed"]) == 0  # the other tests run without a budget
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 90.0) -> None:
+def wait_for(check: Callable[[], bool], what: Callable[[], object], timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"timed out after {timeout_s:.0f} s; found {what()!r}")
         time.sleep(0.25)
+
+
+def in_flight(store) -> list[str]:
+    """Every job and film of the stack not yet final: their estimates and bills move the month's committed
+    spend, and a job ending unpaid releases held ones, so the budget is set only once there are none."""
+    jobs = [f"{j.job_name} {j.status}" for j in store.recent_jobs(limit=10_000) if not j.status.is_final]
+    films = [f"{r.film} {r.status}" for r in store.recent_film_runs(limit=10_000) if not r.status.is_final]
+    return jobs + films
 
 
 def budget_events(stack, queue_url: str) -> list[dict]:
@@ -57,6 +65,7 @@ def test_a_budget_of_three_videos_holds_the_fourth_until_it_is_raised(cli_env, n
         Key={"pk": {"S": f"spend#{month}"}},
         UpdateExpression="REMOVE reached_at",
     )
+    wait_for(lambda: not in_flight(store), lambda: in_flight(store))
     budget_events(stack, notification_queue)
     base = store.month_spend(month).committed_micros
     creates = stack.emulator.stats.creates_accepted
@@ -75,7 +84,7 @@ def test_a_budget_of_three_videos_holds_the_fourth_until_it_is_raised(cli_env, n
         return [latest.get(name) for name in names]
 
     # Then three are made and stored, and the fourth waits HELD, with no provider task
-    wait_for(lambda: statuses() == [JobStatus.STORED] * 3 + [JobStatus.HELD])
+    wait_for(lambda: statuses() == [JobStatus.STORED] * 3 + [JobStatus.HELD], statuses)
     assert stack.emulator.stats.creates_accepted - creates == 3
     assert store.month_spend(month).committed_micros == base + 3 * ONE_VIDEO
     # And budget.reached went out once, naming the held job
@@ -101,7 +110,7 @@ def test_a_budget_of_three_videos_holds_the_fourth_until_it_is_raised(cli_env, n
     # When the budget is raised by one video
     assert cli.main(["budget", "set", costs.format_amount(base + 4 * ONE_VIDEO)]) == 0
     # Then the held job is made and stored, and nothing more is sent about the budget
-    wait_for(lambda: statuses()[3] is JobStatus.STORED)
+    wait_for(lambda: statuses()[3] is JobStatus.STORED, statuses)
     assert stack.emulator.stats.creates_accepted - creates == 4
     assert store.month_spend(month).committed_micros == base + 4 * ONE_VIDEO
     assert budget_events(stack, notification_queue) == []
