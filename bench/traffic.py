@@ -29,6 +29,10 @@ from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any
 
+from inbetween.domain.catalog import model_spec
+from inbetween.usecases.admission import provider_backlog
+from inbetween_local.memory import test_settings
+
 from bench.common import OUT, Figure, percentile
 from bench.virtual import LATENCY, Family, Faults, Run, Scenario, run_scenario
 
@@ -42,7 +46,7 @@ PUSH_DELAY_MAX_S = LATENCY.push_s[1]
 def kf2v(jobs: int, quota: int = 2, **kw: Any) -> Scenario:
     """kf2v flash: ``quota`` running (2 published), 2 creates a second, no provider-side queue (so no
     backlog: admission holds exactly the running tasks, whatever PROVIDER_BACKLOG says)."""
-    kw.setdefault("backlog", 1)  # the product's default, which a model without a queue ignores
+    kw.setdefault("backlog", None)  # the product's default (auto), which a model without a queue ignores
     return Scenario(
         jobs=jobs, model=KF2V, concurrency=quota, provider_queue=0, listed_queue=None, submit_per_s=2.0, **kw
     )
@@ -50,8 +54,8 @@ def kf2v(jobs: int, quota: int = 2, **kw: Any) -> Scenario:
 
 def wan27(jobs: int, quota: int = 5, **kw: Any) -> Scenario:
     """wan2.7-i2v: ``quota`` running (5 published; a raised quota keeps the 5 creates a second), a queue
-    of 500 PENDING beyond them, the product's default PROVIDER_BACKLOG (1)."""
-    kw.setdefault("backlog", 1)  # the product's default (PROVIDER_BACKLOG)
+    of 500 PENDING beyond them, the product's default PROVIDER_BACKLOG (auto: 1 at quota 5, 4 at 20...)."""
+    kw.setdefault("backlog", None)  # the product's default (PROVIDER_BACKLOG auto)
     return Scenario(jobs=jobs, model=WAN27, concurrency=quota, provider_queue=500, listed_queue=500, **kw)
 
 
@@ -111,7 +115,7 @@ def cases(quick: bool) -> list[Case]:
         Case("kf2v_q20", f"kf2v flash, quota 20, push off, {2 * n} jobs", kf2v(2 * n, 20),
              (Goal("queries_per_job", "<=", 2), Goal("p95_s", "<=", 15), Goal("busy", ">=", 0.97)),
              makespan_vs_sdk=1.03, shown=("creates_per_s",)),
-        Case("wan27_q5", f"wan2.7, quota 5, push off, backlog 1, {n} jobs", wan27(n), wan_goals,
+        Case("wan27_q5", f"wan2.7, quota 5, push off, {n} jobs", wan27(n), wan_goals,
              makespan_vs_sdk=1.0, queries_vs_sdk=0.1),
         Case("wan27_q5_push", f"wan2.7, quota 5, push on, {n} jobs", wan27(n, push=True),
              (Goal("queries_per_job", "<=", 1.05), _push_p95_goal()), makespan_vs_sdk=1.0, queries_vs_sdk=0.1,
@@ -149,6 +153,16 @@ def cases(quick: bool) -> list[Case]:
     return out
 
 
+def backlog_of(sc: Scenario, family: Family) -> int:
+    """The tasks admission kept queued at the provider beyond ``family``'s slots in ``sc`` (the product's
+    own rule, so that "auto" reads as the number it chose)."""
+    interval = dict(sc.env).get("POLL_INTERVAL_SECONDS")
+    settings = test_settings(
+        provider_backlog=sc.backlog, **({"poll_interval_s": float(interval)} if interval else {})
+    )
+    return provider_backlog(settings, family.concurrency, model_spec(family.model), family.provider_queue)
+
+
 # ---- one run's figures ----------------------------------------------------------------------------------
 def measure(run: Run, model: str | None = None) -> dict[str, Any]:
     """The figures of one run for one model family (None: the scenario's first)."""
@@ -171,7 +185,7 @@ def measure(run: Run, model: str | None = None) -> dict[str, Any]:
     generated = sum(t.end - (t.start if t.running_at is None else t.running_at) for t in tasks)
     makespan = max(notified.values()) - first_arrival
     created = sorted(t.created for t in tasks)
-    ramp = created[: min(len(created), family.concurrency + min(sc.backlog, family.provider_queue))]
+    ramp = created[: min(len(created), family.concurrency + backlog_of(sc, family))]
     queries = run.queries_by_model.get(model, 0) + run.lists_by_model.get(model, 0)
     out.update(
         queries_per_job=queries / len(jobs),
@@ -508,7 +522,9 @@ def _settings(case: Case) -> dict[str, Any]:
         "arrivals": sc.arrivals,
         "push": sc.push,
         "push_loss": sc.push_loss,
-        "backlog": sc.backlog,
+        "backlog": "auto: " + ", ".join(f"{f.model} {backlog_of(sc, f)}" for f in sc.families)
+        if sc.backlog is None
+        else sc.backlog,
         "stragglers": f"1 in {faults.straggler_every}, {faults.straggler_s:.0f} s"
         if faults.straggler_every
         else "none",

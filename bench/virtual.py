@@ -750,7 +750,7 @@ class Family:
 class Scenario:
     jobs: int = 30
     seed: int = 1
-    backlog: int = 0  # PROVIDER_BACKLOG
+    backlog: int | None = 0  # PROVIDER_BACKLOG (None: "auto", the product's default)
     push: bool = False  # PUSH_ENABLED (the ProviderEventsFunction receives task-finished events)
     generation: str = "uniform"  # a key of GENERATIONS
     arrivals: str = "burst"  # "burst": every drop at t0; "poisson": a Poisson stream
@@ -772,7 +772,7 @@ class Scenario:
     def label(self) -> str:
         return (
             f"{self.jobs} jobs {self.arrivals}/{self.generation}/{'push' if self.push else 'poll'}"
-            f"/backlog {self.backlog}/seed {self.seed}"
+            f"/backlog {'auto' if self.backlog is None else self.backlog}/seed {self.seed}"
         )
 
     @property

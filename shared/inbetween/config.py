@@ -51,9 +51,10 @@ class Settings:
     # per-model concurrency we allow ourselves; 0 means "the account's live quota" (list-quotas), with the
     # model's published quota as the fallback
     provider_concurrency: int = 0
-    # tasks beyond the concurrency left PENDING in the provider's own queue (models that have one): one
-    # closes the hand-over gap between a task's end and the next create (`make bench`, figure "backlog")
-    provider_backlog: int = 1
+    # tasks beyond the concurrency left PENDING in the provider's own queue (models that have one): they
+    # close the hand-over gap between a task's end and the next create (`make bench`, figure "backlog").
+    # None ("auto"): scaled with the concurrency, see inbetween.usecases.admission.provider_backlog
+    provider_backlog: int | None = None
     default_webhook_url: str = ""
     # the event types (or patterns, video.generation.*) webhooks get unless a job.json says otherwise
     webhook_events: tuple[str, ...] = EVERY_EVENT
@@ -148,7 +149,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     try:
         for attr, name, cast in (
             ("provider_concurrency", "PROVIDER_CONCURRENCY", int),
-            ("provider_backlog", "PROVIDER_BACKLOG", int),
             ("settle_seconds", "SETTLE_SECONDS", int),
             ("incomplete_drop_timeout_s", "INCOMPLETE_DROP_TIMEOUT_SECONDS", int),
             ("presign_ttl_s", "PRESIGN_TTL_SECONDS", int),
@@ -159,12 +159,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                 values[attr] = cast(env[name])
     except ValueError as exc:
         raise ConfigError(f"a numeric setting is not a number: {exc}") from None
-    for attr, name in (
-        ("provider_concurrency", "PROVIDER_CONCURRENCY"),
-        ("provider_backlog", "PROVIDER_BACKLOG"),
-    ):
-        if values.get(attr, 0) < 0:
-            raise ConfigError(f"{name} must be 0 or more, got {values[attr]}")
+    if values.get("provider_concurrency", 0) < 0:
+        raise ConfigError(f"PROVIDER_CONCURRENCY must be 0 or more, got {values['provider_concurrency']}")
+    values["provider_backlog"] = _backlog(env.get("PROVIDER_BACKLOG", "").strip())
 
     for attr, name in (
         ("prompt_extend", "PROMPT_EXTEND"),
@@ -181,6 +178,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     values["push_secret_name"] = env.get("PUSH_SECRET_NAME", "")
     values.update(_money_settings(env))
     return Settings(**values)
+
+
+def _backlog(raw: str) -> int | None:
+    """PROVIDER_BACKLOG: "auto" (or empty) scales it with the concurrency; a number fixes it."""
+    if raw.lower() in ("", "auto"):
+        return None
+    if not raw.isdigit():
+        raise ConfigError(
+            f"PROVIDER_BACKLOG must be auto or a whole number of tasks (0 or more), got {raw!r}"
+        )
+    return int(raw)
 
 
 def parse_webhook_events(raw: str) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ def test_region_gives_the_base_url_and_a_custom_url_wins():
         ({"SETTLE_SECONDS": "soon"}, "not a number"),
         ({"DEFAULT_MODEL": "wan2.7-i2v", "DEFAULT_RESOLUTION": "480P"}, "DEFAULT_RESOLUTION"),
         ({"PROVIDER_BACKLOG": "-1"}, "PROVIDER_BACKLOG"),
+        ({"PROVIDER_BACKLOG": "lots"}, "PROVIDER_BACKLOG must be auto or a whole number"),
         ({"PROVIDER_CONCURRENCY": "-2"}, "PROVIDER_CONCURRENCY"),
     ],
 )
@@ -67,8 +68,9 @@ def test_a_new_deployment_uses_wan27_at_its_own_default_resolution():
         assert chosen.default_resolution == own
 
 
-def test_the_provider_backlog_is_read_and_one_by_default():
-    assert load_settings(BASE).provider_backlog == 1
+def test_the_provider_backlog_is_read_and_auto_by_default():
+    assert load_settings(BASE).provider_backlog is None
+    assert load_settings(dict(BASE, PROVIDER_BACKLOG="auto")).provider_backlog is None
     assert load_settings(dict(BASE, PROVIDER_BACKLOG="0")).provider_backlog == 0
     assert load_settings(dict(BASE, PROVIDER_BACKLOG="2")).provider_backlog == 2
 

@@ -172,9 +172,26 @@ def test_creates_are_spaced_to_the_live_submit_rate(exact):
 
 def test_by_default_one_task_waits_in_the_providers_queue_beyond_the_concurrency(world):
     # the measured default (make bench, "backlog"): one more wan2.7 task than slots, none for kf2v
-    assert world.deps.settings.provider_backlog == 1
+    assert world.deps.settings.provider_backlog is None  # auto
     assert admission.admission_limits(world.deps, WAN27).concurrency == 6
     assert admission.admission_limits(world.deps, FLASH).concurrency == 2
+
+
+@pytest.mark.parametrize(
+    ("quota", "poll_interval_s", "backlog"),
+    [(5, 12.0, 1), (20, 12.0, 4), (100, 12.0, 20), (200, 12.0, 40), (5, 1.0, 1), (100, 6.0, 10)],
+)
+def test_the_default_backlog_grows_with_the_quota(quota, poll_interval_s, backlog):
+    # as many queued tasks as wan2.7's fastest tasks (60 s) can end inside one poll window: at a raised
+    # quota one queued task would leave the other ends of a window idle until the next check
+    world = memory_world(settings_with(poll_interval_s=poll_interval_s))
+    world.quotas.set(WAN27, concurrency=quota, queue=500)
+    assert admission.admission_limits(world.deps, WAN27).concurrency == quota + backlog
+    # never beyond what the provider's queue holds, and never for a model without one
+    world.quotas.set(WAN27, concurrency=quota, queue=3)
+    assert admission.admission_limits(world.deps, WAN27).concurrency == quota + min(backlog, 3)
+    world.quotas.set(FLASH, concurrency=quota)
+    assert admission.admission_limits(world.deps, FLASH).concurrency == quota
 
 
 def test_a_backlog_adds_slots_only_where_the_provider_queues_tasks():
