@@ -126,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(FIGURES)
     if unknown:
         parser.error(f"unknown figures: {sorted(unknown)}")
+    kept: dict[str, Any] = {}
+    if args.only and args.publish and not args.quick:
+        # a partial re-run: the other modules keep their figures from the last full run (named below)
+        kept = _previous(set(chosen))
+        if not kept and set(chosen) != set(FIGURES):
+            parser.error(
+                "a partial run is published beside the last full run's figures, and there is none "
+                "(bench/out/results.json or bench/results.json from `make bench`): run `make bench` first"
+            )
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     figures: list[Figure] = []
@@ -156,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     cpu = _cpu_s()
     command = "make bench-quick" if args.quick else "make bench"
-    kept: dict[str, Any] = {}
     if args.only and args.publish and not args.quick:
-        # a partial re-run: the other modules keep their figures from the last full run (named below)
-        kept = _previous(set(chosen))
         for name, figs in kept.get("by_module", {}).items():
             by_name[name] = figs
         command = f"python -m bench.run --only {','.join(chosen)} --publish"
@@ -252,13 +258,12 @@ KEY_PREFIXES = {"cost": "aws_cost", "poller": "poller_reads"}
 
 
 def _previous(rerun: set[str]) -> dict[str, Any]:
-    """The last full run's figures (bench/out/results.json) of the modules not re-run, by module."""
-    path = OUT / "results.json"
-    if not path.exists():
+    """The last full run's figures of the modules not re-run, by module: this machine's last run
+    (bench/out/results.json) if it was a full one, else the published one (bench/results.json); {} if
+    neither is a whole, full run (a quick run, or a partial one, is never kept from)."""
+    last = next((run for run in map(_read_results, (OUT, ROOT / "bench")) if _is_full_run(run)), None)
+    if last is None:
         return {}
-    last = json.loads(path.read_text())
-    if last.get("quick") or last.get("kept_from"):
-        return {}  # only a whole, full run is kept from
     fields = set(Figure.__dataclass_fields__)
     by_module: dict[str, list[Figure]] = {}
     for item in last["figures"]:
@@ -273,6 +278,15 @@ def _previous(rerun: set[str]) -> dict[str, Any]:
         "cpu_s": last.get("cpu_s") or 0.0,
         "by_module": by_module,
     }
+
+
+def _read_results(folder: Path) -> dict[str, Any]:
+    path = folder / "results.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _is_full_run(result: dict[str, Any]) -> bool:
+    return result.get("command") == "make bench" and not result.get("quick") and not result.get("kept_from")
 
 
 def _timed_run(name: str, quick: bool) -> tuple[list[Figure], float]:

@@ -234,7 +234,8 @@ def test_a_partial_published_run_keeps_the_other_modules_figures_from_the_last_f
     monkeypatch.setattr(bench_run, "ROOT", tmp_path)
     (tmp_path / "bench").mkdir()
     old = [dict(_figure("cost.idle_month", None).to_dict()), dict(_figure("traffic.old", True).to_dict())]
-    full = {"date": "2026-12-01", "quick": False, "wall_s": 600.0, "cpu_s": 900.0, "figures": old}
+    full = {"date": "2026-12-01", "command": "make bench", "quick": False, "wall_s": 600.0, "cpu_s": 900.0,
+            "figures": old}  # fmt: skip
     (tmp_path / "results.json").write_text(json.dumps(full))
     monkeypatch.setattr(bench_run, "_timed_run", lambda name, q: ([_figure("traffic.new", True)], 0.1))
 
@@ -248,3 +249,43 @@ def test_a_partial_published_run_keeps_the_other_modules_figures_from_the_last_f
     ]
     assert written["kept_from"]["date"] == "2026-12-01"
     assert "full run's of 2026-12-01" in (tmp_path / "docs" / "bench.md").read_text()
+
+
+def test_a_partial_run_after_another_partial_one_keeps_the_figures_of_the_published_full_run(
+    monkeypatch, tmp_path
+):
+    # Given this machine's last run was itself partial, and a full run is published
+    monkeypatch.setattr(bench_run, "OUT", tmp_path / "out")
+    monkeypatch.setattr(bench_run, "ROOT", tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "bench").mkdir()
+    partial = {"date": "2026-12-02", "command": "python -m bench.run --only traffic", "quick": False,
+               "wall_s": 60.0, "figures": [dict(_figure("traffic.mid", True).to_dict())]}  # fmt: skip
+    published = {"date": "2026-12-01", "command": "make bench", "quick": False, "wall_s": 600.0,
+                 "figures": [dict(_figure("stitch.size", True).to_dict())]}  # fmt: skip
+    (tmp_path / "out" / "results.json").write_text(json.dumps(partial))
+    (tmp_path / "bench" / "results.json").write_text(json.dumps(published))
+    monkeypatch.setattr(bench_run, "_timed_run", lambda name, q: ([_figure("traffic.new", True)], 0.1))
+
+    assert bench_run.main(["--only", "traffic", "--publish"]) == 0
+
+    # Then the published page has every module: the re-run one and the full run's others
+    written = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert [f["key"] for f in written["figures"]] == ["traffic.new", "stitch.size"]
+    assert written["kept_from"]["date"] == "2026-12-01"
+
+
+def test_a_partial_run_is_not_published_alone(monkeypatch, tmp_path, capsys):
+    # Given no full run on record (a published page of one module's figures would hide all the others)
+    monkeypatch.setattr(bench_run, "OUT", tmp_path / "out")
+    monkeypatch.setattr(bench_run, "ROOT", tmp_path)
+    ran = []
+    monkeypatch.setattr(bench_run, "_timed_run", lambda name, q: ran.append(name) or ([], 0.1))
+
+    with pytest.raises(SystemExit) as exit_:
+        bench_run.main(["--only", "traffic", "--publish"])
+
+    # Then it refuses before running anything, and says what to run
+    assert exit_.value.code == 2 and not ran
+    assert "run `make bench` first" in capsys.readouterr().err
+    assert not (tmp_path / "bench" / "results.json").exists()
