@@ -270,7 +270,9 @@ MODELS: dict[str, ModelSpec] = {
             resolutions=("480P", "720P", "1080P"),
             default_resolution="720P",
             usage_style="SR",
-            min_generation_s=45,
+            # the first check: the reference's "usually 1-5 minutes" (S1) gives no faster figure for flash
+            # (an earlier 45 s had no source, and cost ~1 task list a job at quota 2)
+            min_generation_s=60,
             # RL and PR list it for Beijing only; a 2026 EN guide calls it on dashscope-intl (kf2v note §10)
             regions=("cn-beijing", "ap-southeast-1"),
             prices=(

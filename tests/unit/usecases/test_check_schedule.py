@@ -29,8 +29,9 @@ def _settings(push_enabled: bool) -> Settings:
 
 def test_push_off_checks_early_and_often():
     settings, timing = _settings(False), Timing()
-    # the model's shortest generation
-    assert first_check_at(settings, timing, "wan2.2-kf2v-flash", 0.0) == 45.0
+    # the model's shortest usual generation time (the reference's "usually 1-5 minutes")
+    assert first_check_at(settings, timing, "wan2.2-kf2v-flash", 0.0) == 60.0
+    assert first_check_at(settings, timing, "wanx2.1-kf2v-plus", 0.0) == 90.0
     assert next_check_at(settings, timing, 100.0) == 105.0
 
 
