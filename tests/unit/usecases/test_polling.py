@@ -33,7 +33,7 @@ MODEL = "wan2.2-kf2v-flash"
 
 # ---------------------------------------------------------------------------------------------- givens
 def world_of(**settings: Any) -> MemoryWorld:
-    return memory_world(settings_for(provider_concurrency=5, **settings))
+    return memory_world(settings_for(**{"provider_concurrency": 5, **settings}))
 
 
 def a_job(world: MemoryWorld, name: str, status: JobStatus = JobStatus.WAITING, **fields: Any) -> Job:
@@ -253,6 +253,32 @@ def test_several_due_tasks_of_a_model_are_answered_by_one_list_call():
     for job in jobs:
         now_job = world.store.get_job(job.job_id)
         assert (now_job.status, now_job.polls, now_job.provider_status) == (JobStatus.SUBMITTED, 1, "PENDING")
+
+
+def test_tasks_due_together_are_checked_as_one_batch_and_the_ended_ones_first():
+    # Given 250 running tasks due at one grid instant (quota 200 and its backlog), the last one ended
+    world = world_of(provider_concurrency=250)
+    jobs = submitted(world, *(f"shot{i:03}" for i in range(250)))
+    last = jobs[-1]
+    world.provider.set_state(last.task_id, succeeded(last.task_id))
+    world.clock.advance(until_poll_due(world) + 150 - world.clock.now())  # 250 creates at 2 a second
+    assert len(world.store.due_jobs(DueKind.POLL, world.clock.now(), limit=1000)) == 250
+    recorded_before_its_query: list[int] = []
+
+    def count_recorded(task_id: str) -> None:
+        if task_id == last.task_id:
+            recorded_before_its_query.append(sum(1 for j in jobs if world.store.get_job(j.job_id).polls))
+
+    spy = ProviderSpy(world.provider, get_task=count_recorded)
+    # When the poller ticks
+    polling.tick(replace(world.deps, provider=spy), budget_s=0)
+    # Then one window's pages answered for all 250, and the ended task was queried before any running
+    # one was recorded (its video does not wait for 249 other jobs' bookkeeping)
+    assert world.provider.list_calls == 3  # one window: 250 tasks, 100 a page
+    assert world.provider.queries == [last.task_id]
+    assert recorded_before_its_query == [0]
+    assert world.store.get_job(last.job_id).status is JobStatus.COMPLETING
+    assert all(world.store.get_job(j.job_id).polls == 1 for j in jobs[:-1])
 
 
 def test_only_the_tasks_the_list_shows_ended_are_queried():
