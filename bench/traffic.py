@@ -297,21 +297,10 @@ UNITS = {"queries_per_job": "queries/job", "p95_s": "s", "busy": "", "throughput
          "events_lost": "events"}  # fmt: skip
 NAMES = {
     "queries_per_job": "provider queries per job (task queries + list pages)",
-    "p95_s": "p95 notification latency (task end to notification)",
-    "busy": "busy-slot fraction",
-    "throughput": "throughput against the ideal (quota / mean generation time)",
-    "first_submit_s": "time from the burst to the first submit",
-    "creates_per_s": "creates per second sustained (the single submit lease, while filling the slots)",
-    "list_rows_max": "most tasks in one task-list window",
-    "aws_per_job": "AWS requests per job",
-    "events_lost": "push events lost",
 }
 HIGHER_IS_WORSE = {"queries_per_job", "p95_s", "makespan_s", "first_submit_s", "list_rows_max", "aws_per_job"}
 PEER_LABELS = {
     "sdk_loop": "SDK loop",
-    "sdk_model": "SDK loop (modelled)",
-    "fixed_poller": "fixed 15 s",
-    "list_poller": "list poller",
 }
 BIG_PEERS = ("sdk_model", "fixed_poller", "list_poller")
 
@@ -539,9 +528,10 @@ def _settings(case: Case) -> dict[str, Any]:
 # Why a traffic figure fails, and the product change that would close it, by figure key (the bench prints
 # these for the figures that FAIL in the run only: a fixed one drops out of the page by itself)
 WHY: dict[str, str] = {
-    "traffic.kf2v_q2.queries_per_job": "each task is checked from its model's shortest generation time "
-    "(45 s) every 12 s, and at quota 2 a task list covers only two tasks: ~6 lists + 1 query a job. A "
-    "first check at the typical generation time (~100 s), or a list shared across models, closes it",
+    "traffic.kf2v_q2.queries_per_job": "each task is checked from its model's shortest usual generation time "
+    "(60 s) every 12 s, and at quota 2 a task list covers only two tasks: queries ~ 1 + (share of the time a "
+    "task is due) x mean generation / (quota x interval) = 1 + ~0.9 x 180 / 24. A list shared across "
+    "models, or push (1.0), closes it; a 14 s interval would too, at a p95 of ~14.3 s",
     "traffic.kf2v_q2_heavy.queries_vs_uniform": "a straggler (stuck 3 h) no longer widens the task-list "
     "windows, and once it has run twice its model's longest usual time it is checked less and less often "
     "(at most every 5 minutes: 3.66x -> 1.69x). What is left is the heavy draw itself: its long tasks are "
@@ -555,29 +545,30 @@ WHY: dict[str, str] = {
     "push off, a finer grid for kf2v's slots costs queries",
     "traffic.kf2v_q20.makespan_vs_sdk": "as the busy-slot figure: the hand-over gap (kf2v has no provider "
     "queue, so no backlog can hide it)",
-    "traffic.wan27_q5.queries_per_job": "at quota 5 (6 tasks with the backlog) a list covers few tasks: "
-    "~3 lists + 1 query a job on the 12 s grid. Push (1.0) meets it; push off, a first check nearer the "
-    "typical generation time or a coarser grid while few tasks run",
+    "traffic.wan27_q5.queries_per_job": "push off, not reachable together with p95 <= 15 s: the list gives "
+    "no video URL, so every job costs its one query, and a list every T seconds while 5 tasks end every "
+    "36 s costs 36 / T a job: T >= 36 s for 2 queries a job, where p95 ~ 0.95 T + 1 s. Push (1.0) meets it",
     "traffic.wan27_q5.queries_vs_sdk": "as queries per job (0.101 against 0.1)",
     "traffic.burst.queries_per_job": "as wan2.7 at quota 5: a burst is the same 6 tasks in flight",
     "traffic.two_families.queries_per_job.wan2.2-kf2v-flash": "each model's tasks are listed on their own: "
     "as kf2v at quota 2 alone",
     "traffic.two_families.queries_per_job.wan2.7-i2v": "as wan2.7 at quota 5 alone",
-    "traffic.wan27_q20.busy": "one queued task (PROVIDER_BACKLOG 1) for 20 slots: a second end inside one "
-    "detection window leaves a slot idle until the next tick. A backlog scaled with the quota "
-    "(quota x poll interval / shortest generation time) closes it",
+    "traffic.wan27_q20.busy": "the hand-over gap left with the auto backlog (4 queued tasks for 20 "
+    "slots): two ends inside one detection window beyond the backlog leave a slot idle until the next tick",
     "traffic.wan27_q20.makespan_vs_sdk": "as busy slots (1.0025 against 1.0)",
-    "traffic.wan27_q50.busy": "as quota 20, more so: one queued task for 50 slots",
-    "traffic.wan27_q100.busy": "one queued task for 100 slots (~7 ends per 12 s detection window), and the "
-    "single submit lease refills at ~2.1 creates a second where 5 are allowed: a backlog scaled with the "
-    "quota, and creates pipelined under the lease (one lane per API key, each with its own lease and "
-    "reconciliation by the task list's api_key_id: not built)",
+    "traffic.wan27_q50.busy": "as quota 200, less so: the slots filled through the single submit "
+    "lease at ~2 creates a second",
+    "traffic.wan27_q100.busy": "the ramp: 120 creates (100 slots and the auto backlog's 20) through "
+    "the single submit lease at ~2 a second, where the provider allows 5; pipelined creates (one lane per "
+    "API key, each with its own lease and reconciliation by the task list's api_key_id: not built) close it",
     "traffic.wan27_q100.throughput": "as busy slots at quota 100, plus the drain at the end",
-    "traffic.wan27_q200.busy": "as quota 100, more so: one queued task for 200 slots, refilled at ~2 "
-    "creates a second",
-    "traffic.wan27_q200.p95_s": "new in the run after the list fixes (14.6 s before): not analysed yet; "
-    "the candidate is the tick reading more list pages (up to ~460 tasks a window) before it queries and "
-    "hands over, at 200 tasks in flight. Push meets it (3.5 s at quota 5)",
+    "traffic.wan27_q200.busy": "the ramp: 240 creates (200 slots and the auto backlog's 40) through "
+    "the single submit lease at ~2 a second, where the provider allows 5: ~1 % of the slot time idle while "
+    "filling. Pipelined creates under the lease (one lane per API key, each with its own lease and "
+    "reconciliation window: not built) close it",
+    "traffic.wan27_q200.p95_s": "at 240 tasks in flight a tick reads ~3 list pages and queries ~15 "
+    "ended tasks before it hands over, on top of the 12 s grid; the due checks now come in one batch (was "
+    "100 at a time: 16 s). Push meets it (3.5 s at quota 5)",
 }
 
 
@@ -678,13 +669,4 @@ def _plot(results: list[CaseResult]) -> None:
 
 __all__ = [
     "Case",
-    "Goal",
-    "assumptions",
-    "cases",
-    "figures",
-    "invariants",
-    "measure",
-    "run",
-    "run_cases",
-    "run_named",
 ]
