@@ -297,10 +297,21 @@ UNITS = {"queries_per_job": "queries/job", "p95_s": "s", "busy": "", "throughput
          "events_lost": "events"}  # fmt: skip
 NAMES = {
     "queries_per_job": "provider queries per job (task queries + list pages)",
+    "p95_s": "p95 notification latency (task end to notification)",
+    "busy": "busy-slot fraction",
+    "throughput": "throughput against the ideal (quota / mean generation time)",
+    "first_submit_s": "time from the burst to the first submit",
+    "creates_per_s": "creates per second sustained (the single submit lease, while filling the slots)",
+    "list_rows_max": "most tasks in one task-list window",
+    "aws_per_job": "AWS requests per job",
+    "events_lost": "push events lost",
 }
 HIGHER_IS_WORSE = {"queries_per_job", "p95_s", "makespan_s", "first_submit_s", "list_rows_max", "aws_per_job"}
 PEER_LABELS = {
     "sdk_loop": "SDK loop",
+    "sdk_model": "SDK loop (modelled)",
+    "fixed_poller": "fixed 15 s",
+    "list_poller": "list poller",
 }
 BIG_PEERS = ("sdk_model", "fixed_poller", "list_poller")
 
@@ -669,4 +680,13 @@ def _plot(results: list[CaseResult]) -> None:
 
 __all__ = [
     "Case",
+    "Goal",
+    "assumptions",
+    "cases",
+    "figures",
+    "invariants",
+    "measure",
+    "run",
+    "run_cases",
+    "run_named",
 ]
