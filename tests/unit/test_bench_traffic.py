@@ -289,3 +289,41 @@ def test_a_partial_run_is_not_published_alone(monkeypatch, tmp_path, capsys):
     assert exit_.value.code == 2 and not ran
     assert "run `make bench` first" in capsys.readouterr().err
     assert not (tmp_path / "bench" / "results.json").exists()
+
+
+def test_the_timed_modules_run_alone_before_the_request_counts_start_beside_the_rest(monkeypatch, tmp_path):
+    # Given the modules recording when each one runs (aws_cost in its own process, beside others)
+    from concurrent.futures import Future
+
+    monkeypatch.setattr(bench_run, "OUT", tmp_path)
+    events: list[tuple[str, str]] = []
+
+    def run(name, quick):
+        events.append(("run", name))
+        return [_figure(f"{name}.figure", True)], 0.1
+
+    class BesidePool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, fn, name, quick):
+            events.append(("beside", name))
+            done: Future = Future()
+            done.set_result(run(name, quick))
+            events.pop()
+            return done
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(bench_run, "_timed_run", run)
+    monkeypatch.setattr(bench_run, "ProcessPoolExecutor", BesidePool)
+    # When the bench runs them
+    assert bench_run.main(["--only", "aws_cost,cold_start,traffic,completion"]) == 0
+    # Then what times itself on the clock ran before aws_cost began; the virtual-time traffic ran beside it
+    assert events == [
+        ("run", "cold_start"),
+        ("run", "completion"),
+        ("beside", "aws_cost"),
+        ("run", "traffic"),
+    ]
