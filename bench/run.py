@@ -146,24 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     spawn = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
     by_name: dict[str, list[Figure]] = {}
+
+    def run_here(names: list[str]) -> None:
+        for name in names:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            by_name[name], timings[name] = _timed_run(name, args.quick)
+            print(f"[bench] {name}: {timings[name]} s", file=sys.stderr, flush=True)
+
     beside_names = [name for name in chosen if name in BESIDE_THE_OTHERS and len(chosen) > 1]
-    first = [name for name in chosen if name in TIMED and name not in beside_names]
-    then = [name for name in chosen if name not in TIMED and name not in beside_names]
-    for name in first + then:
-        if name in then and beside_names and not beside:
-            for other in beside_names:
-                print(
-                    f"[bench] {other} ... (in its own process, beside the others)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                beside[other] = pool.submit(_timed_run, other, args.quick)
-        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        by_name[name], timings[name] = _timed_run(name, args.quick)
-        print(f"[bench] {name}: {timings[name]} s", file=sys.stderr, flush=True)
+    run_here([name for name in chosen if name in TIMED and name not in beside_names])
     for other in beside_names:
-        if other not in beside:  # nothing untimed to run beside it
-            beside[other] = pool.submit(_timed_run, other, args.quick)
+        print(f"[bench] {other} ... (in its own process, beside the others)", file=sys.stderr, flush=True)
+        beside[other] = pool.submit(_timed_run, other, args.quick)
+    run_here([name for name in chosen if name not in TIMED and name not in beside_names])
     for other, future in beside.items():
         try:
             by_name[other], timings[other] = future.result()
