@@ -397,6 +397,8 @@ class _Expr:
                 actions.append(("ADD", path, self._operand()))
             elif clause == "REMOVE":
                 actions.append(("REMOVE", path, None))
+            elif clause == "DELETE":
+                actions.append(("DELETE", path, self._operand()))
             else:
                 raise AwsError("ValidationException", f"unsupported update clause {clause}")
         return actions
@@ -735,6 +737,14 @@ class LeanAws:
                 new[path] = value(item)
             elif action == "REMOVE":
                 new.pop(path, None)
+            elif action == "DELETE":  # elements out of a set; DynamoDB drops a set left empty
+                drop = value(item)
+                kind = next(iter(drop))
+                left = sorted(set((new.get(path) or {}).get(kind, [])) - set(drop[kind]))
+                if left:
+                    new[path] = {kind: left}
+                else:
+                    new.pop(path, None)
             else:  # ADD
                 add = value(item)
                 have = new.get(path)

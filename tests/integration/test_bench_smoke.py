@@ -164,6 +164,13 @@ def _store_script(store, clock) -> list:
     out += [store.due_early_events(now), store.due_early_events(now + 30)]
     store.forget_early_event("t9")
     out += [store.due_early_events(now + 100)]
+    store.note_open_run("shots", "r1")
+    store.note_open_run("shots", "r2")
+    store.forget_open_run("shots", "r1")
+    out += [store.open_runs("shots")]
+    store.forget_open_run("shots", "r2")  # the last one: the set goes
+    store.forget_open_run("never-seen", "r1")  # no item: none is made
+    out += [store.open_runs("shots"), store.open_runs("never-seen")]
     return out
 
 
