@@ -327,3 +327,19 @@ def test_the_timed_modules_run_alone_before_the_request_counts_start_beside_the_
         ("beside", "aws_cost"),
         ("run", "traffic"),
     ]
+
+
+def test_every_full_case_renders_its_settings_and_figures_before_anything_runs():
+    # Given every case of the full run, each with its peers and no run yet (the full run is 20 minutes:
+    # a name or label missing from the tables would otherwise show only at its end)
+    from bench import traffic
+
+    for case in traffic.cases(quick=False):
+        result = traffic.CaseResult(case, peers={peer: {} for peer in case.peers})
+        # When its settings and figures are rendered
+        settings = traffic._settings(case)
+        figures = traffic.figures([result])
+        # Then each names its peers and its figures, and says what it lacks rather than failing
+        assert settings["peers"] == (", ".join(traffic.PEER_LABELS[p] for p in case.peers) or "none")
+        assert figures and all(f.name and f.unit is not None for f in figures)
+        assert all(f.value is None or f.invariant for f in figures)
