@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
@@ -165,10 +165,12 @@ def _sdk_loop(clock: VirtualClock, provider: QueuedProvider, sc: Scenario, facts
 
 
 def _sdk_model(clock: VirtualClock, provider: QueuedProvider, sc: Scenario, facts: _Facts) -> None:
-    """``_sdk_loop`` without the package: its create, then ``BaseAsyncApi.wait``'s schedule."""
+    """``_sdk_loop`` without the package: its create, then ``BaseAsyncApi.wait``'s schedule. Each of the
+    Q threads is a generator process (``VirtualClock.at_steps``): the same requests at the same instants
+    as threads would make them, without a thread hand-over for each of its hundreds of thousands of sleeps."""
     t0 = START + sc.first_drop_s
 
-    def wait(task_id: str) -> bool:
+    def wait(task_id: str) -> Generator[float, None, bool]:
         """True once the task ended; False when a query was refused (the SDK's wait returns then)."""
         wait_s, step = 1.0, 0
         while True:
@@ -176,30 +178,30 @@ def _sdk_model(clock: VirtualClock, provider: QueuedProvider, sc: Scenario, fact
             if wait_s < 5 and step % 3 == 0:
                 wait_s = min(wait_s * 2, 5.0)
             try:
-                state = provider.get_task(task_id)
+                state = yield from provider.get_task_steps(task_id)
             except ProviderThrottled:
                 return False
             if state.status.is_terminal:
                 return True
-            clock.sleep(wait_s)
+            yield wait_s
 
-    def thread() -> None:
+    def thread() -> Generator[float, None, None]:
         while facts.waiting:
             job_id = facts.waiting.popleft()
             name = job_id.split("/")[0]
             request = _request(sc.model, f"https://frames.test/{name}/first.png", "https://frames.test/l.png")
             while True:
                 try:
-                    task_id = provider.create_task(request).task_id
+                    task_id = (yield from provider.create_task_steps(request)).task_id
                     break
                 except ProviderThrottled:
-                    clock.sleep(RETRY_AFTER_REFUSAL_S)
-            while not wait(task_id):
-                clock.sleep(RESUME_AFTER_REFUSED_QUERY_S)
+                    yield RETRY_AFTER_REFUSAL_S
+            while not (yield from wait(task_id)):
+                yield RESUME_AFTER_REFUSED_QUERY_S
             facts.learned(job_id, task_id, clock.now())
 
     for _ in range(sc.concurrency):
-        clock.at(t0, thread, "sdk_thread")
+        clock.at_steps(t0, thread(), "sdk_thread")
 
 
 def _sdk_args(model: str, name: str) -> dict[str, Any]:

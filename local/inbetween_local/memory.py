@@ -118,7 +118,8 @@ class InMemoryJobStore:
     def get_job(self, job_id: str) -> Job | None:
         with self._lock:
             item = self.jobs.get(job_id)
-            return Job.from_item(copy.deepcopy(item)) if item else None
+            # from_item copies every dict and list it reads (``plain``): the store's item stays its own
+            return Job.from_item(item) if item else None
 
     def add_job(self, job: Job, *, due: tuple[DueKind, float] | None = None) -> bool:
         with self._lock:
@@ -181,7 +182,7 @@ class InMemoryJobStore:
     def due_jobs(self, kind: DueKind, now: float, *, model: str | None = None, limit: int = 100) -> list[Job]:
         with self._lock:
             keys = self._due_keys(kind.key(model), now, "job#")[:limit]
-            return [Job.from_item(copy.deepcopy(self.jobs[k.removeprefix("job#")])) for k in keys]
+            return [Job.from_item(self.jobs[k.removeprefix("job#")]) for k in keys]
 
     def next_due_at(self, kind: DueKind) -> float | None:
         with self._lock:
@@ -234,7 +235,7 @@ class InMemoryJobStore:
 
     def recent_jobs(self, limit: int = 50) -> list[Job]:
         with self._lock:
-            jobs = [Job.from_item(copy.deepcopy(i)) for i in self.jobs.values()]
+            jobs = [Job.from_item(i) for i in self.jobs.values()]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         return jobs[:limit]
 

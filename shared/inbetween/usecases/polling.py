@@ -148,8 +148,12 @@ def _check_due(
     for model, group in by_model.items():
         waiting = [j for j in group if j.status is JobStatus.SUBMITTED and j.task_id]
         listed = _list_statuses(deps, model, waiting, pacer) if model and len(waiting) > 1 else None
+        # by id: a batch holds up to DUE_CHECKS_BATCH jobs, and comparing whole jobs pairwise is quadratic
+        waiting_ids = {j.job_id for j in waiting}
         for job in group:
-            status = listed.get(job.task_id or "") if listed is not None and job in waiting else None
+            status = (
+                listed.get(job.task_id or "") if listed is not None and job.job_id in waiting_ids else None
+            )
             # a job with a cancel still to carry out is queried: its check sends the cancel if PENDING
             if status is None or status.is_terminal or cancel.still_to_cancel(job):
                 to_query.append(job)
