@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import boto3
@@ -305,6 +306,20 @@ def test_the_cost_run_observes_what_is_priced_and_prices_a_video():
     assert {"lambda_duration", "dynamodb_writes", "data_out_frames", "log_ingestion", "xray"} <= set(parts)
     assert all(v >= 0 for v in parts.values()) and 0 < priced["usd_per_job"] < 0.01
     assert priced["lambda_gb_s_per_job"] > 0
+
+
+def test_the_cost_run_gives_the_same_requests_for_a_seed_whenever_it_runs_and_on_moto(monkeypatch):
+    # Given one seed run now, and again with the wall clock 20 minutes on (the start once came from it)
+    first = simulate(6, seed=5)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 1234.5)
+    later = simulate(6, seed=5)
+    monkeypatch.undo()
+
+    # Then both made the same requests, operation by operation, and moto's backend sees the same
+    assert first["notified"] == later["notified"] == 6
+    assert later["aws_requests"] == first["aws_requests"]
+    assert simulate(6, seed=5, backend="moto")["aws_requests"] == first["aws_requests"]
 
 
 def test_the_idle_month_prices_every_resource_of_the_template_and_names_any_it_cannot(monkeypatch):
