@@ -50,6 +50,8 @@ def write_video(path: Path, size: int) -> None:
             n = min(left, len(block))
             out.write(block[:n])
             left -= n
+        out.flush()
+        os.fsync(out.fileno())  # on disk before any side is timed: no write-back of 1 GiB under the first
 
 
 class _FileHandler(BaseHTTPRequestHandler):
@@ -196,9 +198,10 @@ def run(quick: bool = False) -> list[Figure]:
             url = f"http://127.0.0.1:{server.server_address[1]}/results/video.mp4"
             results: dict[str, list[dict]] = {"stream": [], "upload_file": []}
             try:
-                for _ in range(rounds):  # interleaved, so load drift hits both sides
-                    results["stream"].append(_run_worker("stream", endpoint, bucket, url))
-                    results["upload_file"].append(_run_worker("upload_file", endpoint, bucket, str(path)))
+                for round_no in range(rounds):  # interleaved, each side first in turn: drift hits both
+                    sides = [("stream", url), ("upload_file", str(path))]
+                    for mode, source in sides if round_no % 2 == 0 else reversed(sides):
+                        results[mode].append(_run_worker(mode, endpoint, bucket, source))
                     for key in ("results/bench/video.mp4", "baseline/video.mp4"):  # keep moto's memory flat
                         versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
                         for v in versions:
