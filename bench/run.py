@@ -268,12 +268,13 @@ WHY_OTHERS: dict[str, str] = {
     "(once: an update clause it did not know, so every completion failed once and was retried; once: the "
     "run's start read from the wall clock, so each run met the poller's ticks at another phase); "
     "tests/integration/test_bench_smoke.py holds every store method's answers to moto's",
-    "completion.throughput_ratio": "a wall-clock ratio on a shared 2-core machine (0.56-0.58 on three "
-    "runs of 2026-12-03; 0.39 while the streamed side always ran first, under the write-back of the 1 GiB "
-    "source just written). store_video reads the provider's HTTP stream, inspects the MP4 and hashes it "
-    "while PARTS_IN_FLIGHT parts upload, where upload_file reads a local file with 10 threads; the moto "
-    "server shares the two cores. Measure on an idle machine, or raise the parts in flight (8 parts of "
-    "8 MiB stay under the memory goal)",
+    "completion.throughput_ratio": "store_video (5 parts of 8 MiB in flight) takes ~2x upload_file's time "
+    "and ~1.3x the plain way's (the stream to /tmp, then upload_file): the upload side is the limit, not "
+    "the read (SHA-256 of 1 GiB is 0.6 CPU-s here; 8 parts in flight measured no faster), and the streamed "
+    "side moves 2 GiB over loopback (in from the source, out to moto) where upload_file moves 1. To close "
+    "it: profile upload_part with a bytes body against s3transfer's file chunks (upload_file's 10 threads), "
+    "or hand store_video's parts to s3transfer's upload_fileobj. A wall-clock ratio on a shared machine: "
+    "0.39-0.66 over this week's harnesses, 0.45-0.52 since each side gets its own moto server",
 }
 
 # figure keys whose first part is not their module's name
