@@ -1,8 +1,9 @@
 """Completion: a 1 GiB video served over HTTP on loopback, streamed by ``Blobs.store_video`` (as the
 completion function does: httpx stream -> multipart upload, verified) into moto in server mode (its own
 process, so its memory is not ours). Peak memory growth of the process that streams, and its throughput
-as a ratio of a plain boto3 ``upload_file`` of the same bytes from a local file to the same server.
-Each side runs in a fresh interpreter so its peak RSS (VmHWM) is its own."""
+as a ratio of a plain boto3 ``upload_file`` of the same bytes from a local file to such a server; beside
+it, the plain way (the stream to /tmp, then ``upload_file``). Each side runs in a fresh interpreter so
+its peak RSS (VmHWM) is its own, against a moto server of its own."""
 
 from __future__ import annotations
 
