@@ -1058,9 +1058,16 @@ class _MotoAws:
 
         self._mock = mock_aws()
         self._mock.start()
-        sqs_models.unix_time_millis = lambda *_a: clock() * 1000  # delays and visibility on the sim clock
+        # moto's clocks on the simulated one (SQS delays and visibility, S3's LastModified), put back on
+        # stop: a test process goes on using moto after this run
+        self._real_clocks = [
+            (sqs_models, "unix_time_millis", sqs_models.unix_time_millis),
+            (sqs_models, "unix_time", sqs_models.unix_time),
+            (s3_models, "utcnow", s3_models.utcnow),
+        ]
+        sqs_models.unix_time_millis = lambda *_a: clock() * 1000
         sqs_models.unix_time = lambda *_a: clock()
-        s3_models.utcnow = lambda: datetime.fromtimestamp(clock(), UTC).replace(tzinfo=None)  # LastModified
+        s3_models.utcnow = lambda: datetime.fromtimestamp(clock(), UTC).replace(tzinfo=None)
         self._session = boto3.session.Session(region_name=REGION)
         self._s3, self._sqs = self._session.client("s3"), self._session.client("sqs")
         self._create_resources = create_resources
@@ -1111,6 +1118,8 @@ class _MotoAws:
 
     def stop(self) -> None:
         self._mock.stop()
+        for module, name, real in self._real_clocks:
+            setattr(module, name, real)
 
 
 def _lighter_botocore() -> None:

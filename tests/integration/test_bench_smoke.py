@@ -321,6 +321,13 @@ def test_the_cost_run_gives_the_same_requests_for_a_seed_whenever_it_runs_and_on
     assert later["aws_requests"] == first["aws_requests"]
     assert simulate(6, seed=5, backend="moto")["aws_requests"] == first["aws_requests"]
 
+    # And moto's clocks are the real ones again for whatever uses moto next in this process
+    import moto.s3.models as s3_models
+    import moto.sqs.models as sqs_models
+
+    assert abs(s3_models.utcnow().timestamp() - datetime.now(UTC).replace(tzinfo=None).timestamp()) < 60
+    assert abs(sqs_models.unix_time() - time.time()) < 60
+
 
 def test_the_idle_month_prices_every_resource_of_the_template_and_names_any_it_cannot(monkeypatch):
     idle = simulate(0, idle_ticks=3)
