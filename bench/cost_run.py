@@ -73,7 +73,7 @@ ACCOUNT = "123456789012"
 # The simulated clock starts at a fixed moment, offset within the hour by the seed: where the run starts
 # against the poller's minute ticks changes which tick finds which task, so a start read from the wall clock
 # made the same seed give other counts on each run (1,934 to 1,974 requests over 30 jobs).
-SIM_EPOCH = 1764547200.0  # 2026-12-01T00:00:00Z
+SIM_EPOCH = 1764547200.0  # 2025-12-01T00:00:00Z (a fixed past moment; any whole hour gives the same phases)
 
 
 def start_of_run(seed: int) -> float:
