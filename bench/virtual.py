@@ -361,6 +361,7 @@ class ProviderTask:
     slot_free_at: float | None
     # a slow PENDING phase: the task holds its slot from ``start`` but runs only from here (None: start)
     running_at: float | None = None
+    api_key_id: str = "key-0"  # the account's API key it was created with
 
     def status_at(self, t: float) -> TaskStatus:
         if t < (self.start if self.running_at is None else self.running_at):
@@ -416,8 +417,11 @@ class QueuedProvider:
         limits: dict[str, ModelLimits] | None = None,
         faults: Faults = Faults(),
         query_per_s: float = QUERY_PER_S,
+        api_keys: int = 1,
     ) -> None:
         self.clock = clock
+        # the account's API keys (one submit lane each; the limits are the account's, shared by all)
+        self.api_keys = tuple(f"key-{i}" for i in range(max(1, api_keys)))
         self.generation = generation
         self.concurrency = concurrency
         self.queue = queue
@@ -449,21 +453,26 @@ class QueuedProvider:
         self.list_rows_max = 0  # the most tasks one list window held (all its pages)
 
     # -- the port --------------------------------------------------------------------------------------
-    def create_task(self, request: CreateTaskRequest) -> TaskRef:
-        return self._sleeping(self.create_task_steps(request))
+    def key_refs(self) -> tuple[str, ...]:
+        return self.api_keys
+
+    def create_task(self, request: CreateTaskRequest, *, key_ref: str | None = None) -> TaskRef:
+        return self._sleeping(self.create_task_steps(request, key_ref=key_ref))
 
     def get_task(self, task_id: str) -> TaskState:
         return self._sleeping(self.get_task_steps(task_id))
 
     # the same calls as steps (``VirtualClock.at_steps``): one code path, whichever way a process runs
-    def create_task_steps(self, request: CreateTaskRequest) -> Generator[float, None, TaskRef]:
+    def create_task_steps(
+        self, request: CreateTaskRequest, *, key_ref: str | None = None
+    ) -> Generator[float, None, TaskRef]:
         up, down = self._halves(self.latency.create_s)
         late, extra = self._jitter.random(), self._jitter.uniform(*self.latency.create_tail_s)
         if late < self.latency.create_tail_share:
             up += extra
         yield up
         try:
-            task = self._accept(request)
+            task = self._accept(request, key_ref or self.api_keys[0])
         except ProviderThrottled:
             yield down  # the refusal's answer takes its way back too
             raise
@@ -491,7 +500,14 @@ class QueuedProvider:
             self.clock.sleep(delay)
 
     def list_tasks(
-        self, *, start: datetime, end: datetime, model: str, page_no: int = 1, page_size: int = 10
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        model: str,
+        page_no: int = 1,
+        page_size: int = 10,
+        api_key_id: str | None = None,
     ) -> TaskPage:
         up, down = self._halves(self.latency.list_s)
         self.clock.sleep(up)
@@ -502,6 +518,8 @@ class QueuedProvider:
         lo, hi = start.timestamp(), end.timestamp()
         created = self._created_by_model.get(model, [])
         rows = self._tasks_by_model.get(model, [])[bisect_left(created, lo) : bisect_right(created, hi)]
+        if api_key_id is not None:
+            rows = [t for t in rows if t.api_key_id == api_key_id]
         self.list_rows_max = max(self.list_rows_max, len(rows))
         page = rows[(page_no - 1) * page_size : page_no * page_size]
         summaries = tuple(
@@ -512,6 +530,7 @@ class QueuedProvider:
                 gmt_create=_dt(t.created),
                 start_time=_dt(t.start) if now >= t.start else None,
                 end_time=_dt(t.end) if now >= t.end else None,
+                api_key_id=t.api_key_id,
             )
             for t in page
         )
@@ -524,10 +543,14 @@ class QueuedProvider:
             total_page=max(1, -(-len(rows) // page_size)),
         )
 
-    def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]:
+    def iter_tasks(
+        self, *, start: datetime, end: datetime, model: str, api_key_id: str | None = None
+    ) -> Iterator[TaskSummary]:
         page_no = 1
         while True:
-            page = self.list_tasks(start=start, end=end, model=model, page_no=page_no, page_size=100)
+            page = self.list_tasks(
+                start=start, end=end, model=model, page_no=page_no, page_size=100, api_key_id=api_key_id
+            )
             yield from page.tasks
             if page_no >= page.total_page:
                 return
@@ -590,7 +613,7 @@ class QueuedProvider:
                 "Requests rate limit exceeded", code="Throttling.RateQuota", status_code=429
             )
 
-    def _accept(self, request: CreateTaskRequest) -> ProviderTask:
+    def _accept(self, request: CreateTaskRequest, api_key_id: str = "key-0") -> ProviderTask:
         now = self.clock.now()
         model = request.model
         limits = self.limits_of(model)
@@ -632,6 +655,7 @@ class QueuedProvider:
             end=end,
             slot_free_at=free_at if math.isfinite(free_at) else None,
             running_at=running_at,
+            api_key_id=api_key_id,
         )
         self.tasks[task.task_id] = task
         # in creation order (the clock never goes back): a list window is two bisections, not a scan
@@ -732,8 +756,8 @@ class VirtualQueues:
     def recheck_drop_later(self, job_name: str, delay_s: int) -> None:
         self.sent["recheck_drop"] += 1
 
-    def admit_waiting(self, model: str) -> None:
-        self._later("admit_waiting", lambda deps: admission.admit(deps, model))
+    def admit_waiting(self, model: str, *, lane: int = 0) -> None:
+        self._later("admit_waiting", lambda deps: admission.admit(deps, model, lane=lane))
 
     def complete_job(self, job_id: str) -> None:
         self._later("complete_job", lambda deps: completion.complete(deps, job_id))
@@ -835,6 +859,7 @@ class Scenario:
     faults: Faults = Faults()
     query_per_s: float = QUERY_PER_S
     env: tuple[tuple[str, str], ...] = ()  # settings beside the defaults (e.g. POLL_INTERVAL_SECONDS)
+    api_keys: int = 1  # the account's API keys in the deployment's secret (a submit lane each)
 
     @property
     def label(self) -> str:
@@ -902,6 +927,7 @@ def queued_provider(clock: VirtualClock, sc: Scenario) -> QueuedProvider:
         limits={f.model: ModelLimits(f.concurrency, f.provider_queue, f.submit_per_s) for f in sc.families},
         faults=sc.faults,
         query_per_s=sc.query_per_s,
+        api_keys=sc.api_keys,
     )
 
 

@@ -21,7 +21,7 @@ def record_handler(record: SQSRecord) -> None:
         if isinstance(item, ObjectCreated):
             outcome: str = intake.on_object_created(deps, item.bucket, item.key)
         elif isinstance(item, AdmitWaiting):
-            outcome = f"admitted {admission.admit(deps, item.model)}"
+            outcome = f"admitted {admission.admit(deps, item.model, lane=item.lane)}"
         elif isinstance(item, ObjectRemoved):
             outcome = cancel.on_object_removed(deps, item.bucket, item.key)
         elif isinstance(item, CancelRequest):

@@ -46,6 +46,7 @@ from inbetween.domain.models import (
 from inbetween.domain.mp4_check import Mp4Inspector
 from inbetween.domain.webhook_events import WebhookEndpoint, held_partition
 from inbetween.errors import (
+    ConfigError,
     ProviderRejected,
     ProviderUnavailable,
     StorageError,
@@ -103,7 +104,8 @@ class InMemoryJobStore:
         self.due: dict[str, _Due] = {}  # "job#id", "drop#name", "hook#id", "early#task", "film#run" -> due
         self.slots: dict[str, int] = {}
         self.tasks: dict[str, str] = {}
-        self.lease: dict[str, Any] = {}
+        self.lease: dict[str, Any] = {}  # the account's lane (the only one with a single API key)
+        self.leases: dict[str, dict[str, Any]] = {"": self.lease}  # by lane (its key's api_key_ref)
         self.drops: dict[str, float] = {}
         self.deliveries: dict[str, WebhookDelivery] = {}
         self.early: dict[str, EarlyEvent] = {}
@@ -267,34 +269,46 @@ class InMemoryJobStore:
         with self._lock:
             return self.tasks.get(task_id)
 
-    # -- the submit lease ----------------------------------------------------------------------------
-    def acquire_submit_lease(self, holder: str, lease_s: float) -> SubmitLease | None:
+    # -- the submit leases (one per lane) -------------------------------------------------------------
+    def acquire_submit_lease(self, holder: str, lease_s: float, *, lane: str = "") -> SubmitLease | None:
         with self._lock:
+            lease = self.leases.setdefault(lane, {})
             now = self._clock.now()
-            if self.lease.get("holder") is not None and not self.lease["lease_until"] < now:
+            if lease.get("holder") is not None and not lease["lease_until"] < now:
                 return None
-            expired_until = self.lease["lease_until"] if self.lease.get("holder") is not None else None
-            self.lease.update(holder=holder, lease_until=now + lease_s)
+            expired_until = lease["lease_until"] if lease.get("holder") is not None else None
+            lease.update(holder=holder, lease_until=now + lease_s)
             return SubmitLease(
-                holder, self.lease["lease_until"], float(self.lease.get("next_submit_at", 0.0)), expired_until
+                holder,
+                lease["lease_until"],
+                float(lease.get("next_submit_at", 0.0)),
+                expired_until,
+                lane=lane,
+                api_key_id=lease.get("api_key_id"),
             )
 
     def extend_submit_lease(
-        self, holder: str, lease_s: float, *, next_submit_at: float | None = None
+        self, holder: str, lease_s: float, *, next_submit_at: float | None = None, lane: str = ""
     ) -> bool:
         with self._lock:
-            if self.lease.get("holder") != holder:
+            lease = self.leases.setdefault(lane, {})
+            if lease.get("holder") != holder:
                 return False
-            self.lease["lease_until"] = self._clock.now() + lease_s
+            lease["lease_until"] = self._clock.now() + lease_s
             if next_submit_at is not None:
-                self.lease["next_submit_at"] = next_submit_at
+                lease["next_submit_at"] = next_submit_at
             return True
 
-    def release_submit_lease(self, holder: str) -> None:
+    def release_submit_lease(self, holder: str, *, lane: str = "") -> None:
         with self._lock:
-            if self.lease.get("holder") == holder:
-                self.lease.pop("holder", None)
-                self.lease.pop("lease_until", None)
+            lease = self.leases.setdefault(lane, {})
+            if lease.get("holder") == holder:
+                lease.pop("holder", None)
+                lease.pop("lease_until", None)
+
+    def remember_api_key_id(self, api_key_id: str, *, lane: str) -> None:
+        with self._lock:
+            self.leases.setdefault(lane, {})["api_key_id"] = api_key_id
 
     # -- incomplete drops ----------------------------------------------------------------------------
     def note_incomplete_drop(self, job_name: str, *, first_seen: float, settle_by: float) -> bool:
@@ -679,6 +693,7 @@ class RecordingQueues:
 
     rechecks: list[tuple[str, int]] = field(default_factory=list)
     admissions: list[str] = field(default_factory=list)
+    lanes_woken: list[int] = field(default_factory=list)  # each admission's submit lane
     completions: list[str] = field(default_factory=list)
     webhooks: list[str] = field(default_factory=list)
     stitches: list[str] = field(default_factory=list)
@@ -686,8 +701,9 @@ class RecordingQueues:
     def recheck_drop_later(self, job_name: str, delay_s: int) -> None:
         self.rechecks.append((job_name, delay_s))
 
-    def admit_waiting(self, model: str) -> None:
+    def admit_waiting(self, model: str, *, lane: int = 0) -> None:
         self.admissions.append(model)
+        self.lanes_woken.append(lane)
 
     def complete_job(self, job_id: str) -> None:
         self.completions.append(job_id)
@@ -717,8 +733,12 @@ class ScriptedProvider:
 
     ``create_errors``/``get_errors``: exceptions raised by the next calls, in order."""
 
-    def __init__(self, clock: ManualClock | Any) -> None:
+    def __init__(self, clock: ManualClock | Any, *, api_keys: int = 1) -> None:
         self._clock = clock
+        # the refs of the account's API keys (``key_refs``); each task remembers its key's api_key_id
+        self.api_keys = tuple(f"key{i}" for i in range(api_keys))
+        self.key_of: dict[str, str] = {}  # task_id -> the api_key_id it was created with
+        self.created_with: list[str | None] = []  # the key_ref of each create, in order
         self.created: list[CreateTaskRequest] = []
         self.states: dict[str, TaskState] = {}
         self.created_at: dict[str, float] = {}
@@ -732,19 +752,32 @@ class ScriptedProvider:
         self.list_calls = 0
         self._ids = itertools.count(1)
 
-    def create_task(self, request: CreateTaskRequest) -> TaskRef:
+    def key_refs(self) -> tuple[str, ...]:
+        return self.api_keys
+
+    @staticmethod
+    def api_key_id_of(key_ref: str) -> str:
+        return f"id-{key_ref}"
+
+    def create_task(self, request: CreateTaskRequest, *, key_ref: str | None = None) -> TaskRef:
+        if key_ref is not None and key_ref not in self.api_keys:
+            raise ConfigError("no such API key")
+        self.created_with.append(key_ref)
         if self.create_errors:
             raise self.create_errors.pop(0)
         task_id = f"task-{next(self._ids)}"
+        self.key_of[task_id] = self.api_key_id_of(key_ref or self.api_keys[0])
         self.created.append(request)
         self.created_at[task_id] = self._clock.now()
         self.models[task_id] = request.model
         self.states[task_id] = TaskState(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
         return TaskRef(task_id=task_id, task_status=TaskStatus.PENDING, request_id="req")
 
-    def foreign_task(self, model: str) -> str:
-        """A task created by someone else on the account (or by a create whose answer was lost)."""
+    def foreign_task(self, model: str, *, key_ref: str | None = None) -> str:
+        """A task created by someone else on the account (or by a create whose answer was lost), with
+        one of our keys (``key_ref``; the first by default)."""
         task_id = f"task-{next(self._ids)}"
+        self.key_of[task_id] = self.api_key_id_of(key_ref or self.api_keys[0])
         self.created_at[task_id] = self._clock.now()
         self.models[task_id] = model
         self.states[task_id] = TaskState(task_id=task_id, status=TaskStatus.PENDING, request_id="req")
@@ -762,7 +795,14 @@ class ScriptedProvider:
         )
 
     def list_tasks(
-        self, *, start: datetime, end: datetime, model: str, page_no: int = 1, page_size: int = 10
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        model: str,
+        page_no: int = 1,
+        page_size: int = 10,
+        api_key_id: str | None = None,
     ) -> TaskPage:
         self.list_calls += 1
         if self.list_errors:
@@ -774,9 +814,12 @@ class ScriptedProvider:
                 status=self.states[task_id].status,
                 gmt_create=datetime.fromtimestamp(at).astimezone(),
                 model_name=self.models[task_id],
+                api_key_id=self.key_of.get(task_id),
             )
             for task_id, at in self.created_at.items()
-            if lo <= at <= hi and self.models[task_id] == model
+            if lo <= at <= hi
+            and self.models[task_id] == model
+            and api_key_id in (None, self.key_of.get(task_id))
         ]
         page = tasks[(page_no - 1) * page_size : page_no * page_size]
         total_pages = max(1, -(-len(tasks) // page_size))
@@ -798,10 +841,12 @@ class ScriptedProvider:
         self.states[task_id] = replace(state, status=TaskStatus.CANCELED)
         self.cancels.append(task_id)
 
-    def iter_tasks(self, *, start: datetime, end: datetime, model: str) -> Iterator[TaskSummary]:
+    def iter_tasks(
+        self, *, start: datetime, end: datetime, model: str, api_key_id: str | None = None
+    ) -> Iterator[TaskSummary]:
         page_no = 1
         while True:
-            page = self.list_tasks(start=start, end=end, model=model, page_no=page_no)
+            page = self.list_tasks(start=start, end=end, model=model, page_no=page_no, api_key_id=api_key_id)
             yield from page.tasks
             if page_no >= page.total_page:
                 return

@@ -1,10 +1,13 @@
-"""The jobs table (DynamoDB): job records, provider slots, the submit lease, and the due index.
+"""The jobs table (DynamoDB): job records, provider slots, the submit leases, and the due index.
 
 One table, key ``pk``. Item kinds, by key prefix (known only to this module):
     job#<job_id>      a job (one run of a drop folder)
     drop#<job_name>   an incomplete drop folder waiting to be completed or rejected
     slot#<model>      provider slots in use for a model (admission control)
-    lock#submit       the one open submit lease per provider account (makes orphan reconciliation exact)
+    lock#submit       the submit lease of the account's lane (one API key: the only lane); one open
+                      lease per lane makes orphan reconciliation exact
+    lock#submit#<ref> the submit lease of one API key's lane (several keys: a lane each), and the
+                      provider's api_key_id of that key once learnt (its tasks in the task list)
     task#<task_id>    which job owns a provider task (tells our tasks from foreign ones)
     hook#<event_id>   a webhook delivery, its attempts and its log
     endpoint#<id>     a webhook endpoint that has failed: its failing streak, whether it is paused
@@ -111,6 +114,13 @@ def _film_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 _SUBMIT_LOCK = "lock#submit"
+
+
+def _lease_key(lane: str) -> str:
+    """The account's lane keeps the one lease item a single-key deployment always had."""
+    return f"{_SUBMIT_LOCK}#{lane}" if lane else _SUBMIT_LOCK
+
+
 _BUDGET_OVERRIDE = "budget#override"
 
 
@@ -324,13 +334,13 @@ class DynamoJobStore:
         return str(item["job_id"]) if item else None
 
     # ---- submit lease ------------------------------------------------------------------------------------
-    def acquire_submit_lease(self, holder: str, lease_s: float) -> SubmitLease | None:
+    def acquire_submit_lease(self, holder: str, lease_s: float, *, lane: str = "") -> SubmitLease | None:
         now = self._clock()
         try:
             resp = self._call(
                 self._db.update_item,
                 TableName=self._table,
-                Key=_ser({"pk": _SUBMIT_LOCK}),
+                Key=_ser({"pk": _lease_key(lane)}),
                 UpdateExpression="SET holder = :h, lease_until = :until, acquired_at = :now",
                 ConditionExpression="attribute_not_exists(holder) OR lease_until < :now",
                 ExpressionAttributeValues=_ser({":h": holder, ":until": now + lease_s, ":now": now}),
@@ -346,10 +356,12 @@ class DynamoJobStore:
             lease_until=now + lease_s,
             next_submit_at=float(old.get("next_submit_at", 0) or 0),
             expired_until=float(old["lease_until"]) if old.get("holder") and "lease_until" in old else None,
+            lane=lane,
+            api_key_id=str(old["api_key_id"]) if old.get("api_key_id") else None,
         )
 
     def extend_submit_lease(
-        self, holder: str, lease_s: float, *, next_submit_at: float | None = None
+        self, holder: str, lease_s: float, *, next_submit_at: float | None = None, lane: str = ""
     ) -> bool:
         values: dict[str, Any] = {":h": holder, ":until": self._clock() + lease_s}
         expression = "SET lease_until = :until"
@@ -359,20 +371,30 @@ class DynamoJobStore:
         return self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": _SUBMIT_LOCK}),
+            Key=_ser({"pk": _lease_key(lane)}),
             UpdateExpression=expression,
             ConditionExpression="holder = :h",
             ExpressionAttributeValues=_ser(values),
         )
 
-    def release_submit_lease(self, holder: str) -> None:
+    def release_submit_lease(self, holder: str, *, lane: str = "") -> None:
         self._conditional(
             self._db.update_item,
             TableName=self._table,
-            Key=_ser({"pk": _SUBMIT_LOCK}),
+            Key=_ser({"pk": _lease_key(lane)}),
             UpdateExpression="REMOVE holder, lease_until, acquired_at",
             ConditionExpression="holder = :h",
             ExpressionAttributeValues=_ser({":h": holder}),
+        )
+
+    def remember_api_key_id(self, api_key_id: str, *, lane: str) -> None:
+        # on the lane's lease item, whoever holds it: every holder then reads it with the lease
+        self._call(
+            self._db.update_item,
+            TableName=self._table,
+            Key=_ser({"pk": _lease_key(lane)}),
+            UpdateExpression="SET api_key_id = :id",
+            ExpressionAttributeValues=_ser({":id": api_key_id}),
         )
 
     # ---- incomplete drop folders -------------------------------------------------------------------------

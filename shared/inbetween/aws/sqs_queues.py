@@ -28,10 +28,13 @@ class SqsQueues:
             DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
         )
 
-    def admit_waiting(self, model: str) -> None:
+    def admit_waiting(self, model: str, *, lane: int = 0) -> None:
         """A slot of ``model`` came free outside the poller (a push event): the submit function admits
-        the next waiting job now rather than at the next poller tick."""
-        body = {"inbetween": "admit", "model": model}
+        the next waiting job now rather than at the next poller tick (through submit lane ``lane``:
+        the one after its own, from a holder filling a burst)."""
+        body: dict[str, str | int] = {"inbetween": "admit", "model": model}
+        if lane:
+            body["lane"] = lane
         self._sqs.send_message(QueueUrl=self._intake, MessageBody=json.dumps(body))
 
     def complete_job(self, job_id: str) -> None:

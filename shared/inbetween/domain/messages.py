@@ -38,6 +38,7 @@ class RecheckDrop:
 @dataclass(frozen=True, slots=True)
 class AdmitWaiting:
     model: str
+    lane: int = 0  # the submit lane to admit through (a holder filling a burst wakes the next one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ def intake_items(body: str) -> list[IntakeItem]:
     if data.get("inbetween") == "settle":
         return [RecheckDrop(job_name=str(data["job_name"]))]
     if data.get("inbetween") == "admit":
-        return [AdmitWaiting(model=str(data["model"]))]
+        return [AdmitWaiting(model=str(data["model"]), lane=int(data.get("lane", 0) or 0))]
     if data.get("inbetween") == CANCEL_MESSAGE:
         target = data.get("target")
         if not isinstance(target, str) or not target:

@@ -172,6 +172,9 @@ class Job:
     # submission
     submit_started_at: float | None = None
     lease_holder: str | None = None  # the submit lease holder that moved the job to SUBMITTING
+    # the submit lane its create went through: None for the account's (one API key), else the api_key_ref
+    # of the lane's key, whose tasks alone reconciliation then looks at
+    submit_lane: str | None = None
     uncertain_at: float | None = None  # when a create call ended with an unknown outcome
     task_id: str | None = None
     submitted_at: float | None = None
@@ -281,6 +284,7 @@ _SCALAR_FIELDS = (
     "finished_at",
     "submit_started_at",
     "lease_holder",
+    "submit_lane",
     "uncertain_at",
     "task_id",
     "submitted_at",
@@ -412,7 +416,7 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class SubmitLease:
-    """The one submit lease of the provider account, and when the next create may be sent."""
+    """A submit lane's lease (the account's, or one API key's), and when its next create may be sent."""
 
     holder: str
     lease_until: float
@@ -420,6 +424,8 @@ class SubmitLease:
     # when taken over from a holder that never released it (it died, or left it on purpose because a
     # create's outcome escaped): that holder's lease_until, within which its last create may have run
     expired_until: float | None = None
+    lane: str = ""  # "" for the account's lane, else the api_key_ref of the lane's key
+    api_key_id: str | None = None  # the provider's id of the lane's key, once learnt
 
 
 @dataclass(frozen=True, slots=True)

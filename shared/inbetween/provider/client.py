@@ -17,9 +17,11 @@ replaced by our own errors ``from None``, with messages built from our text and 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -63,26 +65,56 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class _Secret:
-    """Holds the API key (or a function returning it) and shows ``***`` everywhere."""
+def split_api_keys(value: str) -> tuple[str, ...]:
+    """The API keys a secret holds: one, or several separated by commas, spaces or new lines (a key has
+    none of those), in their order. Several keys of one account give admission one submit lane each."""
+    return tuple(dict.fromkeys(part for part in re.split(r"[\s,]+", value) if part))
+
+
+def api_key_ref(key: str) -> str:
+    """A key's stable name where the key itself must not go: the jobs table names a lane's lease and its
+    learnt ``api_key_id`` by it. A truncated SHA-256 of a random token tells nothing about the token."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class _ApiKeys:
+    """Holds the API key(s) (or a function returning them) and shows ``***`` everywhere."""
 
     __slots__ = ("_source", "_last")
 
     def __init__(self, source: str | Callable[[], str]):
         self._source = source
-        self._last: str | None = None
+        self._last: tuple[str, ...] = ()
 
-    def reveal(self) -> str:
+    def all(self) -> tuple[str, ...]:
         value = self._source() if callable(self._source) else self._source
-        if not isinstance(value, str) or not value.strip():
+        keys = split_api_keys(value) if isinstance(value, str) else ()
+        if not keys:
             raise ConfigError("the DashScope API key is empty; set it in the secret the settings point to")
-        self._last = value.strip()
-        return self._last
+        self._last = keys
+        return keys
+
+    def reveal(self, ref: str | None = None) -> str:
+        """The first key, or the one named ``ref`` (``ConfigError`` when the secret no longer holds it)."""
+        keys = self.all()
+        if ref is None:
+            return keys[0]
+        for key in keys:
+            if api_key_ref(key) == ref:
+                return key
+        raise ConfigError(
+            "the API key this submit lane was given is no longer in the secret (keys were changed); "
+            "the job waits for another lane"
+        )
+
+    def refs(self) -> tuple[str, ...]:
+        return tuple(api_key_ref(key) for key in self.all())
 
     def scrub(self, text: str) -> str:
-        """``text`` with the key masked, for provider text we pass on (some APIs echo the key back)."""
-        if self._last and self._last in text:
-            return text.replace(self._last, "***")
+        """``text`` with the keys masked, for provider text we pass on (some APIs echo the key back)."""
+        for key in self._last:
+            if key in text:
+                text = text.replace(key, "***")
         return text
 
     def __repr__(self) -> str:
@@ -122,7 +154,7 @@ class DashScopeClient:
             raise ConfigError(f"DashScope base URL must be http(s)://host/...; got {base_url!r}")
         if get_retries < 0:
             raise ConfigError("get_retries must be 0 or more")
-        self._api_key = _Secret(api_key)
+        self._api_key = _ApiKeys(api_key)
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._get_retries = get_retries
@@ -156,8 +188,13 @@ class DashScopeClient:
 
     # -- the four operations ---------------------------------------------------------------------------
 
-    def create_task(self, request: CreateTaskRequest) -> TaskRef:
-        """Submit one task. Validated first (``InvalidJob`` before any network); never retried.
+    def key_refs(self) -> tuple[str, ...]:
+        """One reference (``api_key_ref``) per API key the secret holds, in its order."""
+        return self._api_key.refs()
+
+    def create_task(self, request: CreateTaskRequest, *, key_ref: str | None = None) -> TaskRef:
+        """Submit one task, with the first API key or the one ``key_ref`` names. Validated first
+        (``InvalidJob`` before any network); never retried.
 
         On failure raises ``ProviderError`` with ``maybe_created`` telling whether the task may exist.
         """
@@ -174,6 +211,7 @@ class DashScopeClient:
             extra_headers=headers,
             attempts=1,
             is_create=True,
+            key_ref=key_ref,
         )
         body = self._json_object(response, operation="create task", maybe_created=True)
         try:
@@ -200,14 +238,18 @@ class DashScopeClient:
         status: TaskStatus | None = None,
         page_no: int = 1,
         page_size: int = 10,
+        api_key_id: str | None = None,
     ) -> TaskPage:
-        """One page of tasks of the whole account (any API key). Retried like ``get_task``.
+        """One page of tasks of the whole account (any API key, or only ``api_key_id``'s: the filter the
+        SDK's ``list`` sends). Retried like ``get_task``.
 
         ``start``/``end`` must be timezone-aware; they are sent as China time (UTC+8), the zone the
         provider's other timestamps use. The span may not exceed 24 h (the provider's rule); leaving
         ``start`` out means 24 h before ``end``, leaving both out means the last 24 h.
         """
         params = _list_params(start, end, model, status, page_no, page_size)
+        if api_key_id is not None:
+            params["api_key_id"] = api_key_id
         response = self._send("GET", "/tasks", operation="list tasks", params=params)
         body = self._json_object(response, operation="list tasks")
         try:
@@ -223,12 +265,19 @@ class DashScopeClient:
         model: str | None = None,
         status: TaskStatus | None = None,
         page_size: int = 10,
+        api_key_id: str | None = None,
     ) -> Iterator[TaskSummary]:
         """Every task matching the filters, page after page."""
         page_no = 1
         while True:
             page = self.list_tasks(
-                start=start, end=end, model=model, status=status, page_no=page_no, page_size=page_size
+                start=start,
+                end=end,
+                model=model,
+                status=status,
+                page_no=page_no,
+                page_size=page_size,
+                api_key_id=api_key_id,
             )
             yield from page.tasks
             if not page.tasks or page_no >= page.total_page:
@@ -298,6 +347,7 @@ class DashScopeClient:
         extra_headers: dict[str, str] | None = None,
         attempts: int | None = None,
         is_create: bool = False,
+        key_ref: str | None = None,
     ) -> httpx.Response:
         attempts = attempts if attempts is not None else 1 + self._get_retries
         for attempt in range(1, attempts + 1):
@@ -311,6 +361,7 @@ class DashScopeClient:
                     json_body=json_body,
                     extra_headers=extra_headers,
                     is_create=is_create,
+                    key_ref=key_ref,
                 )
             except ProviderUnavailable as error:
                 delay = self._retry_delay(error, attempt)
@@ -338,9 +389,10 @@ class DashScopeClient:
         json_body: dict[str, Any] | None,
         extra_headers: dict[str, str] | None,
         is_create: bool,
+        key_ref: str | None = None,
     ) -> httpx.Response:
         headers = {
-            "Authorization": f"Bearer {self._api_key.reveal()}",
+            "Authorization": f"Bearer {self._api_key.reveal(key_ref)}",
             "Accept": "application/json",
             "User-Agent": self._user_agent,
             **(extra_headers or {}),

@@ -3,18 +3,21 @@ and exactly one provider task per job.
 
 - Slots: a counter per model, taken in the same transaction as the job's move WAITING -> SUBMITTING and
   given back in the same transaction as the job's move out of the provider (so exactly once).
-- One submit lease per provider account: submissions are serialized, spaced by when they can reach
-  the provider (``inbetween.domain.create_spacing``: never more than its rate in a second, whatever the
-  network's jitter), and each job records when its create call began. Serialized means one create per
-  round trip: about 2.5 a second at 0.4 s, twice what a quota of 200 needs once full (200 tasks of 3
-  minutes: 1.1 a second) but half the 5 wan2.7 allows, which only filling the slots after a burst would
-  use. Overlapping creates would need windows told apart by more than time (an API key per lane, say,
-  which the task list names), or two lost creates could fall in one window. A holder starts no create
-  its invocation might not outlive (``Timing.submit_call_budget_s``): it hands over to the next
-  invocation. A job stuck in SUBMITTING after its lease ran out (the function died between "task
-  created" and "task recorded", or the call timed out) is reconciled with the provider's task list over
-  exactly that window: one unknown task is adopted, none means submit again, more than one means
-  another program shares the key: the job fails loudly ("NeedsAttention"), we never guess.
+- One submit lease per lane: submissions through a lane are serialized, spaced by when they can reach
+  the provider (``inbetween.domain.create_spacing``: never more than the lane's share of the rate in a
+  second, whatever the network's jitter), and each job records when its create call began and through
+  which lane. Serialized means one create per round trip: about 2.5 a second at 0.4 s, half the 5
+  wan2.7 allows, which filling the slots after a burst at a raised quota would use. So each API key of
+  the account gets a lane of its own (``inbetween.domain.submit_lanes``; one key: the account's one
+  lane, as it always was): creates of different lanes overlap, and a lane's reconciliation lists only
+  its own key's tasks (the task list's ``api_key_id``, learnt from the key's first task), so their
+  windows may overlap too. Within a lane they never do. A holder starts no create its invocation
+  might not outlive (``Timing.submit_call_budget_s``): it hands over to the next invocation. A job
+  stuck in SUBMITTING after its lease ran out (the function died between "task created" and "task
+  recorded", or the call timed out) is reconciled with the provider's task list over exactly that
+  window: one unknown task is adopted (unless it lies in another such job's window too, which only
+  lanes not yet told apart can give), none means submit again, more than one means another program
+  shares the key: the job fails loudly ("NeedsAttention"), we never guess.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from inbetween.config import Settings
@@ -39,9 +42,10 @@ from inbetween.domain.catalog import (
 from inbetween.domain.create_spacing import CreateSpacing
 from inbetween.domain.hints import provider_hint
 from inbetween.domain.models import DueKind, ErrorInfo, Job, JobStatus, SubmitLease, Transition
+from inbetween.domain.submit_lanes import SubmitLane, submit_lanes
 from inbetween.errors import ConfigError, ProviderError, ProviderRejected, ProviderThrottled
 from inbetween.observability import count, logger, seconds
-from inbetween.provider.models import CreateTaskRequest
+from inbetween.provider.models import CreateTaskRequest, TaskSummary
 from inbetween.provider.validation import data_uri, inspect_image
 from inbetween.usecases import budget, cancel
 from inbetween.usecases.check_schedule import FALLBACK_MIN_GENERATION_S, first_check_at
@@ -82,29 +86,48 @@ class ReconcileOutcome(StrEnum):
     DEFERRED = "deferred"
 
 
-def admit(deps: Deps, model: str) -> int:
-    """Submit waiting jobs of ``model``, oldest first, while slots are free. Returns how many."""
+def admit(deps: Deps, model: str, *, lane: int = 0) -> int:
+    """Submit waiting jobs of ``model``, oldest first, while slots are free, through submit lane
+    ``lane`` (every admission uses the first; a holder filling a burst wakes the next). Returns how
+    many."""
     submitted = 0
     holder = uuid.uuid4().hex
+    lanes = lanes_for(deps, model)
+    this_lane = lanes[lane] if 0 <= lane < len(lanes) else lanes[0]
+    # the lane after this one, for a holder with more work than one create to wake (None: the last)
+    next_lane = this_lane.position + 1 if this_lane.position + 1 < len(lanes) else None
     for _ in range(ADMIT_ROUNDS):
-        lease = deps.store.acquire_submit_lease(holder, deps.timing.submit_lease_s)
+        lease = deps.store.acquire_submit_lease(holder, deps.timing.submit_lease_s, lane=this_lane.name)
         if lease is None:
             return submitted  # the holder admits after its own work; the poller admits next tick anyway
         # Released only when the work ended normally. If anything escaped (a create may have succeeded
         # without being recorded), the lease stays until it expires, as if this worker had died: no other
-        # create can then fall inside that job's reconciliation window.
-        n, stop = _admit_under_lease(deps, model, lease)
+        # create of this lane can then fall inside that job's reconciliation window.
+        n, stop = _admit_under_lease(deps, model, lease, this_lane, wake=next_lane)
+        next_lane = None  # woken once
         submitted += n
-        deps.store.release_submit_lease(holder)
+        deps.store.release_submit_lease(holder, lane=this_lane.name)
         if stop and n and not _time_for_a_create(deps):
             # this invocation may end before another create would: the next one (with the lease free
             # now) admits the rest at once. Only a holder that created hands over, so that a function
             # whose whole timeout is too short for a create never bounces the message back and forth.
-            deps.queues.admit_waiting(model)
+            deps.queues.admit_waiting(model, lane=this_lane.position)
             return submitted
         if stop or not deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1):
             return submitted
     return submitted
+
+
+def lanes_for(deps: Deps, model: str) -> tuple[SubmitLane, ...]:
+    """The submit lanes of ``model``: one per API key the secret holds, sharing the account's creates a
+    second (``inbetween.domain.submit_lanes``). An unreadable secret gives the account's one lane: its
+    create then says what is wrong, as it always did."""
+    rate = admission_limits(deps, model).submit_per_s
+    try:
+        refs = deps.provider.key_refs()
+    except ConfigError:
+        refs = ()
+    return submit_lanes(refs, rate)
 
 
 def admit_or_hand_over(deps: Deps, model: str) -> int:
@@ -167,7 +190,14 @@ def provider_backlog(settings: Settings, concurrency: int, spec: ModelSpec | Non
     return min(wanted, queue)
 
 
-def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int, bool]:
+def _admit_under_lease(
+    deps: Deps, model: str, lease: SubmitLease, lane: SubmitLane, *, wake: int | None = None
+) -> tuple[int, bool]:
+    """Create tasks for waiting jobs through ``lane`` while slots are free. With ``wake`` (the next
+    lane's index, with several lanes), a holder about to make its second create has more work than one
+    create and a slot for it: it starts that lane's holder (an invocation of its own, which does the
+    same), so that a burst fills the slots through every lane at once. One freed slot (the steady
+    state) wakes nobody, and costs nothing more than with one lane."""
     limits = admission_limits(deps, model)
     limit = limits.concurrency
     next_submit_at = lease.next_submit_at
@@ -176,13 +206,17 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         # out, and that job's reconciliation window ends a margin later. Ours must start after it.
         next_submit_at = max(next_submit_at, lease.expired_until + WINDOW_SEPARATION_S)
     # spaced by when creates can reach the provider (inside their round trips), not by when they began
-    spacing = CreateSpacing(limits.submit_per_s, floor=next_submit_at)
+    # (a lane's share of the account's rate: with one key, all of it)
+    spacing = CreateSpacing(lane.rate_per_s, floor=next_submit_at)
+    # a key's api_key_id is learnt from its first task (and kept on its lane's lease), so that its
+    # lane's reconciliation lists its tasks alone
+    key_id_known = lane.key_ref is None or lease.api_key_id is not None
     submitted = 0
     while True:
-        waiting = deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=1)
+        waiting = deps.store.due_jobs(DueKind.ADMIT, deps.clock.now(), model=model, limit=lane.position + 1)
         if not waiting:
             return _handed_off(deps, lease, spacing, submitted, stop=False)
-        job = waiting[0]
+        job = waiting[-1]
         if not _time_for_a_create(deps):
             # a create cut off by the invocation's end is a crash: its job waits for reconciliation
             return _handed_off(deps, lease, spacing, submitted, stop=True)
@@ -208,7 +242,7 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
         month = costs.month_of(now)
         tr = (
             Transition.of(job.job_id, JobStatus.WAITING, JobStatus.SUBMITTING)
-            .set(submit_started_at=now, lease_holder=lease.holder)
+            .set(submit_started_at=now, lease_holder=lease.holder, submit_lane=lane.key_ref)
             .schedule(DueKind.LEASE, now + deps.timing.submit_lease_s)
             .take_slot(model, limit)
             # its estimate joins the month's committed spend in the same transaction, within the budget
@@ -223,16 +257,21 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
                 if not budget.hold(deps, job, month, budget_micros) and _still_waiting(deps, job):
                     return _handed_off(deps, lease, spacing, submitted, stop=True)
             continue  # the job moved under us; look again
+        if wake is not None and submitted == 1:
+            deps.queues.admit_waiting(model, lane=wake)
+            wake = None
         if budget_micros is not None:
             budget.report_used(deps.store.month_spend(month), budget_micros)
         # the lease now covers this job's window; the spacing it records is that of the creates ended
         deps.store.extend_submit_lease(
-            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
+            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff(), lane=lease.lane
         )
-        outcome = submit(deps, job)
+        outcome = submit(deps, job, key_ref=lane.key_ref)
         spacing.ended(deps.clock.now())
         if outcome is SubmitOutcome.SUBMITTED:
             submitted += 1
+            if not key_id_known and lane.key_ref is not None:
+                key_id_known = _learn_key_id(deps, lane.key_ref, job.job_id)
         elif outcome.stops_admission:
             if outcome is SubmitOutcome.UNCERTAIN:
                 # the task may exist, created up to now: the next create (whoever sends it) waits until
@@ -241,6 +280,7 @@ def _admit_under_lease(deps: Deps, model: str, lease: SubmitLease) -> tuple[int,
                     lease.holder,
                     deps.timing.submit_lease_s,
                     next_submit_at=max(spacing.handoff(), deps.clock.now() + WINDOW_SEPARATION_S),
+                    lane=lease.lane,
                 )
                 return submitted, True
             return _handed_off(deps, lease, spacing, submitted, stop=True)
@@ -260,9 +300,37 @@ def _handed_off(
     died keeps that holder's window closed to the next one too)."""
     if spacing.handoff() > lease.next_submit_at:
         deps.store.extend_submit_lease(
-            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff()
+            lease.holder, deps.timing.submit_lease_s, next_submit_at=spacing.handoff(), lane=lease.lane
         )
     return submitted, stop
+
+
+def _learn_key_id(deps: Deps, key_ref: str, job_id: str) -> bool:
+    """Find the provider's ``api_key_id`` of the key ``key_ref`` names, from the task it just created
+    (one task-list page, once per key ever). Whether it is known now; if the list fails, the key's
+    next holder tries again, and until then its lane's reconciliation looks at every key's tasks."""
+    job = deps.store.get_job(job_id)
+    if job is None or not job.task_id or job.submit_started_at is None:
+        return False
+    start = datetime.fromtimestamp(job.submit_started_at - RECONCILE_MARGIN_BEFORE_S, UTC)
+    end = datetime.fromtimestamp(deps.clock.now() + RECONCILE_MARGIN_AFTER_S, UTC)
+    try:
+        model = provider_model_name(job.model or "", deps.settings.provider_region)
+        found = next(
+            (
+                t
+                for t in deps.provider.iter_tasks(start=start, end=end, model=model)
+                if t.task_id == job.task_id
+            ),
+            None,
+        )
+    except (ProviderError, ConfigError):
+        return False
+    if found is None or not found.api_key_id:
+        return False
+    deps.store.remember_api_key_id(found.api_key_id, lane=key_ref)
+    logger.info("API key identified for its submit lane", extra={"api_key_id": found.api_key_id})
+    return True
 
 
 def _still_waiting(deps: Deps, job: Job) -> bool:
@@ -295,12 +363,17 @@ def build_request(deps: Deps, job: Job) -> CreateTaskRequest:
     )
 
 
-def submit(deps: Deps, job: Job) -> SubmitOutcome:
-    """Create the provider task for a job we hold in SUBMITTING (with its slot)."""
+def submit(deps: Deps, job: Job, *, key_ref: str | None = None) -> SubmitOutcome:
+    """Create the provider task for a job we hold in SUBMITTING (with its slot), with the first API key
+    or, for a lane of its own, the one ``key_ref`` names."""
     if cancel.withdraw_before_create(deps, job):
         return SubmitOutcome.CANCELED  # a cancel came while it was being admitted: nothing is made
     try:
-        ref = deps.provider.create_task(build_request(deps, job))
+        request = build_request(deps, job)
+        if key_ref is None:
+            ref = deps.provider.create_task(request)
+        else:
+            ref = deps.provider.create_task(request, key_ref=key_ref)
     except ConfigError as exc:
         # nothing was sent (e.g. the API key secret is still empty): the job waits, the operator is told
         _back_to_waiting(deps, job)
@@ -364,7 +437,7 @@ def record_task(deps: Deps, job: Job, task_id: str) -> bool:
 def _back_to_waiting(deps: Deps, job: Job) -> None:
     tr = (
         Transition.of(job.job_id, JobStatus.SUBMITTING, JobStatus.WAITING)
-        .set(submit_started_at=None, lease_holder=None, uncertain_at=None)
+        .set(submit_started_at=None, lease_holder=None, uncertain_at=None, submit_lane=None)
         .schedule(DueKind.ADMIT, job.created_at, model=job.model)
         .release_slot(job.model or "")
     )
@@ -382,12 +455,21 @@ def _back_to_waiting(deps: Deps, job: Job) -> None:
 def reconcile_expired_leases(deps: Deps, limit: int = 10) -> int:
     """Poller: jobs left in SUBMITTING (crash or unknown outcome) are matched to the provider's task list."""
     due = deps.store.due_jobs(DueKind.LEASE, deps.clock.now(), limit=limit)
-    if not due:
-        return 0
-    # Hold the submit lease while reconciling: no create of ours is in flight, so every task of ours in
-    # the window is either recorded or the orphan we are looking for.
+    by_lane: dict[str, list[Job]] = {}
+    for job in due:
+        by_lane.setdefault(job.submit_lane or "", []).append(job)
+    handled = 0
+    for lane, jobs in by_lane.items():
+        handled += _reconcile_lane(deps, lane, jobs)
+    return handled
+
+
+def _reconcile_lane(deps: Deps, lane: str, due: list[Job]) -> int:
+    # Hold the lane's submit lease while reconciling: no create of that lane is in flight, so every task
+    # of its key in the window is either recorded or the orphan we are looking for.
     holder = uuid.uuid4().hex
-    if deps.store.acquire_submit_lease(holder, deps.timing.submit_lease_s) is None:
+    lease = deps.store.acquire_submit_lease(holder, deps.timing.submit_lease_s, lane=lane)
+    if lease is None:
         return 0
     handled = 0
     try:
@@ -395,7 +477,7 @@ def reconcile_expired_leases(deps: Deps, limit: int = 10) -> int:
             if job.status is not JobStatus.SUBMITTING:
                 continue
             try:
-                reconcile(deps, job)
+                reconcile(deps, job, api_key_id=lease.api_key_id)
             except Exception:  # noqa: BLE001 - one job's trouble must not stall everyone's reconciliation
                 logger.exception("reconciliation failed; will retry", extra={"job_id": job.job_id})
                 count("ReconciliationErrors")
@@ -406,34 +488,46 @@ def reconcile_expired_leases(deps: Deps, limit: int = 10) -> int:
                 )
             handled += 1
     finally:
-        deps.store.release_submit_lease(holder)
+        deps.store.release_submit_lease(holder, lane=lane)
     return handled
 
 
-def reconcile(deps: Deps, job: Job) -> ReconcileOutcome:
-    job = deps.store.get_job(job.job_id) or job  # the index may lag: uncertain_at from the table itself
+def _create_window(deps: Deps, job: Job) -> tuple[float, float]:
+    """When ``job``'s create call may have reached the provider, margins included (epoch seconds)."""
     started = job.submit_started_at or job.updated_at
     # the create call ran inside [started, uncertain_at] (a known outcome) or inside the lease (a crash)
     ended = job.uncertain_at or started + deps.timing.submit_lease_s
     ended = max(started, min(ended, deps.clock.now()))
-    window_start = datetime.fromtimestamp(started - RECONCILE_MARGIN_BEFORE_S, UTC)
-    window_end = datetime.fromtimestamp(ended + RECONCILE_MARGIN_AFTER_S, UTC)
-    window_end = min(window_end, window_start + timedelta(hours=23))
+    lo = started - RECONCILE_MARGIN_BEFORE_S
+    return lo, min(ended + RECONCILE_MARGIN_AFTER_S, lo + 23 * 3600)
+
+
+def reconcile(deps: Deps, job: Job, *, api_key_id: str | None = None) -> ReconcileOutcome:
+    """Match ``job``'s create to the provider's task list over its window. ``api_key_id``: its lane's
+    key's, when learnt (from the lane's lease, which the caller holds)."""
+    job = deps.store.get_job(job.job_id) or job  # the index may lag: uncertain_at from the table itself
+    lo, hi = _create_window(deps, job)
+    # a lane of its own key lists that key's tasks alone: another lane's creates, in flight at the same
+    # moment, are not in it (until the key's id is learnt, every key's are, as with one lane)
+    key_id = api_key_id if job.submit_lane else None
     try:
         model = provider_model_name(job.model or "", deps.settings.provider_region)
-        tasks = list(deps.provider.iter_tasks(start=window_start, end=window_end, model=model))
+        start, end = datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
+        if key_id is None:
+            tasks = list(deps.provider.iter_tasks(start=start, end=end, model=model))
+        else:
+            tasks = [
+                t
+                for t in deps.provider.iter_tasks(start=start, end=end, model=model, api_key_id=key_id)
+                if t.api_key_id in (None, key_id)
+            ]
     except (ProviderError, ConfigError) as exc:
         logger.warning(
             "reconciliation deferred: task list unavailable",
             extra={"job_id": job.job_id, "code": getattr(exc, "code", None)},
         )
-        deps.store.apply(
-            Transition.of(job.job_id, JobStatus.SUBMITTING).schedule(
-                DueKind.LEASE, deps.clock.now() + RECONCILE_DEFERRED_S
-            )
-        )
+        _reconcile_later(deps, job)
         return ReconcileOutcome.DEFERRED
-    lo, hi = window_start.timestamp(), window_end.timestamp()
     owners = {
         t.task_id: deps.store.job_for_task(t.task_id) for t in tasks if lo <= t.gmt_create.timestamp() <= hi
     }
@@ -445,10 +539,20 @@ def reconcile(deps: Deps, job: Job) -> ReconcileOutcome:
         return ReconcileOutcome.ADOPTED
     unknown = [t for t in tasks if t.task_id in owners and owners[t.task_id] is None]
     if len(unknown) == 1:
-        record_task(deps, job, unknown[0].task_id)
-        count("OrphansAdopted")
-        logger.warning("orphan task adopted", extra={"job_id": job.job_id, "task_id": unknown[0].task_id})
-        return ReconcileOutcome.ADOPTED
+        rival = _rival_window(deps, job, unknown[0], filtered=key_id is not None)
+        if rival is None:
+            record_task(deps, job, unknown[0].task_id)
+            count("OrphansAdopted")
+            logger.warning("orphan task adopted", extra={"job_id": job.job_id, "task_id": unknown[0].task_id})
+            return ReconcileOutcome.ADOPTED
+        if (
+            rival.uncertain_at is None
+            and rival.submit_started_at is not None
+            and (rival.submit_started_at + deps.timing.submit_lease_s > deps.clock.now())
+        ):
+            # the other job's create is still in flight: once it is recorded, the task is known
+            _reconcile_later(deps, job)
+            return ReconcileOutcome.DEFERRED
     if not unknown:
         _back_to_waiting(deps, job)
         count("OrphansNone")
@@ -456,10 +560,37 @@ def reconcile(deps: Deps, job: Job) -> ReconcileOutcome:
         return ReconcileOutcome.RESUBMIT
     error = ErrorInfo(
         code="NeedsAttention",
-        message=f"{len(unknown)} unrecorded provider tasks were created while this job was being submitted; "
-        "another program may be using the same API key",
+        message=f"{len(unknown)} unrecorded provider task(s) were created while this job and "
+        f"{'another of ours' if len(unknown) == 1 else 'others'} were being submitted; which is whose cannot "
+        "be told (another program may be using the same API key)",
         hint="check the provider console for tasks " + ", ".join(t.task_id for t in unknown[:5]),
     )
     count("JobsNeedingAttention")
     finish(deps, job, JobStatus.FAILED, expected=JobStatus.SUBMITTING, error=error, release_slot=True)
     return ReconcileOutcome.AMBIGUOUS
+
+
+def _reconcile_later(deps: Deps, job: Job) -> None:
+    deps.store.apply(
+        Transition.of(job.job_id, JobStatus.SUBMITTING).schedule(
+            DueKind.LEASE, deps.clock.now() + RECONCILE_DEFERRED_S
+        )
+    )
+
+
+def _rival_window(deps: Deps, job: Job, task: TaskSummary, *, filtered: bool) -> Job | None:
+    """Another job in SUBMITTING whose create may have made ``task`` too: its window holds the task's
+    creation and its key may be the task's. Within one lane windows never overlap (the lease spaces
+    them); across lanes they do, and until a key's id is learnt its lane cannot tell the lanes' tasks
+    apart, nor a lane created under an older view of the secret (one key, for a few minutes after a
+    second was added). Adopting then could give one job another's video: this says when not to."""
+    created = task.gmt_create.timestamp()
+    for other in deps.store.due_jobs(DueKind.LEASE, deps.clock.now() + 86_400, limit=100):
+        if other.job_id == job.job_id or other.model != job.model or other.status is not JobStatus.SUBMITTING:
+            continue
+        if filtered and other.submit_lane not in (None, job.submit_lane):
+            continue  # its key's tasks are not in this job's list
+        lo, hi = _create_window(deps, other)
+        if lo <= created <= hi:
+            return other
+    return None

@@ -95,6 +95,7 @@ def every_field_job() -> Job:
         finished_at=T0 + 9.125,
         submit_started_at=T0 + 1.5,
         lease_holder="holder-1",
+        submit_lane="a1b2c3d4e5f6",
         uncertain_at=T0 + 1.75,
         task_id="task-1",
         submitted_at=T0 + 2.0,
@@ -438,6 +439,38 @@ def test_an_expired_submit_lease_passes_to_the_next_holder(subject):
     assert not subject.store.extend_submit_lease("a", 90)  # the old holder lost it
     subject.store.release_submit_lease("a")
     assert subject.store.acquire_submit_lease("c", 90) is None
+
+
+def test_each_submit_lane_has_a_lease_of_its_own_and_the_accounts_is_the_one_it_always_was(subject):
+    # the account's lane and two keys' lanes are held at once, each by its own holder
+    assert subject.store.acquire_submit_lease("a", 90) is not None
+    assert subject.store.acquire_submit_lease("b", 90, lane="ref-one") == SubmitLease(
+        "b", T0 + 90, 0.0, lane="ref-one"
+    )
+    assert subject.store.acquire_submit_lease("c", 90, lane="ref-two") is not None
+    assert subject.store.acquire_submit_lease("d", 90, lane="ref-one") is None
+    # each lane keeps its own next create time
+    assert subject.store.extend_submit_lease("b", 90, next_submit_at=T0 + 5, lane="ref-one")
+    assert not subject.store.extend_submit_lease("b", 90, next_submit_at=T0 + 5)  # not b's lane
+    subject.store.release_submit_lease("b", lane="ref-one")
+    subject.store.release_submit_lease("a")
+    assert subject.store.acquire_submit_lease("e", 90, lane="ref-one") == SubmitLease(
+        "e", T0 + 90, T0 + 5, lane="ref-one"
+    )
+    assert subject.store.acquire_submit_lease("f", 90) == SubmitLease("f", T0 + 90, 0.0)
+
+
+def test_a_lanes_api_key_id_is_kept_on_its_lease_and_read_with_it(subject):
+    lease = subject.store.acquire_submit_lease("a", 90, lane="ref-one")
+    assert lease is not None and lease.api_key_id is None
+    subject.store.remember_api_key_id("1250", lane="ref-one")
+    subject.store.release_submit_lease("a", lane="ref-one")
+    assert subject.store.acquire_submit_lease("b", 90, lane="ref-one") == SubmitLease(
+        "b", T0 + 90, 0.0, lane="ref-one", api_key_id="1250"
+    )
+    other = subject.store.acquire_submit_lease("c", 90, lane="ref-two")
+    assert other is not None and other.api_key_id is None
+    assert subject.store.recent_jobs() == []  # not a job
 
 
 # ---------------------------------------------------------------------------------------------- incomplete drops

@@ -61,6 +61,12 @@ def test_admissions_go_to_the_intake_queue_and_parse_back(sqs, queues, urls):
     assert bodies(sqs, urls["completion"]) == []
 
 
+def test_an_admission_through_another_submit_lane_names_it(sqs, queues, urls):
+    queues.admit_waiting("wan2.7-i2v", lane=1)
+    (body,) = bodies(sqs, urls["intake"])
+    assert intake_items(body) == [AdmitWaiting(model="wan2.7-i2v", lane=1)]
+
+
 def test_completions_and_webhook_attempts_go_to_the_completion_queue_and_parse_back(sqs, queues, urls):
     queues.complete_job("shot/0123456789ab")
     queues.deliver_webhook("msg_abc")

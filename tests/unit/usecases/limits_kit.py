@@ -85,6 +85,9 @@ class LimitedProvider:
         self.windows: list[tuple[float, float]] = []  # every list call's (start, end)
 
     # -- the port --------------------------------------------------------------------------------------
+    def key_refs(self) -> tuple[str, ...]:
+        return ("key-0",)  # one API key: the account's one submit lane
+
     def create_task(self, request: CreateTaskRequest) -> TaskRef:
         rtt = self._jitter.uniform(*self.create_rtt_s)
         outbound = rtt * self._jitter.uniform(0.2, 0.8)  # the legs vary on their own

@@ -149,9 +149,9 @@ class LeaseWatchingQueues:
     def __getattr__(self, name: str):
         return getattr(self.world.queues, name)
 
-    def admit_waiting(self, model: str) -> None:
+    def admit_waiting(self, model: str, *, lane: int = 0) -> None:
         self.lease_free_at_handover.append(self.world.store.lease.get("holder") is None)
-        self.world.queues.admit_waiting(model)
+        self.world.queues.admit_waiting(model, lane=lane)
 
 
 def test_a_holder_running_out_of_time_stops_before_a_create_and_hands_over_with_the_lease_free():
