@@ -553,21 +553,35 @@ def reconcile(deps: Deps, job: Job, *, api_key_id: str | None = None) -> Reconci
             # the other job's create is still in flight: once it is recorded, the task is known
             _reconcile_later(deps, job)
             return ReconcileOutcome.DEFERRED
+        # either job may have made it: both fail, loudly, so that neither gets the other's video (the
+        # other, left alone, would adopt it next)
+        _needs_attention(deps, rival, unknown, shared=True)
+        _needs_attention(deps, job, unknown, shared=True)
+        return ReconcileOutcome.AMBIGUOUS
     if not unknown:
         _back_to_waiting(deps, job)
         count("OrphansNone")
         logger.info("no task was created; job waits for a new submit", extra={"job_id": job.job_id})
         return ReconcileOutcome.RESUBMIT
+    _needs_attention(deps, job, unknown, shared=False)
+    return ReconcileOutcome.AMBIGUOUS
+
+
+def _needs_attention(deps: Deps, job: Job, unknown: list[TaskSummary], *, shared: bool) -> None:
+    message = (
+        "an unrecorded provider task was created while this job and another of ours were being submitted "
+        "through lanes not yet told apart; either may have made it, so neither takes it by guess"
+        if shared
+        else f"{len(unknown)} unrecorded provider tasks were created while this job was being submitted; "
+        "another program may be using the same API key"
+    )
     error = ErrorInfo(
         code="NeedsAttention",
-        message=f"{len(unknown)} unrecorded provider task(s) were created while this job and "
-        f"{'another of ours' if len(unknown) == 1 else 'others'} were being submitted; which is whose cannot "
-        "be told (another program may be using the same API key)",
+        message=message,
         hint="check the provider console for tasks " + ", ".join(t.task_id for t in unknown[:5]),
     )
     count("JobsNeedingAttention")
     finish(deps, job, JobStatus.FAILED, expected=JobStatus.SUBMITTING, error=error, release_slot=True)
-    return ReconcileOutcome.AMBIGUOUS
 
 
 def _reconcile_later(deps: Deps, job: Job) -> None:

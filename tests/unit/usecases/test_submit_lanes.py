@@ -255,11 +255,16 @@ def test_one_orphan_inside_two_overlapping_windows_goes_to_neither_job_by_guess(
     [orphan] = world.provider.created_at
     # When the first job is reconciled, the one unknown task lies in the second job's window too
     assert reconcile(world.deps, _job(world, first)) is ReconcileOutcome.AMBIGUOUS
-    # Then it is not adopted by the first job (it may well be the second's) ...
-    assert _job(world, first).status is JobStatus.FAILED
-    # ... and the second, with no rival left, adopts it
-    assert reconcile(world.deps, _job(world, second)) is ReconcileOutcome.ADOPTED
-    assert _job(world, second).task_id == orphan
+    # Then neither job takes it (either may have made it: the second, left alone, would adopt what may
+    # be the first's video): both fail loudly, and say why
+    for job in (first, second):
+        stored = _job(world, job)
+        assert stored.status is JobStatus.FAILED and stored.task_id is None
+        assert stored.error is not None and stored.error.code == "NeedsAttention"
+        assert "another of ours" in stored.error.message and orphan in (stored.error.hint or "")
+    assert world.store.slots_in_use(WAN27) == 0
+    assert world.store.job_for_task(orphan) is None
+    assert len(world.provider.created) == 1  # and nothing was submitted again
 
 
 def test_with_identified_keys_the_same_orphan_is_its_own_lanes_and_the_other_job_is_submitted_again():
