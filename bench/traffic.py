@@ -153,6 +153,18 @@ def cases(quick: bool) -> list[Case]:
                 shown=shown,
             )  # fmt: skip
         )
+    # the same burst at quota 200 through one API key: the single submit lease the lanes replace, beside
+    # them in the same run (no goals: what one key sustains is the figure)
+    out.append(
+        Case(
+            "wan27_q200_one_key",
+            f"wan2.7, quota 200, push off, {big} jobs, 1 API key (the single submit lease)",
+            wan27(big, 200),
+            (),
+            peers=(),
+            shown=("creates_per_s", "busy", "p95_s", "aws_per_job"),
+        )
+    )
     if quick:
         out = [replace(c, seeds=(1,)) for c in out]
     return out
