@@ -25,26 +25,29 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SubmitLane:
-    """One lane: its lease's name, the key it creates with, its share of the creates a second."""
+    """One lane: the key it creates with, its share of the creates a second, its place."""
 
-    name: str  # "" for the account's lane, else the key's api_key_ref
-    key_ref: str | None  # None: the first (only) key
+    key_ref: str | None  # None: the first (only) key, through the account's lane
     rate_per_s: float
     # its place among the lanes: the lanes filling a burst together take the waiting jobs in turn (the
     # n-th lane the n-th oldest), so that they do not all reach for the oldest one at once
     position: int = 0
+
+    @property
+    def name(self) -> str:
+        """Its lease's name: "" for the account's lane, else its key's reference."""
+        return self.key_ref or ""
 
 
 def submit_lanes(key_refs: tuple[str, ...], rate_per_s: float) -> tuple[SubmitLane, ...]:
     """The lanes for these keys at the account's create rate (see the module docstring)."""
     whole = math.floor(rate_per_s)
     if len(key_refs) <= 1 or whole < 2:
-        return (SubmitLane("", None, rate_per_s),)
+        return (SubmitLane(None, rate_per_s),)
     count = min(len(key_refs), whole)
     base, extra = divmod(whole, count)
     return tuple(
-        SubmitLane(ref, ref, float(base + (1 if i < extra else 0)), i)
-        for i, ref in enumerate(key_refs[:count])
+        SubmitLane(ref, float(base + (1 if i < extra else 0)), i) for i, ref in enumerate(key_refs[:count])
     )
 
 

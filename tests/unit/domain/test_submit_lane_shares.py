@@ -22,7 +22,8 @@ def test_the_lanes_share_the_accounts_creates_a_second_in_whole_creates(keys, ra
     refs = tuple(f"ref{i}" for i in range(keys))
     lanes = submit_lanes(refs, rate)
     if shares is None:
-        assert lanes == (SubmitLane("", None, rate),)
+        assert lanes == (SubmitLane(None, rate),)
+        assert lanes[0].name == ""  # the account's lease item, as with one key always
     else:
         assert [lane.rate_per_s for lane in lanes] == shares
         assert sum(lane.rate_per_s for lane in lanes) <= rate
