@@ -684,7 +684,7 @@ class InMemoryBlobs:
             raise VideoRejected(problem)
         self.put(bucket, key, data)
         self.metadata[(bucket, key)] = dict(metadata or {})
-        return StoredVideo(bucket, key, len(data), hashlib.sha256(data).hexdigest(), None)
+        return StoredVideo(bucket, key, len(data), hashlib.sha256(data).hexdigest())
 
 
 @dataclass

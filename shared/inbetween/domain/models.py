@@ -590,7 +590,6 @@ class StoredVideo:
     key: str
     size: int
     sha256: str
-    version_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

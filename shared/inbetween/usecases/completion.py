@@ -173,7 +173,7 @@ def _already_stored(deps: Deps, job: Job, key: str) -> StoredVideo | None:
     digest, size, problem = deps.blobs.digest_video(bucket, key, version_id=head.version_id)
     if problem:
         return None  # not a whole video after all: download and store it again
-    return StoredVideo(bucket=bucket, key=key, size=size, sha256=digest, version_id=head.version_id)
+    return StoredVideo(bucket=bucket, key=key, size=size, sha256=digest)
 
 
 def _download(deps: Deps, job: Job, key: str) -> StoredVideo:

@@ -18,7 +18,8 @@ from inbetween.errors import StorageError, VideoDownloadFailed, VideoRejected
 
 BUCKET = "inbetween-output"
 KEY = "results/shot/run1/video.mp4"
-PART = 64 * 1024  # small parts, so that a small video is several of them
+PART = 5 * 1024 * 1024  # the smallest part S3 takes (s3transfer raises a smaller one to it)
+CHUNK = 1024 * 1024  # the video source's read size
 
 
 @pytest.fixture
@@ -36,7 +37,6 @@ def blobs(s3) -> S3Blobs:
 @pytest.fixture
 def small_parts(monkeypatch):
     monkeypatch.setattr(s3_blobs, "PART_SIZE", PART)
-    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", PART)
 
 
 def chunks_of(data: bytes, size: int = 10_000) -> Iterator[bytes]:
@@ -130,9 +130,9 @@ def test_a_presigned_link_names_the_object_and_its_lifetime(s3, blobs):
 
 # ---------------------------------------------------------------------------------------------- storing a video
 def test_a_whole_video_is_streamed_in_parts_and_stored_with_its_digest(s3, blobs, small_parts, make_mp4):
-    video = make_mp4(bytes(range(256)) * 1200)  # about 300 KB: five parts of 64 KB
+    video = make_mp4(bytes(range(256)) * (18 * PART // 1024))  # 4.5 parts
     stored = blobs.store_video(
-        BUCKET, KEY, chunks_of(video), expected_bytes=len(video), metadata={"task-id": "task-1"}
+        BUCKET, KEY, chunks_of(video, CHUNK), expected_bytes=len(video), metadata={"task-id": "task-1"}
     )
     assert (stored.bucket, stored.key, stored.size) == (BUCKET, KEY, len(video))
     assert stored.sha256 == hashlib.sha256(video).hexdigest()
@@ -143,47 +143,44 @@ def test_a_whole_video_is_streamed_in_parts_and_stored_with_its_digest(s3, blobs
     assert open_uploads(s3) == []
 
 
-def test_a_small_video_is_one_part(s3, blobs, make_mp4):
+def test_a_video_smaller_than_a_part_is_one_put(s3, blobs, make_mp4):
     video = make_mp4()
-    stored = blobs.store_video(BUCKET, KEY, [video], expected_bytes=None)
-    assert stored.size == len(video)
-    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == video
+    stored = blobs.store_video(BUCKET, KEY, [video], expected_bytes=None, metadata={"task-id": "task-1"})
+    assert (stored.size, stored.sha256) == (len(video), hashlib.sha256(video).hexdigest())
+    obj = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert obj["Body"].read() == video
+    assert "-" not in obj["ETag"]  # not a multipart upload
+    assert (obj["ContentType"], obj["Metadata"]) == ("video/mp4", {"task-id": "task-1"})
 
 
-def test_a_stored_video_has_the_version_the_bucket_gave_it(s3, blobs, make_mp4):
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    stored = blobs.store_video(BUCKET, KEY, [make_mp4()], expected_bytes=None)
-    assert stored.version_id is not None
-    assert stored.version_id == s3.head_object(Bucket=BUCKET, Key=KEY)["VersionId"]
-
-
+@pytest.mark.parametrize("parts", [0.5, 2.5], ids=["one-put", "multipart"])
 @pytest.mark.parametrize(
     ("cut", "declared", "problem"),
     [
         (lambda v: v[: len(v) // 2], lambda v: len(v), "incomplete"),
         (lambda v: v[:-10], lambda v: None, "truncated"),
-        (lambda v: b"<html>502 Bad Gateway</html>" * 5000, lambda v: None, "not an MP4"),
+        (lambda v: b"<html>502 Bad Gateway</html>" * (len(v) // 28), lambda v: None, "not an MP4"),
         (lambda v: v.replace(b"vide", b"soun"), lambda v: None, "no video track"),
         (lambda v: v, lambda v: len(v) + 1, "incomplete"),
     ],
     ids=["short-of-length", "truncated-box", "html", "no-video-track", "longer-declared"],
 )
 def test_a_video_that_is_not_whole_is_rejected_and_its_upload_aborted(
-    s3, blobs, small_parts, make_mp4, cut, declared, problem
+    s3, blobs, small_parts, make_mp4, cut, declared, problem, parts
 ):
-    video = make_mp4(bytes(range(256)) * 1200)
+    video = make_mp4(b"\x07" * int(parts * PART))
     body = cut(video)
     with pytest.raises(VideoRejected, match=problem):
-        blobs.store_video(BUCKET, KEY, chunks_of(body), expected_bytes=declared(video))
+        blobs.store_video(BUCKET, KEY, chunks_of(body, CHUNK), expected_bytes=declared(video))
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
     assert open_uploads(s3) == []
 
 
 def test_a_download_that_fails_midway_aborts_the_upload(s3, blobs, small_parts, make_mp4):
-    video = make_mp4(bytes(range(256)) * 1200)
+    video = make_mp4(b"\x07" * (5 * PART))
 
     def cut_off() -> Iterator[bytes]:
-        yield from chunks_of(video[: 3 * PART])
+        yield from chunks_of(video[: 3 * PART], CHUNK)
         raise VideoDownloadFailed("connection reset while reading the video")
 
     with pytest.raises(VideoDownloadFailed):
@@ -192,12 +189,22 @@ def test_a_download_that_fails_midway_aborts_the_upload(s3, blobs, small_parts, 
     assert open_uploads(s3) == []
 
 
-def test_a_rejected_retry_leaves_an_earlier_stored_video_in_place(s3, blobs, make_mp4):
-    video = make_mp4()
-    blobs.store_video(BUCKET, KEY, [video], expected_bytes=None)
+def test_a_rejected_retry_leaves_an_earlier_stored_video_in_place(s3, blobs, small_parts, make_mp4):
+    video = make_mp4(b"\x07" * (2 * PART))
+    blobs.store_video(BUCKET, KEY, chunks_of(video, CHUNK), expected_bytes=None)
     with pytest.raises(VideoRejected):
-        blobs.store_video(BUCKET, KEY, [video[:-10]], expected_bytes=None)
+        blobs.store_video(BUCKET, KEY, chunks_of(video[:-10], CHUNK), expected_bytes=None)
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == video
+
+
+def test_the_stream_hands_the_transfer_whole_parts_whatever_the_download_chunks(make_mp4):
+    # S3 refuses a part under 5 MiB unless it is the last: reads are filled across chunk boundaries
+    video = make_mp4(b"\x07" * 50_000)
+    stream = s3_blobs._CheckedVideoStream(chunks_of(video, 3_000), len(video))
+    reads = iter(lambda: stream.read(16_384), b"")
+    sizes = [len(data) for data in reads]
+    assert sizes[:-1] == [16_384] * (len(sizes) - 1) and 0 < sizes[-1] <= 16_384
+    assert sum(sizes) == len(video) and stream.sha256() == hashlib.sha256(video).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- digest
