@@ -1325,6 +1325,10 @@ def _simulate(
         PROVIDER_CONCURRENCY=str(quota),
         DEFAULT_MODEL=MODEL,  # the figure is kf2v flash's (the cheapest video: the hardest share)
         DEFAULT_RESOLUTION=RESOLUTION,
+        # the poller's threads would sleep on the run's one simulated clock, and whichever advanced it
+        # first would change what the others read as now: the moto and lean runs must make the same
+        # requests. One thread changes no priced figure, as the network model sums round trips serially
+        POLL_CONCURRENCY="1",
     )
     settings = load_settings(env)
 

@@ -677,9 +677,7 @@ class InMemoryBlobs:
         data = b"".join(chunks)
         inspector = Mp4Inspector()
         inspector.feed(data)
-        if expected_bytes is not None and len(data) != expected_bytes:
-            raise VideoRejected(f"video download incomplete: got {len(data)} of {expected_bytes} bytes")
-        problem = inspector.verdict()
+        problem = inspector.download_verdict(expected_bytes)
         if problem:
             raise VideoRejected(problem)
         self.put(bucket, key, data)

@@ -162,7 +162,6 @@ class _CheckedVideoStream(io.RawIOBase):
         self._chunks = iter(chunks)
         self._expected_bytes = expected_bytes
         self._pieces: list[bytes] = []  # read ahead of the transfer; joined once into a part
-        self._buffered = 0
         self._ended = False
         self._digest = hashlib.sha256()
         self.inspector = Mp4Inspector()
@@ -181,7 +180,6 @@ class _CheckedVideoStream(io.RawIOBase):
             self.inspector.feed(chunk)
             self._digest.update(chunk)
             self._pieces.append(chunk)
-            self._buffered += len(chunk)
         # one copy into the part, none kept behind it: a growing buffer's reallocations and a copy out of
         # it left far more memory behind than the parts in flight
         data = b"".join(self._pieces)
@@ -190,17 +188,16 @@ class _CheckedVideoStream(io.RawIOBase):
             rest = data[wanted:]
             data = data[:wanted]
             self._pieces.append(rest)
-        self._buffered = sum(len(piece) for piece in self._pieces)
         return data
+
+    @property
+    def _buffered(self) -> int:
+        return sum(len(piece) for piece in self._pieces)  # a part's few chunks
 
     def sha256(self) -> str:
         return self._digest.hexdigest()
 
     def _check_whole(self) -> None:
-        if self._expected_bytes is not None and self.inspector.total != self._expected_bytes:
-            raise VideoRejected(
-                f"video download incomplete: got {self.inspector.total} of {self._expected_bytes} bytes"
-            )
-        problem = self.inspector.verdict()
+        problem = self.inspector.download_verdict(self._expected_bytes)
         if problem:
             raise VideoRejected(problem)

@@ -76,6 +76,13 @@ class Mp4Inspector:
             if rest:
                 view = memoryview(bytes(rest) + bytes(view))
 
+    def download_verdict(self, expected_bytes: int | None) -> str | None:
+        """None when a download fed in whole is all of the ``expected_bytes`` it announced (None: not
+        announced) and an MP4 with a video track; otherwise what is wrong."""
+        if expected_bytes is not None and self.total != expected_bytes:
+            return f"video download incomplete: got {self.total} of {expected_bytes} bytes"
+        return self.verdict()
+
     def verdict(self) -> str | None:
         """None when the stream is an MP4 with a video track; otherwise what is wrong."""
         if self.error:

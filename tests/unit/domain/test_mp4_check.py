@@ -55,3 +55,19 @@ def test_an_mp4_without_a_video_track_fails():
         box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"moov", box(b"trak", hdlr)) + box(b"mdat", b"\x00" * 32)
     )
     assert _inspect(data, 5) == "MP4 has no video track"
+
+
+def test_a_download_is_judged_on_its_announced_length_before_its_boxes(mp4_bytes):
+    inspector = Mp4Inspector()
+    inspector.feed(mp4_bytes)
+    assert inspector.download_verdict(len(mp4_bytes)) is None
+    assert inspector.download_verdict(None) is None  # no Content-Length: the boxes alone decide
+    assert inspector.download_verdict(len(mp4_bytes) + 1) == (
+        f"video download incomplete: got {len(mp4_bytes)} of {len(mp4_bytes) + 1} bytes"
+    )
+
+
+def test_a_download_of_the_announced_length_still_needs_a_video():
+    inspector = Mp4Inspector()
+    inspector.feed(b"<html>AccessDenied</html>")
+    assert "not an MP4" in inspector.download_verdict(25)
