@@ -262,16 +262,27 @@ def _why(failures: list[Figure]) -> str:
     return "## The FAILs, and what would close them\n\n" + "\n".join(lines + others) + "\n\n"
 
 
+_MEDIA_IMPORT_WHY = (
+    "the two functions with the media layer sit on the goal: 1.90-1.91 on 2026-12-03, 2.00-2.08 in three "
+    "runs on 2026-12-04, whose only change to their imports is boto3.s3.transfer (~2 ms by -X importtime, "
+    "which boto3 loads for its first S3 client anyway). The media layer's import (PyAV, Pillow) is ~65 ms, "
+    "~0.17x; importing it at the first picture would pass the figure but only move the time, as every "
+    "completion makes pictures and Lambda bills INIT as it bills the handler. What would close it: a "
+    "lighter tracer than the X-Ray SDK Powertools imports (-X importtime: ~120 ms of its own, ~0.3x)"
+)
+
 # why a figure outside the traffic module fails, by key (printed for the figures that FAIL in the run only)
 WHY_OTHERS: dict[str, str] = {
     "cost.backend_check": "the lean backend answered some call unlike moto, so the run took another path "
     "(once: an update clause it did not know, so every completion failed once and was retried; once: the "
     "run's start read from the wall clock, so each run met the poller's ticks at another phase); "
     "tests/integration/test_bench_smoke.py holds every store method's answers to moto's",
-    "completion.throughput_ratio": "store_video streams through boto3's upload_fileobj (s3transfer: 10 "
-    "parts of 8 MiB in flight, the same threads upload_file uses); it measured 0.99x on 2026-12-04, where "
+    "completion.throughput_ratio": "store_video streams through boto3's upload_fileobj (s3transfer: 6 "
+    "parts of 8 MiB in flight, the same threads upload_file uses); it measured 0.92-1.01x on 2026-12-04, where "
     "its own multipart loop (5 bytes parts in flight) gave 0.45-0.52. A wall-clock ratio on a shared "
     "machine: a FAIL well below that is the machine's load during the run; re-run the module alone",
+    "cold_start.import.completion": _MEDIA_IMPORT_WHY,
+    "cold_start.import.stitch": _MEDIA_IMPORT_WHY,
 }
 
 # figure keys whose first part is not their module's name
